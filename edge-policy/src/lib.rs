@@ -1,1 +1,19 @@
-//! placeholder
+//! Edge containment policy: the model, the edge sync wire format, request facts, and the
+//! compiled matcher that turns facts into a verdict.
+//!
+//! Pure Rust with no I/O: it builds for `wasm32-wasip1` (inside the filter) and natively
+//! (inside the control plane, tests and benchmarks).
+
+pub mod config;
+pub mod facts;
+pub mod matcher;
+pub mod model;
+pub mod naive;
+pub mod verdict;
+pub mod wire;
+
+pub use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+pub use matcher::Matcher;
+pub use model::{Isolation, KeyHash, Mode, Rule, RuleId, RuleKind, Scope, Target, Version};
+pub use verdict::{Action, Facts, PixelKind, PixelRef, Verdict};
+pub use wire::{Delta, Message, Snapshot, WireError};
