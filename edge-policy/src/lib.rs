@@ -9,6 +9,7 @@ pub mod facts;
 pub mod matcher;
 pub mod model;
 pub mod naive;
+pub mod report;
 pub mod verdict;
 pub mod wire;
 
