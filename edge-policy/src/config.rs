@@ -1,0 +1,360 @@
+//! The filter's plugin configuration (JSON), validated with errors that name the field.
+//!
+//! Lives here, not in the filter crate, so that the control plane, the deploy-file tests and
+//! the native unit tests all read configuration with the very same code.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::UnknownVariant;
+use crate::verdict::PixelKind;
+
+/// What the filter does with requests before it has ever received a policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Forward requests unchecked (availability first).
+    Open,
+    /// Answer 503 (containment first).
+    Closed,
+}
+
+impl FailMode {
+    pub const ALL: [FailMode; 2] = [FailMode::Open, FailMode::Closed];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailMode::Open => "open",
+            FailMode::Closed => "closed",
+        }
+    }
+}
+
+impl FromStr for FailMode {
+    type Err = UnknownVariant;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FailMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| UnknownVariant::new("fail_mode", s, &["open", "closed"]))
+    }
+}
+
+/// Where and how the filter reaches the control plane.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlane {
+    /// The upstream handed to `dispatch_http_call`, opaque to the filter: an Envoy cluster
+    /// name, or `host:port` in hosts such as Kong's ngx_wasm_module.
+    pub cluster: String,
+    /// The `:authority` sent on sync and report calls.
+    pub authority: String,
+    /// Path of the policy endpoint.
+    #[serde(default = "default_policy_path")]
+    pub policy_path: String,
+    /// Path of the report endpoint.
+    #[serde(default = "default_report_path")]
+    pub report_path: String,
+}
+
+fn default_policy_path() -> String {
+    "/v1/edge/policy".into()
+}
+fn default_report_path() -> String {
+    "/v1/edge/reports".into()
+}
+
+/// Policy sync timing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncSettings {
+    /// Seconds the control plane may hold a long-poll open (0 = plain polling).
+    pub long_poll_wait_s: u32,
+    /// Milliseconds between polls when long-polling is off, and after a 304.
+    pub poll_interval_ms: u32,
+    /// Back-off after a failed sync starts here ...
+    pub retry_initial_ms: u32,
+    /// ... doubles per failure, with jitter, up to this.
+    pub retry_max_ms: u32,
+    /// Timeout of one sync call beyond the long-poll wait, in milliseconds.
+    pub timeout_margin_ms: u32,
+    /// Seconds between hit reports to the control plane (0 = never report).
+    pub report_interval_s: u32,
+    /// Milliseconds between checks of the shared policy version by each worker VM.
+    pub shared_check_ms: u32,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            long_poll_wait_s: 20,
+            poll_interval_ms: 1000,
+            retry_initial_ms: 250,
+            retry_max_ms: 15_000,
+            timeout_margin_ms: 5_000,
+            report_interval_s: 10,
+            shared_check_ms: 100,
+        }
+    }
+}
+
+/// A pixel route: where a pixel id sits in a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PixelRouteSpec {
+    /// A pattern; the kind is `script` for patterns ending in `.js`, else `beacon`.
+    Pattern(String),
+    /// A pattern with its kind given.
+    Explicit { pattern: String, kind: PixelKindName },
+}
+
+/// [`PixelKind`] as configuration spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PixelKindName {
+    Script,
+    Beacon,
+}
+
+impl From<PixelKindName> for PixelKind {
+    fn from(k: PixelKindName) -> PixelKind {
+        match k {
+            PixelKindName::Script => PixelKind::Script,
+            PixelKindName::Beacon => PixelKind::Beacon,
+        }
+    }
+}
+
+/// The plugin configuration as written by an operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    pub control_plane: ControlPlane,
+    /// Bearer token of role `edge`.
+    pub edge_token: String,
+    /// This edge's id in reports (e.g. `envoy-ams-1`).
+    pub edge_id: String,
+    #[serde(default)]
+    pub sync: SyncSettings,
+    /// How many proxies in front of this edge append to `X-Forwarded-For` and are trusted.
+    #[serde(default)]
+    pub trusted_hops: u8,
+    /// Header carrying an API key.
+    #[serde(default = "default_api_key_header")]
+    pub api_key_header: String,
+    /// Header carrying an account id; when absent, a bearer JWT's `sub` is used.
+    #[serde(default)]
+    pub account_header: Option<String>,
+    /// Where pixel ids are found: `/p/{pixel}.gif`, `/px/{pixel}.js`, `?pid=`.
+    #[serde(default = "default_pixel_routes")]
+    pub pixel_routes: Vec<PixelRouteSpec>,
+    /// Behaviour before any policy was ever received.
+    #[serde(default = "default_fail_mode")]
+    pub fail_mode: FailMode,
+    /// `Retry-After` seconds on isolation replies.
+    #[serde(default = "default_retry_after")]
+    pub retry_after_s: u32,
+}
+
+fn default_api_key_header() -> String {
+    "x-api-key".into()
+}
+fn default_pixel_routes() -> Vec<PixelRouteSpec> {
+    ["/p/{pixel}.gif", "/px/{pixel}.js", "?pid="]
+        .into_iter()
+        .map(|p| PixelRouteSpec::Pattern(p.into()))
+        .collect()
+}
+fn default_fail_mode() -> FailMode {
+    FailMode::Open
+}
+fn default_retry_after() -> u32 {
+    30
+}
+
+/// A configuration that cannot be used, naming the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the field (`sync.retry_max_ms`, `pixel_routes[2]`), or `.` for the whole.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid plugin configuration: field `{}`: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn field_err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.into(), message: message.into() }
+}
+
+impl FilterConfig {
+    /// Parse and validate configuration bytes.
+    pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let cfg: FilterConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let msg = inner.to_string();
+            // serde names a missing field only in the message (the path stops at its parent).
+            let named = ["missing field `", "duplicate field `"]
+                .iter()
+                .find_map(|p| msg.split_once(p).and_then(|(_, r)| r.split_once('`')))
+                .map(|(f, _)| f);
+            let field = match (named, path.as_str()) {
+                (Some(f), ".") => f.to_string(),
+                (Some(f), p) => format!("{p}.{f}"),
+                (None, p) => p.to_string(),
+            };
+            field_err(field, msg)
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check values serde cannot check.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let cp = &self.control_plane;
+        if cp.cluster.trim().is_empty() {
+            return Err(field_err("control_plane.cluster", "must not be empty"));
+        }
+        if cp.authority.trim().is_empty() {
+            return Err(field_err("control_plane.authority", "must not be empty"));
+        }
+        for (name, p) in [("policy_path", &cp.policy_path), ("report_path", &cp.report_path)] {
+            if !p.starts_with('/') || p.contains('?') {
+                return Err(field_err(
+                    format!("control_plane.{name}"),
+                    "must be a path starting with `/`, without a query",
+                ));
+            }
+        }
+        if self.edge_token.trim().is_empty() {
+            return Err(field_err("edge_token", "must not be empty"));
+        }
+        if self.edge_id.is_empty()
+            || self.edge_id.len() > 128
+            || !self.edge_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        {
+            return Err(field_err(
+                "edge_id",
+                "must be 1-128 characters of letters, digits, `-`, `_`, `.`, `:`",
+            ));
+        }
+        let s = &self.sync;
+        if s.long_poll_wait_s > 60 {
+            return Err(field_err("sync.long_poll_wait_s", "must be at most 60"));
+        }
+        if s.poll_interval_ms < 50 {
+            return Err(field_err("sync.poll_interval_ms", "must be at least 50"));
+        }
+        if s.retry_initial_ms == 0 {
+            return Err(field_err("sync.retry_initial_ms", "must be at least 1"));
+        }
+        if s.retry_max_ms < s.retry_initial_ms {
+            return Err(field_err("sync.retry_max_ms", "must be at least sync.retry_initial_ms"));
+        }
+        if s.shared_check_ms == 0 {
+            return Err(field_err("sync.shared_check_ms", "must be at least 1"));
+        }
+        if self.trusted_hops > 16 {
+            return Err(field_err("trusted_hops", "must be at most 16"));
+        }
+        if !is_header_name(&self.api_key_header) {
+            return Err(field_err("api_key_header", "must be a lower-case header name"));
+        }
+        if let Some(h) = &self.account_header {
+            if !is_header_name(h) {
+                return Err(field_err("account_header", "must be a lower-case header name"));
+            }
+        }
+        for (i, r) in self.pixel_routes.iter().enumerate() {
+            crate::facts::PixelRoute::compile(r)
+                .map_err(|m| field_err(format!("pixel_routes[{i}]"), m))?;
+        }
+        Ok(())
+    }
+}
+
+fn is_header_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"{
+        "control_plane": {"cluster": "control-plane", "authority": "cp.internal"},
+        "edge_token": "ecp_x", "edge_id": "edge-1"
+    }"#;
+
+    fn with(patch: &str) -> String {
+        // Replace the closing brace with extra members.
+        let base = MINIMAL.trim_end().trim_end_matches('}');
+        format!("{base}, {patch} }}")
+    }
+
+    #[track_caller]
+    fn expect_field(json: &str, field: &str) {
+        match FilterConfig::parse(json.as_bytes()) {
+            Ok(_) => panic!("accepted, expected an error naming {field}: {json}"),
+            Err(e) => assert_eq!(e.field, field, "{e}"),
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = FilterConfig::parse(MINIMAL.as_bytes()).unwrap();
+        assert_eq!(c.fail_mode, FailMode::Open);
+        assert_eq!(c.api_key_header, "x-api-key");
+        assert_eq!(c.pixel_routes.len(), 3);
+        assert_eq!(c.sync, SyncSettings::default());
+        assert_eq!(c.control_plane.policy_path, "/v1/edge/policy");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        expect_field(r#"{"edge_token": "x", "edge_id": "e"}"#, "control_plane");
+        expect_field(r#"{"control_plane": {"cluster": "c"}, "edge_token": "x", "edge_id": "e"}"#, "control_plane.authority");
+        expect_field(&with(r#""trusted_hops": "two""#), "trusted_hops");
+        expect_field(&with(r#""trusted_hops": 99"#), "trusted_hops");
+        expect_field(&with(r#""fail_mode": "sideways""#), "fail_mode");
+        expect_field(&with(r#""sync": {"retry_max_ms": 1, "retry_initial_ms": 5}"#), "sync.retry_max_ms");
+        expect_field(&with(r#""sync": {"long_poll_wait_s": -1}"#), "sync.long_poll_wait_s");
+        expect_field(&with(r#""sync": {"bogus": 1}"#), "sync.bogus");
+        expect_field(&with(r#""surprise": 1"#), "surprise");
+        expect_field(&with(r#""pixel_routes": ["/p/{pixel}.gif", "nope"]"#), "pixel_routes[1]");
+        expect_field(&with(r#""api_key_header": "X Key""#), "api_key_header");
+        expect_field(
+            r#"{"control_plane": {"cluster": "c", "authority": "a"}, "edge_token": "x", "edge_id": "a b"}"#,
+            "edge_id",
+        );
+        expect_field(&with(r#""edge_id": "again""#), "edge_id");
+        expect_field("not json", ".");
+    }
+
+    #[test]
+    fn fail_modes_round_trip() {
+        for m in FailMode::ALL {
+            assert_eq!(m.as_str().parse::<FailMode>().unwrap(), m);
+            let json = with(&format!(r#""fail_mode": "{}""#, m.as_str()));
+            assert_eq!(FilterConfig::parse(json.as_bytes()).unwrap().fail_mode, m);
+        }
+        assert!("maybe".parse::<FailMode>().is_err());
+    }
+
+    #[test]
+    fn explicit_pixel_route_kind() {
+        let json = with(r#""pixel_routes": [{"pattern": "/t/{pixel}", "kind": "script"}]"#);
+        let c = FilterConfig::parse(json.as_bytes()).unwrap();
+        let ex = crate::facts::Extractor::new(&c).unwrap();
+        assert_eq!(ex.pixel("/t/abc", "").map(|p| p.kind), Some(crate::PixelKind::Script));
+    }
+}

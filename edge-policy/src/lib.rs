@@ -4,12 +4,16 @@
 //! Pure Rust with no I/O: it builds for `wasm32-wasip1` (inside the filter) and natively
 //! (inside the control plane, tests and benchmarks).
 
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 pub mod config;
 pub mod facts;
 pub mod matcher;
 pub mod model;
 pub mod naive;
+pub mod reply;
 pub mod report;
+pub mod sync;
 pub mod verdict;
 pub mod wire;
 
