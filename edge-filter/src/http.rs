@@ -1,0 +1,98 @@
+//! The request path: facts in, verdict out. Never parses the policy, never calls the
+//! control plane, never panics.
+
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, LogLevel};
+
+use edge_policy::config::FailMode;
+use edge_policy::facts::{bearer_subject, client_ip, parse_source_address, split_path};
+use edge_policy::model::normalize_host;
+use edge_policy::reply::{self, LocalReply};
+use edge_policy::Facts;
+
+use crate::host;
+use crate::metrics;
+use crate::state::VmState;
+
+pub struct Request {
+    pub state: Rc<VmState>,
+}
+
+impl Context for Request {}
+
+fn send(r: &LocalReply) -> Action {
+    let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let body = (!r.body.is_empty()).then_some(r.body.as_slice());
+    if let Err(e) = hostcalls::send_http_response(r.status as u32, headers, body) {
+        host::error(&format!("edge-filter: could not send local reply {}: {e:?}", r.status));
+        return Action::Continue;
+    }
+    Action::Pause
+}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(rt) = self.state.runtime() else { return Action::Continue };
+        let cfg = &rt.cfg;
+        let Some(matcher) = self.state.matcher() else {
+            metrics::inc(rt.metrics.no_policy);
+            return match cfg.fail_mode {
+                FailMode::Open => Action::Continue,
+                FailMode::Closed => send(&reply::no_policy(cfg.retry_after_s)),
+            };
+        };
+
+        let source = host::property_string(&["source", "address"]);
+        let peer = source.as_deref().and_then(parse_source_address);
+        if peer.is_none() && cfg.fail_mode == FailMode::Closed {
+            host::warn(&format!("edge-filter: unparseable source.address {source:?}; fail mode closed"));
+            return send(&reply::no_policy(cfg.retry_after_s));
+        }
+        let xff = if cfg.trusted_hops > 0 { host::request_header("x-forwarded-for") } else { None };
+        let method = host::request_header(":method").unwrap_or_default();
+        let path_and_query = host::request_header(":path").unwrap_or_default();
+        let authority = host::request_header(":authority").unwrap_or_default();
+        let api_key = host::request_header(&rt.extractor.api_key_header);
+        let account = match &rt.extractor.account_header {
+            Some(h) => host::request_header(h),
+            None => None,
+        }
+        .or_else(|| host::request_header("authorization").as_deref().and_then(bearer_subject));
+
+        let (path, query) = split_path(&path_and_query);
+        let host_name = normalize_host(&authority).to_ascii_lowercase();
+        let facts = Facts {
+            client_ip: client_ip(peer, xff.as_deref(), cfg.trusted_hops),
+            method: &method,
+            host: &host_name,
+            path,
+            api_key: api_key.as_deref(),
+            account: account.as_deref(),
+            pixel: rt.extractor.pixel(path, query),
+        };
+        let verdict = matcher.evaluate(&facts, host::now_ms());
+
+        rt.metrics.verdict(verdict.action);
+        if let Some(rule) = verdict.rule {
+            self.state.count(rule);
+        }
+        if let Some(rule) = verdict.simulated {
+            self.state.count(rule);
+            metrics::inc(rt.metrics.simulated);
+            host::log(
+                LogLevel::Info,
+                &format!(
+                    "edge-filter: simulate rule {rule} would act on {method} {host_name}{path} from {}",
+                    facts.client_ip.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into())
+                ),
+            );
+        }
+        match reply::for_verdict(&verdict, cfg.retry_after_s) {
+            Some(r) => send(&r),
+            None => Action::Continue,
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The filter's counters. In Envoy they appear under the `wasmcustom.` prefix.
+
+use edge_policy::Action;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+/// Metric ids, defined once per VM in `on_configure`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    verdicts: [Option<u32>; Action::ALL.len()],
+    pub simulated: Option<u32>,
+    pub no_policy: Option<u32>,
+    pub sync_ok: Option<u32>,
+    pub sync_failed: Option<u32>,
+    pub sync_unauthorized: Option<u32>,
+    pub policy_version: Option<u32>,
+    pub reports_failed: Option<u32>,
+}
+
+fn define(kind: MetricType, name: &str) -> Option<u32> {
+    hostcalls::define_metric(kind, name).ok()
+}
+
+impl Metrics {
+    pub fn define() -> Metrics {
+        let mut verdicts = [None; Action::ALL.len()];
+        for (slot, action) in verdicts.iter_mut().zip(Action::ALL) {
+            *slot = define(MetricType::Counter, &format!("edge_containment.verdict.{}", action.as_str()));
+        }
+        Metrics {
+            verdicts,
+            simulated: define(MetricType::Counter, "edge_containment.simulated"),
+            no_policy: define(MetricType::Counter, "edge_containment.no_policy"),
+            sync_ok: define(MetricType::Counter, "edge_containment.sync.ok"),
+            sync_failed: define(MetricType::Counter, "edge_containment.sync.failed"),
+            sync_unauthorized: define(MetricType::Counter, "edge_containment.sync.unauthorized"),
+            policy_version: define(MetricType::Gauge, "edge_containment.policy_version"),
+            reports_failed: define(MetricType::Counter, "edge_containment.report.failed"),
+        }
+    }
+
+    pub fn verdict(&self, action: Action) {
+        let idx = Action::ALL.iter().position(|a| *a == action);
+        inc(idx.and_then(|i| self.verdicts[i]));
+    }
+}
+
+pub fn inc(id: Option<u32>) {
+    if let Some(id) = id {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+pub fn set(id: Option<u32>, value: u64) {
+    if let Some(id) = id {
+        let _ = hostcalls::record_metric(id, value);
+    }
+}

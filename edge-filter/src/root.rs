@@ -1,0 +1,330 @@
+//! The root context: configuration, policy sync, sharing between VMs, hit reports.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::ContextType;
+
+use edge_policy::config::FilterConfig;
+use edge_policy::facts::Extractor;
+use edge_policy::report::{EdgeReport, RuleHits};
+use edge_policy::sync::{classify, poll_path, Backoff, SyncOutcome};
+use edge_policy::wire::{self, Message};
+use edge_policy::Matcher;
+
+use crate::http::Request;
+use crate::metrics::{self, Metrics};
+use crate::state::{Runtime, VmState};
+use crate::{host, shared};
+
+/// How long a sync lease lasts without renewal (the leader renews on every tick).
+const LEASE_MS: u64 = 2_000;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Sync,
+    Report,
+}
+
+pub struct Root {
+    state: Rc<VmState>,
+    /// Random id of this VM (lease owner, report boot id).
+    vm_id: u64,
+    backoff: Backoff,
+    next_sync_ms: u64,
+    next_report_ms: u64,
+    /// Outstanding callouts: (token, kind).
+    calls: Vec<(u32, Call)>,
+    /// A report that was sent but not acknowledged; re-sent as is (same seq).
+    pending_report: Option<Vec<u8>>,
+    report_seq: u64,
+    /// Whether the last sync was refused for the token (logged once per streak).
+    unauthorized: bool,
+}
+
+impl Root {
+    pub fn new(_context_id: u32) -> Root {
+        Root {
+            state: Rc::new(VmState::default()),
+            vm_id: host::random_u64(),
+            backoff: Backoff::new(250, 15_000),
+            next_sync_ms: 0,
+            next_report_ms: 0,
+            calls: Vec::new(),
+            pending_report: None,
+            report_seq: 0,
+            unauthorized: false,
+        }
+    }
+
+    fn in_flight(&self, kind: Call) -> bool {
+        self.calls.iter().any(|(_, k)| *k == kind)
+    }
+
+    /// Pick up a policy another VM published.
+    fn adopt_shared(&mut self) {
+        let Some(shared_version) = shared::shared_version() else { return };
+        if shared_version == self.state.version() && self.state.matcher().is_some() {
+            return;
+        }
+        let Some(bytes) = shared::shared_policy() else { return };
+        match wire::decode(&bytes) {
+            Ok(Message::Snapshot(s)) => {
+                let m = Matcher::new(&s);
+                self.install(m);
+            }
+            Ok(Message::Delta(_)) => host::error("edge-filter: shared policy holds a delta; ignored"),
+            Err(e) => host::error(&format!("edge-filter: shared policy is malformed ({e}); keeping version {}", self.state.version())),
+        }
+    }
+
+    fn install(&self, m: Matcher) {
+        let (version, rules) = (m.version(), m.len());
+        *self.state.matcher.borrow_mut() = Some(Rc::new(m));
+        if let Some(rt) = self.state.runtime() {
+            metrics::set(rt.metrics.policy_version, version);
+        }
+        host::info(&format!("edge-filter: enforcing policy version {version} ({rules} rules)"));
+    }
+
+    fn dispatch_sync(&mut self, rt: &Runtime, now: u64) {
+        let cfg = &rt.cfg;
+        let version = self.state.version();
+        let path = poll_path(&cfg.control_plane.policy_path, version, cfg.sync.long_poll_wait_s);
+        let auth = format!("Bearer {}", cfg.edge_token);
+        let etag = format!("\"{version}\"");
+        let mut headers = vec![
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", cfg.control_plane.authority.as_str()),
+            ("authorization", auth.as_str()),
+            ("accept", wire::CONTENT_TYPE),
+        ];
+        if version > 0 {
+            headers.push(("if-none-match", etag.as_str()));
+        }
+        let timeout = Duration::from_millis(
+            cfg.sync.long_poll_wait_s as u64 * 1000 + cfg.sync.timeout_margin_ms as u64,
+        );
+        match hostcalls::dispatch_http_call(&cfg.control_plane.cluster, headers, None, vec![], timeout) {
+            Ok(token) => self.calls.push((token, Call::Sync)),
+            Err(e) => {
+                host::error(&format!(
+                    "edge-filter: cannot call control plane upstream {:?} ({e:?}); check control_plane.cluster",
+                    cfg.control_plane.cluster
+                ));
+                self.sync_failed(rt, now);
+            }
+        }
+    }
+
+    fn sync_failed(&mut self, rt: &Runtime, now: u64) {
+        metrics::inc(rt.metrics.sync_failed);
+        self.next_sync_ms = now + self.backoff.fail(host::random_u64());
+    }
+
+    fn on_sync_response(&mut self, rt: &Runtime, body_size: usize) {
+        let now = host::now_ms();
+        let status = host::call_response_header(":status");
+        let body = host::call_response_body(body_size);
+        let version = self.state.version();
+        match classify(status.as_deref(), &body, version) {
+            SyncOutcome::Update(msg) => {
+                if let Err(reason) = self.apply(msg, &body) {
+                    host::error(&format!("edge-filter: policy update rejected ({reason}); keeping version {version}"));
+                    self.sync_failed(rt, now);
+                    return;
+                }
+                metrics::inc(rt.metrics.sync_ok);
+                self.sync_ok(rt, now);
+            }
+            SyncOutcome::NotModified => {
+                metrics::inc(rt.metrics.sync_ok);
+                self.sync_ok(rt, now);
+            }
+            SyncOutcome::Unauthorized(code) => {
+                metrics::inc(rt.metrics.sync_unauthorized);
+                if !self.unauthorized {
+                    host::error(&format!(
+                        "edge-filter: control plane refused the edge token (HTTP {code}) for edge {:?}; \
+                         check edge_token; keeping policy version {version}",
+                        rt.cfg.edge_id
+                    ));
+                }
+                self.unauthorized = true;
+                self.sync_failed(rt, now);
+            }
+            SyncOutcome::Failed(reason) => {
+                host::warn(&format!("edge-filter: policy sync failed ({reason}); keeping policy version {version}"));
+                self.sync_failed(rt, now);
+            }
+        }
+    }
+
+    fn sync_ok(&mut self, rt: &Runtime, now: u64) {
+        if self.unauthorized {
+            host::info("edge-filter: control plane accepts the edge token again");
+        }
+        self.unauthorized = false;
+        self.backoff.reset();
+        self.next_sync_ms = if rt.cfg.sync.long_poll_wait_s > 0 {
+            now
+        } else {
+            now + rt.cfg.sync.poll_interval_ms as u64
+        };
+    }
+
+    /// Apply a new policy here and publish it to the other VMs.
+    fn apply(&mut self, msg: Message, body: &[u8]) -> Result<(), String> {
+        let (matcher, bytes) = match msg {
+            Message::Snapshot(s) => (Matcher::new(&s), None),
+            Message::Delta(d) => {
+                let mut m = self.state.matcher().map(|m| (*m).clone()).ok_or("delta without a base policy")?;
+                m.apply_delta(&d).map_err(|e| e.to_string())?;
+                let bytes = wire::encode_snapshot(&m.to_snapshot());
+                (m, Some(bytes))
+            }
+        };
+        let version = matcher.version();
+        let published = shared::publish(bytes.as_deref().unwrap_or(body), version);
+        if let Err(e) = published {
+            host::warn(&format!("edge-filter: could not share policy version {version} with other workers: {e:?}"));
+        }
+        self.install(matcher);
+        Ok(())
+    }
+
+    fn report(&mut self, rt: &Runtime, now: u64) {
+        let body = match self.pending_report.take() {
+            Some(b) => b,
+            None => {
+                self.report_seq += 1;
+                let hits: Vec<RuleHits> = std::mem::take(&mut *self.state.hits.borrow_mut())
+                    .into_iter()
+                    .map(|(rule_id, count)| RuleHits { rule_id, count })
+                    .collect();
+                let report = EdgeReport {
+                    edge_id: rt.cfg.edge_id.clone(),
+                    boot_id: format!("{:016x}", self.vm_id),
+                    seq: self.report_seq,
+                    policy_version: self.state.version(),
+                    hits,
+                };
+                match serde_json::to_vec(&report) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        host::error(&format!("edge-filter: cannot encode report: {e}"));
+                        return;
+                    }
+                }
+            }
+        };
+        let cfg = &rt.cfg;
+        let auth = format!("Bearer {}", cfg.edge_token);
+        let headers = vec![
+            (":method", "POST"),
+            (":path", cfg.control_plane.report_path.as_str()),
+            (":authority", cfg.control_plane.authority.as_str()),
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let timeout = Duration::from_millis(cfg.sync.timeout_margin_ms as u64);
+        match hostcalls::dispatch_http_call(&cfg.control_plane.cluster, headers, Some(&body), vec![], timeout) {
+            Ok(token) => self.calls.push((token, Call::Report)),
+            Err(e) => {
+                metrics::inc(rt.metrics.reports_failed);
+                host::warn(&format!("edge-filter: cannot send hit report: {e:?}"));
+            }
+        }
+        self.pending_report = Some(body);
+        self.next_report_ms = now + cfg.sync.report_interval_s as u64 * 1000;
+    }
+
+    fn on_report_response(&mut self, rt: &Runtime) {
+        let status = host::call_response_header(":status");
+        match status.as_deref().and_then(|s| s.parse::<u16>().ok()) {
+            Some(s) if (200..300).contains(&s) => self.pending_report = None,
+            other => {
+                metrics::inc(rt.metrics.reports_failed);
+                host::warn(&format!("edge-filter: hit report not accepted (status {other:?}); will resend"));
+            }
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let Some(pos) = self.calls.iter().position(|(t, _)| *t == token_id) else { return };
+        let (_, kind) = self.calls.swap_remove(pos);
+        let Some(rt) = self.state.runtime() else { return };
+        match kind {
+            Call::Sync => self.on_sync_response(&rt, body_size),
+            Call::Report => self.on_report_response(&rt),
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(bytes) = host::plugin_configuration() else {
+            host::error("edge-filter: invalid plugin configuration: field `.`: configuration is empty");
+            return false;
+        };
+        let cfg = match FilterConfig::parse(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                host::error(&format!("edge-filter: {e}"));
+                return false;
+            }
+        };
+        let extractor = match Extractor::new(&cfg) {
+            Ok(x) => x,
+            Err(e) => {
+                host::error(&format!("edge-filter: invalid plugin configuration: field `pixel_routes`: {e}"));
+                return false;
+            }
+        };
+        self.backoff = Backoff::new(cfg.sync.retry_initial_ms, cfg.sync.retry_max_ms);
+        let tick = Duration::from_millis(cfg.sync.shared_check_ms as u64);
+        if let Err(e) = hostcalls::set_tick_period(tick) {
+            host::error(&format!("edge-filter: cannot set tick period: {e:?}"));
+            return false;
+        }
+        host::info(&format!(
+            "edge-filter: configured edge {:?}, control plane upstream {:?}, fail mode {}",
+            cfg.edge_id,
+            cfg.control_plane.cluster,
+            cfg.fail_mode.as_str()
+        ));
+        let now = host::now_ms();
+        self.next_report_ms = now + cfg.sync.report_interval_s as u64 * 1000;
+        *self.state.runtime.borrow_mut() = Some(Rc::new(Runtime { cfg, extractor, metrics: Metrics::define() }));
+        // A policy other workers already hold is enforced at once.
+        self.adopt_shared();
+        self.on_tick();
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(rt) = self.state.runtime() else { return };
+        let now = host::now_ms();
+        self.adopt_shared();
+        if !self.in_flight(Call::Sync) && now >= self.next_sync_ms && shared::try_lead(self.vm_id, now, LEASE_MS) {
+            self.dispatch_sync(&rt, now);
+        }
+        if rt.cfg.sync.report_interval_s > 0 && !self.in_flight(Call::Report) && now >= self.next_report_ms {
+            self.report(&rt, now);
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request { state: self.state.clone() }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+

@@ -1,0 +1,46 @@
+//! Per-VM state shared by the root context and the HTTP contexts of one worker.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use edge_policy::config::FilterConfig;
+use edge_policy::facts::Extractor;
+use edge_policy::{Matcher, RuleId, Version};
+
+use crate::metrics::Metrics;
+
+/// Configuration compiled in `on_configure`; immutable afterwards.
+pub struct Runtime {
+    pub cfg: FilterConfig,
+    pub extractor: Extractor,
+    pub metrics: Metrics,
+}
+
+/// What one VM knows.
+#[derive(Default)]
+pub struct VmState {
+    pub runtime: RefCell<Option<Rc<Runtime>>>,
+    /// The compiled policy; None until a policy was received.
+    pub matcher: RefCell<Option<Rc<Matcher>>>,
+    /// Requests decided per rule since the last report.
+    pub hits: RefCell<HashMap<RuleId, u64>>,
+}
+
+impl VmState {
+    pub fn runtime(&self) -> Option<Rc<Runtime>> {
+        self.runtime.borrow().clone()
+    }
+
+    pub fn matcher(&self) -> Option<Rc<Matcher>> {
+        self.matcher.borrow().clone()
+    }
+
+    pub fn version(&self) -> Version {
+        self.matcher.borrow().as_ref().map_or(0, |m| m.version())
+    }
+
+    pub fn count(&self, rule: RuleId) {
+        *self.hits.borrow_mut().entry(rule).or_insert(0) += 1;
+    }
+}
