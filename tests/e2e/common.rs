@@ -1,0 +1,169 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use edge_e2e::procs::Proc;
+use edge_policy::{IpNet, Mode, Rule, RuleKind, Target};
+use serde_json::{json, Value};
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "edge-e2e-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// A plugin configuration for tests: fast sync, 1 s reports.
+pub fn plugin_config(cluster: &str, token: &str, extra: Value) -> Value {
+    let mut cfg = json!({
+        "control_plane": {"cluster": cluster, "authority": "control-plane"},
+        "edge_token": token,
+        "edge_id": "edge-test-1",
+        "sync": {"long_poll_wait_s": 5, "retry_initial_ms": 100, "retry_max_ms": 500, "report_interval_s": 1, "shared_check_ms": 50},
+        "trusted_hops": 1,
+        "account_header": "x-account-id",
+    });
+    if let (Some(base), Some(extra)) = (cfg.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    cfg
+}
+
+/// An `edge-proxy` process running the real filter.
+pub struct Edge {
+    pub proc: Proc,
+    pub url: String,
+    pub admin: String,
+    _dir: TempDir,
+}
+
+impl Edge {
+    pub fn start(cfg: &Value, clusters: &[(&str, String)], upstream: &str, workers: u32) -> Edge {
+        let dir = TempDir::new("edge");
+        let cfg_path = dir.0.join("plugin.json");
+        std::fs::write(&cfg_path, serde_json::to_vec_pretty(cfg).unwrap()).unwrap();
+        let mut cmd = Command::new(edge_e2e::bin("edge-proxy"));
+        cmd.arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--admin-listen")
+            .arg("127.0.0.1:0")
+            .arg("--upstream")
+            .arg(upstream)
+            .arg("--wasm")
+            .arg(edge_e2e::filter_wasm())
+            .arg("--plugin-config")
+            .arg(&cfg_path)
+            .arg("--workers")
+            .arg(workers.to_string());
+        for (name, url) in clusters {
+            cmd.arg("--cluster").arg(format!("{name}={url}"));
+        }
+        cmd.env("RUST_LOG", "info");
+        let (mut proc, url) = tokio::task::block_in_place(|| Proc::start("edge-proxy", cmd, "edge-proxy listening on "));
+        let admin = tokio::task::block_in_place(|| proc.wait_for_line("edge-proxy admin listening on ", Duration::from_secs(10)))
+            .unwrap_or_else(|| panic!("no admin address; output:\n{}", proc.output_text()));
+        Edge { proc, url, admin, _dir: dir }
+    }
+
+    /// A counter or gauge from the admin `/stats` (Prometheus text); 0 when absent.
+    pub async fn stat(&self, name_part: &str) -> u64 {
+        let text = reqwest::get(format!("{}/stats", self.admin)).await.unwrap().text().await.unwrap();
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(name_part))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum()
+    }
+}
+
+/// A client that opens a new connection per request, so requests spread over workers.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+pub async fn send(req: reqwest::RequestBuilder) -> Resp {
+    let r = req.send().await.expect("request to edge");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r.text().await.unwrap_or_default();
+    Resp { status, headers, body }
+}
+
+/// GET `path` as client `ip` (through a trusted X-Forwarded-For hop).
+pub async fn get_as(edge: &Edge, ip: &str, path: &str) -> Resp {
+    send(client().get(format!("{}{path}", edge.url)).header("x-forwarded-for", ip)).await
+}
+
+/// Poll until `f` returns true, or panic after `timeout` with `what`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[track_caller]
+pub fn expect_blocked(r: &Resp, rule: u64) {
+    assert_eq!(r.status, 403, "expected 403 from rule {rule}, got {} {}", r.status, r.body);
+    let v: Value = serde_json::from_str(&r.body).unwrap_or_else(|_| panic!("403 body is not JSON: {}", r.body));
+    assert_eq!(v["rule"], json!(rule), "{}", r.body);
+    assert_eq!(v["error"], json!("blocked"), "{}", r.body);
+}
+
+#[track_caller]
+pub fn expect_upstream(r: &Resp) {
+    assert_eq!(r.status, 200, "expected the upstream's 200, got {} {}", r.status, r.body);
+    assert!(r.body.starts_with("upstream saw "), "not from upstream: {}", r.body);
+}
+
+pub fn rule(id: u64, kind: RuleKind) -> Rule {
+    Rule { id, incident: Some(1), mode: Mode::Enforce, expires_at_ms: None, kind }
+}
+
+pub fn block_ip(id: u64, net: &str) -> Rule {
+    let net: IpNet = net.parse().or_else(|_| net.parse::<IpAddr>().map(IpNet::from)).unwrap();
+    rule(id, RuleKind::Block(Target::Ip(net)))
+}
