@@ -2,4 +2,5 @@
 //! ports chosen at run time.
 
 mod common;
+mod deploy;
 mod filter;
