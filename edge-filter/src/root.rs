@@ -11,7 +11,8 @@ use edge_policy::config::FilterConfig;
 use edge_policy::facts::Extractor;
 use edge_policy::report::{EdgeReport, RuleHits};
 use edge_policy::sync::{classify, poll_path, Backoff, SyncOutcome};
-use edge_policy::wire::{self, Message};
+use edge_policy::matcher::Update;
+use edge_policy::wire;
 use edge_policy::Matcher;
 
 use crate::http::Request;
@@ -70,12 +71,9 @@ impl Root {
             return;
         }
         let Some(bytes) = shared::shared_policy() else { return };
-        match wire::decode(&bytes) {
-            Ok(Message::Snapshot(s)) => {
-                let m = Matcher::new(&s);
-                self.install(m);
-            }
-            Ok(Message::Delta(_)) => host::error("edge-filter: shared policy holds a delta; ignored"),
+        match Matcher::decode_update(&bytes) {
+            Ok(Update::Snapshot(m)) => self.install(*m),
+            Ok(Update::Delta(_)) => host::error("edge-filter: shared policy holds a delta; ignored"),
             Err(e) => host::error(&format!("edge-filter: shared policy is malformed ({e}); keeping version {}", self.state.version())),
         }
     }
@@ -177,10 +175,11 @@ impl Root {
     }
 
     /// Apply a new policy here and publish it to the other VMs.
-    fn apply(&mut self, msg: Message, body: &[u8]) -> Result<(), String> {
-        let (matcher, bytes) = match msg {
-            Message::Snapshot(s) => (Matcher::new(&s), None),
-            Message::Delta(d) => {
+    fn apply(&mut self, update: Update, body: &[u8]) -> Result<(), String> {
+        let (matcher, bytes) = match update {
+            // Shared as received: the bytes are already an encoded snapshot.
+            Update::Snapshot(m) => (*m, None),
+            Update::Delta(d) => {
                 let mut m = self.state.matcher().map(|m| (*m).clone()).ok_or("delta without a base policy")?;
                 m.apply_delta(&d).map_err(|e| e.to_string())?;
                 let bytes = wire::encode_snapshot(&m.to_snapshot());

@@ -1,8 +1,9 @@
 //! The policy sync decisions the filter makes, free of any proxy: back-off, what a
 //! response means, and what to ask for next.
 
+use crate::matcher::{Matcher, Update};
 use crate::model::Version;
-use crate::wire::{self, Message, WireError};
+use crate::wire::WireError;
 
 /// Exponential back-off with jitter.
 #[derive(Clone, Debug)]
@@ -38,10 +39,10 @@ impl Backoff {
 }
 
 /// What a sync response means.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub enum SyncOutcome {
-    /// A newer policy.
-    Update(Message),
+    /// A newer policy; a snapshot arrives already compiled.
+    Update(Update),
     /// Nothing new (304, or a message for the version already held).
     NotModified,
     /// The control plane refused the edge token: an operator must act.
@@ -56,7 +57,7 @@ pub fn classify(status: Option<&str>, body: &[u8], current: Version) -> SyncOutc
         return SyncOutcome::Failed("callout failed: no response from the control plane".into());
     };
     match status.trim().parse::<u16>() {
-        Ok(200) => match wire::decode(body) {
+        Ok(200) => match Matcher::decode_update(body) {
             Ok(m) => accept(m, current),
             Err(e) => SyncOutcome::Failed(format!("malformed policy: {e}")),
         },
@@ -67,14 +68,14 @@ pub fn classify(status: Option<&str>, body: &[u8], current: Version) -> SyncOutc
     }
 }
 
-fn accept(m: Message, current: Version) -> SyncOutcome {
+fn accept(m: Update, current: Version) -> SyncOutcome {
     match &m {
         // A snapshot is authoritative, whatever its version.
-        Message::Snapshot(s) if s.version == current && current != 0 => SyncOutcome::NotModified,
-        Message::Snapshot(_) => SyncOutcome::Update(m),
-        Message::Delta(d) if d.since == current => SyncOutcome::Update(m),
-        Message::Delta(d) if d.version <= current => SyncOutcome::NotModified,
-        Message::Delta(d) => SyncOutcome::Failed(
+        Update::Snapshot(s) if s.version() == current && current != 0 => SyncOutcome::NotModified,
+        Update::Snapshot(_) => SyncOutcome::Update(m),
+        Update::Delta(d) if d.since == current => SyncOutcome::Update(m),
+        Update::Delta(d) if d.version <= current => SyncOutcome::NotModified,
+        Update::Delta(d) => SyncOutcome::Failed(
             WireError::Body(format!("delta since {} does not apply to version {current}", d.since))
                 .to_string(),
         ),
@@ -111,15 +112,15 @@ mod tests {
     fn classify_responses() {
         let snap = encode_snapshot(&Snapshot { version: 3, rules: vec![] });
         assert!(matches!(classify(Some("200"), &snap, 0), SyncOutcome::Update(_)));
-        assert_eq!(classify(Some("200"), &snap, 3), SyncOutcome::NotModified);
+        assert!(matches!(classify(Some("200"), &snap, 3), SyncOutcome::NotModified));
         // A snapshot older than ours still wins: the control plane is the source of truth.
         assert!(matches!(classify(Some("200"), &snap, 9), SyncOutcome::Update(_)));
         let delta = encode_delta(&Delta { since: 3, version: 4, ..Default::default() });
         assert!(matches!(classify(Some("200"), &delta, 3), SyncOutcome::Update(_)));
         assert!(matches!(classify(Some("200"), &delta, 2), SyncOutcome::Failed(_)));
-        assert_eq!(classify(Some("200"), &delta, 4), SyncOutcome::NotModified);
-        assert_eq!(classify(Some("304"), b"", 3), SyncOutcome::NotModified);
-        assert_eq!(classify(Some("401"), b"", 3), SyncOutcome::Unauthorized(401));
+        assert!(matches!(classify(Some("200"), &delta, 4), SyncOutcome::NotModified));
+        assert!(matches!(classify(Some("304"), b"", 3), SyncOutcome::NotModified));
+        assert!(matches!(classify(Some("401"), b"", 3), SyncOutcome::Unauthorized(401)));
         assert!(matches!(classify(Some("200"), b"garbage", 3), SyncOutcome::Failed(_)));
         assert!(matches!(classify(Some("500"), b"", 3), SyncOutcome::Failed(_)));
         assert!(matches!(classify(None, b"", 3), SyncOutcome::Failed(_)));

@@ -1,0 +1,38 @@
+//! The native matcher: the floor for the filter's per-request cost.
+//!   cargo bench -p edge-benches --bench matcher
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use edge_benches::{blocked_v4, policy, ALLOWED_V4};
+use edge_policy::{Facts, Matcher};
+use std::hint::black_box;
+
+fn facts(ip: std::net::IpAddr) -> Facts<'static> {
+    Facts {
+        client_ip: Some(ip),
+        method: "GET",
+        host: "shop.example",
+        path: "/api/v1/orders",
+        api_key: Some("a-key-that-is-not-blocked"),
+        account: None,
+        pixel: None,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("native_matcher");
+    for n in [0usize, 1_000, 100_000, 1_000_000] {
+        let snap = policy(n, 10_000, 1_000);
+        let m = Matcher::new(&snap);
+        let blocked = blocked_v4(&snap);
+        group.bench_with_input(BenchmarkId::new("allowed", n), &m, |b, m| {
+            b.iter(|| m.evaluate(black_box(&facts(ALLOWED_V4.into())), 1))
+        });
+        group.bench_with_input(BenchmarkId::new("blocked", n), &m, |b, m| {
+            b.iter(|| m.evaluate(black_box(&facts(blocked)), 1))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
