@@ -2,6 +2,7 @@
 //! starting processes on 127.0.0.1 with ports chosen at run time, a recording upstream and a
 //! stand-in policy server.
 
+pub mod demo;
 pub mod policy_server;
 pub mod procs;
 pub mod serve;

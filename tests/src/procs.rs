@@ -92,6 +92,18 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// Wait up to `timeout` for the process to exit on its own. Returns whether it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// SIGINT, then wait up to `timeout` for a clean exit. Returns whether it exited 0.
     pub fn interrupt(&mut self, timeout: Duration) -> bool {
         let _ = Command::new("kill").arg("-INT").arg(self.pid().to_string()).status();
