@@ -1,0 +1,155 @@
+//! Containment actions: create (under an incident), list, read, lift.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::page;
+use super::views::{ActionList, ActionView};
+use crate::auth::{Auth, Readers, Responders};
+use crate::domain::action::{self, ActionRequest};
+use crate::domain::check_text;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery, PathId};
+use crate::store::{ActionFilter, ActionStatus};
+use crate::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_action))
+        .routes(routes!(list_actions))
+        .routes(routes!(get_action))
+        .routes(routes!(lift_action))
+}
+
+/// Body of `POST /v1/actions/{id}/lift`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LiftAction {
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ActionQuery {
+    /// `active` (default), `lifted`, `expired` or `all`.
+    pub status: Option<String>,
+    pub incident: Option<i64>,
+    /// 1..=200, default 50.
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// Take a containment action for an incident: block a target, set an isolation flag or add
+/// an allow-list entry. Each bumps the policy version once.
+#[utoipa::path(post, path = "/v1/incidents/{id}/actions", tag = "containment", params(("id" = i64, Path)),
+    request_body = ActionRequest,
+    responses(
+        (status = 201, body = ActionView),
+        (status = 404, description = "unknown incident", body = ErrorBody),
+        (status = 409, description = "duplicate active target, or incident closed", body = ErrorBody),
+        (status = 422, description = "invalid field or guard rail (code `guard_rail`)", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn create_action(
+    State(s): State<AppState>,
+    auth: Auth<Responders>,
+    PathId(incident): PathId,
+    ApiJson(req): ApiJson<ActionRequest>,
+) -> ApiResult<(StatusCode, Json<ActionView>)> {
+    let now = s.now_ms();
+    let new = action::validate(incident, &req, now)?;
+    let rec = s
+        .store
+        .create_action(auth.actor(), &new, s.settings.rails, now)
+        .await?;
+    s.metrics.policy_version.set(rec.created_version);
+    let mut view = ActionView::new(&rec, now, &[]);
+    view.warnings = new.warnings;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// List actions, newest first.
+#[utoipa::path(get, path = "/v1/actions", tag = "containment", params(ActionQuery),
+    responses((status = 200, body = ActionList), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_actions(
+    State(s): State<AppState>,
+    _auth: Auth<Readers>,
+    ApiQuery(q): ApiQuery<ActionQuery>,
+) -> ApiResult<Json<ActionList>> {
+    let status =
+        match q.status.as_deref() {
+            None => Some(ActionStatus::Active),
+            Some("all") => None,
+            Some(x) => Some(ActionStatus::parse(x).ok_or_else(|| {
+                ApiError::query("status", "expected active, lifted, expired or all")
+            })?),
+        };
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let now = s.now_ms();
+    let (items, total) = s
+        .store
+        .list_actions(
+            &ActionFilter {
+                status,
+                incident: q.incident,
+                limit,
+                offset,
+            },
+            now,
+        )
+        .await?;
+    let hits = s
+        .store
+        .hits(&items.iter().map(|a| a.id).collect::<Vec<_>>())
+        .await?;
+    Ok(Json(ActionList {
+        items: items
+            .iter()
+            .map(|a| ActionView::new(a, now, &hits))
+            .collect(),
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// One action, with its hit totals.
+#[utoipa::path(get, path = "/v1/actions/{id}", tag = "containment", params(("id" = i64, Path)),
+    responses((status = 200, body = ActionView), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_action(
+    State(s): State<AppState>,
+    _auth: Auth<Readers>,
+    PathId(id): PathId,
+) -> ApiResult<Json<ActionView>> {
+    let a = s.store.get_action(id).await?;
+    let hits = s.store.hits(&[id]).await?;
+    Ok(Json(ActionView::new(&a, s.now_ms(), &hits)))
+}
+
+/// Lift an active action (the next policy version removes its rule).
+#[utoipa::path(post, path = "/v1/actions/{id}/lift", tag = "containment", params(("id" = i64, Path)),
+    request_body = LiftAction,
+    responses((status = 200, body = ActionView), (status = 404, body = ErrorBody),
+        (status = 409, description = "already lifted or expired", body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn lift_action(
+    State(s): State<AppState>,
+    auth: Auth<Responders>,
+    PathId(id): PathId,
+    ApiJson(b): ApiJson<LiftAction>,
+) -> ApiResult<Json<ActionView>> {
+    let reason = check_text("reason", &b.reason, 2000, true)?;
+    let now = s.now_ms();
+    let a = s.store.lift_action(auth.actor(), id, &reason, now).await?;
+    if let Some(v) = a.ended_version {
+        s.metrics.policy_version.set(v);
+    }
+    let hits = s.store.hits(&[id]).await?;
+    Ok(Json(ActionView::new(&a, now, &hits)))
+}

@@ -1,0 +1,255 @@
+//! The edge sync contract: policy snapshots/deltas with long-poll, hit reports, edge list.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use edge_policy::report::EdgeReport;
+use edge_policy::{wire, Version};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{Auth, Edges, Readers};
+use crate::clock::rfc3339;
+use crate::domain::{check_name, CoreError};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::store::PolicyAnswer;
+use crate::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_policy))
+        .routes(routes!(post_report))
+        .routes(routes!(list_edges))
+}
+
+/// Counts a waiting long-poll while alive (also when the client hangs up mid-wait).
+struct Waiting<'a>(&'a prometheus::IntGauge);
+
+impl<'a> Waiting<'a> {
+    fn new(g: &'a prometheus::IntGauge) -> Self {
+        g.inc();
+        Waiting(g)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The longest long-poll.
+pub const MAX_WAIT_SECS: u64 = 60;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyQuery {
+    /// The version the edge has (0: none). Without it, `If-None-Match: "<version>"` is used.
+    pub since: Option<u64>,
+    /// Seconds to wait for a newer version when `since` is current (0..=60, default 0).
+    pub wait: Option<u64>,
+}
+
+/// A binary policy message (`edge-policy/WIRE.md`): 4-byte header + postcard body.
+#[derive(Debug, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct PolicyMessage(pub Vec<u8>);
+
+/// Parse `If-None-Match: "12"` (or `W/"12"`).
+fn if_none_match(headers: &HeaderMap) -> Option<Version> {
+    let v = headers.get(header::IF_NONE_MATCH)?.to_str().ok()?.trim();
+    let v = v.strip_prefix("W/").unwrap_or(v);
+    v.trim_matches('"').parse().ok()
+}
+
+fn etag(v: Version) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{v}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+/// The policy for an edge: a snapshot, a delta since `since`, or 304 when nothing newer
+/// appears within `wait` seconds (answered as soon as a newer version is committed).
+#[utoipa::path(get, path = "/v1/edge/policy", tag = "edge", params(PolicyQuery,
+        ("If-None-Match" = Option<String>, Header, description = "\"<version>\", used when since is absent")),
+    responses(
+        (status = 200, description = "`wire::encode_snapshot` or `wire::encode_delta` bytes; headers ETag, X-Policy-Version, X-Policy-Kind (snapshot|delta)",
+            content_type = "application/vnd.edge-containment.policy", body = PolicyMessage),
+        (status = 304, description = "no newer version within `wait`"),
+        (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_policy(
+    State(s): State<AppState>,
+    _auth: Auth<Edges>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<PolicyQuery>,
+) -> ApiResult<Response> {
+    let wait = q.wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECS {
+        return Err(ApiError::query(
+            "wait",
+            format!("must be 0..={MAX_WAIT_SECS} seconds"),
+        ));
+    }
+    let since = q.since.or_else(|| if_none_match(&headers)).unwrap_or(0);
+    // Subscribe before reading the version, so a commit in between is not missed.
+    let mut rx = s.store.watch_version();
+    let mut current = s.store.policy_version().await?;
+    if since != 0 && since == current && wait > 0 {
+        let _waiting = Waiting::new(&s.metrics.longpolls_waiting);
+        let mut shutdown = s.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::timeout(Duration::from_secs(wait), rx.wait_for(|v| *v > since)) => {}
+            _ = shutdown.wait_for(|s| *s) => {}
+        }
+        current = s.store.policy_version().await?;
+    }
+    if since != 0 && since == current {
+        s.metrics
+            .policy_responses
+            .with_label_values(&["not_modified"])
+            .inc();
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag(current))]).into_response());
+    }
+    let (kind, version, body) = match s.store.policy(since).await? {
+        PolicyAnswer::Snapshot(snap) => ("snapshot", snap.version, wire::encode_snapshot(&snap)),
+        PolicyAnswer::Delta(d) => ("delta", d.version, wire::encode_delta(&d)),
+    };
+    s.metrics.policy_responses.with_label_values(&[kind]).inc();
+    s.metrics.policy_version.set(version as i64);
+    let resp = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, wire::CONTENT_TYPE)
+        .header(header::ETAG, etag(version))
+        .header("X-Policy-Version", version.to_string())
+        .header("X-Policy-Kind", kind)
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from(body))
+        .map_err(|e| ApiError::Internal(format!("building policy response: {e}")))?;
+    Ok(resp)
+}
+
+/// The OpenAPI schema of `edge_policy::report::EdgeReport` (that crate has no utoipa
+/// dependency; `edge_report_schema_matches` keeps the two in step).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = EdgeReport)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeReportSchema {
+    /// The edge's configured id (e.g. `envoy-ams-1`).
+    pub edge_id: String,
+    /// Random per start of the edge process (or VM).
+    pub boot_id: String,
+    /// 1 for the first report after a start, then +1 per report.
+    pub seq: u64,
+    /// The policy version the edge enforces now (0: none yet).
+    pub policy_version: u64,
+    /// Hits per rule (action id) since the previous report; increments, not totals.
+    #[serde(default)]
+    pub hits: Vec<RuleHitsSchema>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = RuleHits)]
+#[serde(deny_unknown_fields)]
+pub struct RuleHitsSchema {
+    pub rule_id: u64,
+    pub count: u64,
+}
+
+/// Most rule entries one report may carry.
+pub const MAX_REPORT_HITS: usize = 10_000;
+
+/// Post hit counts (increments since the edge's previous report). A report whose
+/// `(edge_id, boot_id, seq)` was already counted is acknowledged and not counted again.
+#[utoipa::path(post, path = "/v1/edge/reports", tag = "edge", request_body = EdgeReportSchema,
+    responses((status = 204, description = "counted, or already counted"), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn post_report(
+    State(s): State<AppState>,
+    _auth: Auth<Edges>,
+    ApiJson(r): ApiJson<EdgeReport>,
+) -> ApiResult<StatusCode> {
+    check_name("edge_id", &r.edge_id, 128)?;
+    check_name("boot_id", &r.boot_id, 128)?;
+    if r.seq == 0 || r.seq > i64::MAX as u64 {
+        return Err(CoreError::invalid("seq", "must be 1 or more").into());
+    }
+    if r.policy_version > i64::MAX as u64 {
+        return Err(CoreError::invalid("policy_version", "too large").into());
+    }
+    if r.hits.len() > MAX_REPORT_HITS {
+        return Err(
+            CoreError::invalid("hits", format!("at most {MAX_REPORT_HITS} entries")).into(),
+        );
+    }
+    if let Some(i) = r.hits.iter().position(|h| h.count > 1 << 40) {
+        return Err(CoreError::invalid(format!("hits[{i}].count"), "implausibly large").into());
+    }
+    let counted = s.store.record_report(&r, s.now_ms()).await?;
+    s.metrics
+        .edge_reports
+        .with_label_values(&[if counted { "counted" } else { "duplicate" }])
+        .inc();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EdgeView {
+    pub edge_id: String,
+    pub boot_id: String,
+    /// RFC 3339 UTC time of the last counted report.
+    pub last_seen: String,
+    pub policy_version: i64,
+    /// The control plane's current version.
+    pub current_version: i64,
+    /// Whether the edge enforces an older version than the current one.
+    pub behind: bool,
+    pub reports: i64,
+}
+
+/// Edges that reported, with last-seen time and whether they are behind.
+#[utoipa::path(get, path = "/v1/edges", tag = "edge",
+    responses((status = 200, body = Vec<EdgeView>)), security(("bearer" = [])))]
+async fn list_edges(
+    State(s): State<AppState>,
+    _auth: Auth<Readers>,
+) -> ApiResult<Json<Vec<EdgeView>>> {
+    let current = s.store.policy_version().await? as i64;
+    let edges = s.store.list_edges().await?;
+    Ok(Json(
+        edges
+            .into_iter()
+            .map(|e| EdgeView {
+                behind: e.policy_version < current,
+                edge_id: e.edge_id,
+                boot_id: e.boot_id,
+                last_seen: rfc3339(e.last_seen),
+                policy_version: e.policy_version,
+                current_version: current,
+                reports: e.reports,
+            })
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edge_report_schema_matches() {
+        let json = serde_json::json!({"edge_id": "e", "boot_id": "b", "seq": 3, "policy_version": 7,
+            "hits": [{"rule_id": 1, "count": 2}]});
+        let a: EdgeReport = serde_json::from_value(json.clone()).unwrap();
+        let b: EdgeReportSchema = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            serde_json::to_value(&b).unwrap()
+        );
+    }
+}

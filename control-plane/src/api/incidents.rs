@@ -1,0 +1,204 @@
+//! `/v1/incidents`: open, list, read, update; the timeline.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::views::{ActionView, IncidentDetail, IncidentList, IncidentView, TimelineView};
+use super::{page, parse_time};
+use crate::auth::{Auth, Readers, Responders};
+use crate::domain::incident::{IncidentChange, NewIncident, Phase, Severity};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery, PathId};
+use crate::store::{ActionFilter, IncidentFilter};
+use crate::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_incident, list_incidents))
+        .routes(routes!(get_incident, update_incident))
+        .routes(routes!(get_timeline))
+}
+
+/// Body of `POST /v1/incidents`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIncident {
+    pub title: String,
+    #[serde(default)]
+    pub summary: String,
+    /// `P0`..`P3`, or `critical`, `high`, `medium`, `low`.
+    #[schema(value_type = String, example = "P1")]
+    pub severity: Severity,
+    /// RFC 3339; default now.
+    pub detected_at: Option<String>,
+    /// RFC 3339; default now.
+    pub reported_at: Option<String>,
+    #[serde(default)]
+    pub systems_affected: Vec<String>,
+    /// Whether personal data is involved (GDPR: notify the authority within 72 h).
+    #[serde(default)]
+    pub personal_data: bool,
+    pub assignee: Option<String>,
+}
+
+/// Body of `PATCH /v1/incidents/{id}`: any of severity, phase, assignee (`""` unassigns).
+/// Moving to an earlier phase needs `reason`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateIncident {
+    #[schema(value_type = Option<String>, example = "P0")]
+    pub severity: Option<Severity>,
+    pub phase: Option<Phase>,
+    pub assignee: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentQuery {
+    /// `open` (not closed), `closed` or `all` (default).
+    pub status: Option<String>,
+    pub phase: Option<Phase>,
+    #[param(value_type = Option<String>)]
+    pub severity: Option<Severity>,
+    /// 1..=200, default 50.
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// Open an incident (phase `detection_analysis`).
+#[utoipa::path(post, path = "/v1/incidents", tag = "incidents", request_body = CreateIncident,
+    responses((status = 201, body = IncidentView), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn create_incident(
+    State(s): State<AppState>,
+    auth: Auth<Responders>,
+    ApiJson(b): ApiJson<CreateIncident>,
+) -> ApiResult<(StatusCode, Json<IncidentView>)> {
+    let now = s.now_ms();
+    let detected = parse_time("detected_at", b.detected_at.as_deref())?.unwrap_or(now);
+    let reported =
+        parse_time("reported_at", b.reported_at.as_deref())?.unwrap_or(now.max(detected));
+    let new = NewIncident::validate(
+        &b.title,
+        &b.summary,
+        b.severity,
+        b.assignee.as_deref(),
+        detected,
+        reported,
+        &b.systems_affected,
+        b.personal_data,
+        now,
+    )?;
+    let rec = s.store.create_incident(auth.actor(), &new, now).await?;
+    Ok((StatusCode::CREATED, Json(IncidentView::from(&rec))))
+}
+
+/// List incidents, newest first.
+#[utoipa::path(get, path = "/v1/incidents", tag = "incidents", params(IncidentQuery),
+    responses((status = 200, body = IncidentList), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_incidents(
+    State(s): State<AppState>,
+    _auth: Auth<Readers>,
+    ApiQuery(q): ApiQuery<IncidentQuery>,
+) -> ApiResult<Json<IncidentList>> {
+    let open = match q.status.as_deref() {
+        None | Some("all") => None,
+        Some("open") => Some(true),
+        Some("closed") => Some(false),
+        Some(_) => return Err(ApiError::query("status", "expected open, closed or all")),
+    };
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let f = IncidentFilter {
+        phase: q.phase,
+        severity: q.severity,
+        open,
+        limit,
+        offset,
+    };
+    let (items, total) = s.store.list_incidents(&f).await?;
+    Ok(Json(IncidentList {
+        items: items.iter().map(IncidentView::from).collect(),
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// One incident with its containment actions (and their hit totals) and timeline.
+#[utoipa::path(get, path = "/v1/incidents/{id}", tag = "incidents", params(("id" = i64, Path)),
+    responses((status = 200, body = IncidentDetail), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_incident(
+    State(s): State<AppState>,
+    _auth: Auth<Readers>,
+    PathId(id): PathId,
+) -> ApiResult<Json<IncidentDetail>> {
+    let rec = s.store.get_incident(id).await?;
+    let now = s.now_ms();
+    let f = ActionFilter {
+        status: None,
+        incident: Some(id),
+        limit: i64::MAX,
+        offset: 0,
+    };
+    let (actions, _) = s.store.list_actions(&f, now).await?;
+    let hits = s
+        .store
+        .hits(&actions.iter().map(|a| a.id).collect::<Vec<_>>())
+        .await?;
+    let timeline = s.store.timeline(id).await?;
+    let actions: Vec<ActionView> = actions
+        .iter()
+        .map(|a| ActionView::new(a, now, &hits))
+        .collect();
+    Ok(Json(IncidentDetail {
+        incident: IncidentView::from(&rec),
+        hits_total: actions.iter().map(|a| a.hits.total).sum(),
+        actions,
+        timeline: timeline.iter().map(TimelineView::from).collect(),
+    }))
+}
+
+/// Change severity, phase or assignee; each change becomes a timeline entry.
+#[utoipa::path(patch, path = "/v1/incidents/{id}", tag = "incidents", params(("id" = i64, Path)),
+    request_body = UpdateIncident,
+    responses((status = 200, body = IncidentView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn update_incident(
+    State(s): State<AppState>,
+    auth: Auth<Responders>,
+    PathId(id): PathId,
+    ApiJson(b): ApiJson<UpdateIncident>,
+) -> ApiResult<Json<IncidentView>> {
+    let change = IncidentChange::validate(
+        b.severity,
+        b.phase,
+        b.assignee.as_deref(),
+        b.reason.as_deref(),
+    )?;
+    let rec = s
+        .store
+        .update_incident(auth.actor(), id, &change, s.now_ms())
+        .await?;
+    Ok(Json(IncidentView::from(&rec)))
+}
+
+/// The incident's timeline, oldest first.
+#[utoipa::path(get, path = "/v1/incidents/{id}/timeline", tag = "incidents", params(("id" = i64, Path)),
+    responses((status = 200, body = Vec<TimelineView>), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_timeline(
+    State(s): State<AppState>,
+    _auth: Auth<Readers>,
+    PathId(id): PathId,
+) -> ApiResult<Json<Vec<TimelineView>>> {
+    let t = s.store.timeline(id).await?;
+    Ok(Json(t.iter().map(TimelineView::from).collect()))
+}

@@ -1,0 +1,126 @@
+//! HTTP API: one router per domain, merged here with `/healthz`, `/metrics` and
+//! `/openapi.json` (generated from the handlers' `#[utoipa::path]` and types).
+
+pub mod actions;
+pub mod audit;
+pub mod edge;
+pub mod incidents;
+pub mod tokens;
+pub mod views;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::clock::parse_rfc3339;
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Edge containment control plane", description = "Incidents, containment actions, audit chain and edge policy sync. Errors: `{\"error\": {\"code\", \"field\", \"message\"}}`."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "incidents"), (name = "containment"), (name = "audit"), (name = "edge"), (name = "tokens")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(c) = openapi.components.as_mut() {
+            c.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
+        }
+    }
+}
+
+/// The OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(incidents::router())
+        .merge(actions::router())
+        .merge(audit::router())
+        .merge(edge::router())
+        .merge(tokens::router())
+}
+
+/// The full router with state, body limit and metrics middleware.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api_routes().split_for_parts();
+    let doc = std::sync::Arc::new(doc);
+    api.route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(move || async move { Json(doc.as_ref().clone()) }),
+        )
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .with_state(state)
+}
+
+async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
+    match s.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "database unavailable"})),
+            )
+        }
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    s.metrics
+        .policy_version
+        .set(*s.store.watch_version().borrow() as i64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+}
+
+/// Validate `limit` (1..=200, default 50) and `offset` (≥ 0, default 0).
+pub(crate) fn page(limit: Option<i64>, offset: Option<i64>) -> ApiResult<(i64, i64)> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::query("limit", "must be 1..=200"));
+    }
+    let offset = offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::query("offset", "must be 0 or more"));
+    }
+    Ok((limit, offset))
+}
+
+/// An optional RFC 3339 body field.
+pub(crate) fn parse_time(field: &str, v: Option<&str>) -> ApiResult<Option<i64>> {
+    v.map(|s| parse_rfc3339(s).ok_or_else(|| ApiError::invalid(field, "expected an RFC 3339 time")))
+        .transpose()
+}
+
+/// An optional RFC 3339 query parameter.
+pub(crate) fn parse_time_query(field: &str, v: Option<&str>) -> ApiResult<Option<i64>> {
+    v.map(|s| parse_rfc3339(s).ok_or_else(|| ApiError::query(field, "expected an RFC 3339 time")))
+        .transpose()
+}

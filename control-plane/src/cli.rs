@@ -1,0 +1,214 @@
+//! Command line: `control-plane [serve]` and `control-plane token create`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use crate::clock::{Clock, SystemClock};
+use crate::domain::action::GuardRails;
+use crate::domain::check_name;
+use crate::domain::token::{self, Role};
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+use crate::{AppState, Settings};
+
+/// Edge containment control plane.
+#[derive(Debug, Parser)]
+#[command(name = "control-plane", version, about)]
+pub struct Cli {
+    /// Database URL. A SQLite file (`sqlite://path.db` or a plain path) is created and
+    /// migrated on start, in WAL mode.
+    #[arg(
+        long,
+        env = "EC_DATABASE_URL",
+        default_value = "sqlite://edge-containment.db",
+        global = true
+    )]
+    pub database_url: String,
+    /// Log format on stderr (`RUST_LOG` sets the level, default `info`).
+    #[arg(long, env = "EC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve(ServeArgs),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once on stdout. Meant for the first admin token on an
+    /// empty database; refuses when active tokens exist unless `--force`.
+    Create(TokenCreate),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreate {
+    /// The token's role.
+    #[arg(long, value_enum)]
+    pub role: Role,
+    /// The token's name, recorded as the actor of every change made with it.
+    #[arg(long)]
+    pub name: String,
+    /// Create the token even though active tokens exist (break-glass; audited as `cli`).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (`127.0.0.1:0` picks a free port; the chosen address is printed).
+    #[arg(long, env = "EC_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Shortest IPv4 prefix a block may have without `force: true`.
+    #[arg(long, env = "EC_MIN_PREFIX_V4", default_value_t = 8, value_parser = clap::value_parser!(u8).range(0..=32))]
+    pub min_prefix_v4: u8,
+    /// Shortest IPv6 prefix a block may have without `force: true`.
+    #[arg(long, env = "EC_MIN_PREFIX_V6", default_value_t = 24, value_parser = clap::value_parser!(u8).range(0..=128))]
+    pub min_prefix_v6: u8,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "EC_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// How often expired actions are looked for, in milliseconds.
+    #[arg(long, env = "EC_EXPIRY_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub expiry_interval_ms: u64,
+}
+
+impl ServeArgs {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            rails: GuardRails {
+                min_prefix_v4: self.min_prefix_v4,
+                min_prefix_v6: self.min_prefix_v6,
+            },
+            max_body_bytes: self.max_body_bytes,
+            expiry_interval: Duration::from_millis(self.expiry_interval_ms),
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => b.try_init(),
+        LogFormat::Json => b.json().try_init(),
+    };
+}
+
+/// Entry point of the binary.
+pub fn main() -> anyhow::Result<()> {
+    let mut cli = Cli::parse();
+    if cli.command.is_none() {
+        // `serve` is the default: parse again with it appended so its flags and env apply.
+        let args = std::env::args_os().chain(std::iter::once("serve".into()));
+        cli = Cli::parse_from(args);
+    }
+    init_logging(cli.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let store = SqliteStore::connect(&cli.database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match cli.command {
+        Some(Command::Token(TokenCommand::Create(t))) => {
+            let name = check_name("name", &t.name, 100).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let clear = token::generate();
+            let rec = store
+                .create_token(
+                    "cli",
+                    &name,
+                    t.role,
+                    token::hash(&clear),
+                    !t.force,
+                    SystemClock.now_ms(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!(
+                "created {} token {} ({}); it is shown only once:",
+                rec.role, rec.id, rec.name
+            );
+            println!("{clear}");
+            Ok(())
+        }
+        Some(Command::Serve(args)) => serve(store, args).await,
+        None => Err(anyhow::anyhow!("no command")),
+    }
+}
+
+async fn serve(store: SqliteStore, args: ServeArgs) -> anyhow::Result<()> {
+    let (state, shutdown) = AppState::new(Arc::new(store), Arc::new(SystemClock), args.settings());
+    let listener = TcpListener::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "control plane listening");
+    println!("control-plane listening on http://{addr}");
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = shutdown.send(true);
+    });
+    crate::serve(listener, state).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

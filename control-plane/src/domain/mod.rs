@@ -1,0 +1,106 @@
+//! Core logic: validation, guard rails, the audit hash. Knows nothing about HTTP or SQL.
+
+pub mod action;
+pub mod audit;
+pub mod incident;
+pub mod token;
+
+use std::fmt;
+
+/// Why a core operation was refused. The HTTP boundary picks the status code.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// Input that does not make sense, naming the field (`target.cidr`, `expires_in`, ...).
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// A guard rail refused the change; `force: true` (with a reason) overrides it.
+    #[error("{field}: {message}")]
+    GuardRail { field: String, message: String },
+    /// The object does not exist.
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    /// The change conflicts with the current state (duplicate target, already lifted, ...).
+    #[error("{field}: {message}")]
+    Conflict { field: String, message: String },
+    /// A storage or internal failure. The message is logged, never sent to clients.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CoreError {
+    pub fn invalid(field: impl Into<String>, message: impl fmt::Display) -> Self {
+        CoreError::Invalid {
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+    pub fn conflict(field: impl Into<String>, message: impl fmt::Display) -> Self {
+        CoreError::Conflict {
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+    pub fn guard(field: impl Into<String>, message: impl fmt::Display) -> Self {
+        CoreError::GuardRail {
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+    pub fn not_found(what: &'static str, id: impl fmt::Display) -> Self {
+        CoreError::NotFound {
+            what,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for CoreError {
+    fn from(e: sqlx::Error) -> Self {
+        CoreError::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for CoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        CoreError::Internal(format!("migration: {e}"))
+    }
+}
+
+impl From<serde_json::Error> for CoreError {
+    fn from(e: serde_json::Error) -> Self {
+        CoreError::Internal(format!("json: {e}"))
+    }
+}
+
+pub type CoreResult<T> = Result<T, CoreError>;
+
+/// Check a free-text field: trimmed, not empty when required, at most `max` characters and
+/// no control characters other than newlines and tabs.
+pub fn check_text(field: &str, value: &str, max: usize, required: bool) -> CoreResult<String> {
+    let v = value.trim();
+    if required && v.is_empty() {
+        return Err(CoreError::invalid(field, "must not be empty"));
+    }
+    if v.chars().count() > max {
+        return Err(CoreError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(CoreError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(v.to_string())
+}
+
+/// Check a short name (token name, edge id, assignee): 1..=max printable characters.
+pub fn check_name(field: &str, value: &str, max: usize) -> CoreResult<String> {
+    let v = check_text(field, value, max, true)?;
+    if v.contains(['\n', '\t']) {
+        return Err(CoreError::invalid(field, "must be on one line"));
+    }
+    Ok(v)
+}

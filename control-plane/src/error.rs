@@ -1,0 +1,160 @@
+//! The one API error type: every 4xx and 5xx leaves through here, with one body shape:
+//! `{"error": {"code": "invalid_field", "field": "target.cidr", "message": "..."}}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::CoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No, malformed, unknown or revoked bearer token.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The token's role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Bad input naming the field; `status` is 400, 413, 415 or 422.
+    #[error("{field:?}: {message}")]
+    Input {
+        status: StatusCode,
+        code: &'static str,
+        field: String,
+        message: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{field}: {message}")]
+    Conflict { field: String, message: String },
+    /// Logged with context; the client gets a generic message.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The error body.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code: `unauthenticated`, `forbidden`, `invalid_json`,
+    /// `invalid_field`, `invalid_query`, `invalid_path`, `guard_rail`, `not_found`,
+    /// `conflict`, `body_too_large`, `unsupported_media_type`, `internal`.
+    pub code: String,
+    /// The offending field (`target.cidr`, `hits[0].count`, `wait`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn input(
+        status: StatusCode,
+        code: &'static str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        ApiError::Input {
+            status,
+            code,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+    /// 422 naming a field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::input(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            field,
+            message,
+        )
+    }
+    /// 400 for a bad query parameter.
+    pub fn query(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::input(StatusCode::BAD_REQUEST, "invalid_query", field, message)
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Input { status, .. } => *status,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn detail(&self) -> ErrorDetail {
+        let d = |code: &str, field: Option<&str>, message: &str| ErrorDetail {
+            code: code.to_string(),
+            field: field.map(str::to_string),
+            message: message.to_string(),
+        };
+        match self {
+            ApiError::Unauthenticated(m) => d("unauthenticated", None, m),
+            ApiError::Forbidden(m) => d("forbidden", None, m),
+            ApiError::Input {
+                code,
+                field,
+                message,
+                ..
+            } => d(code, Some(field), message),
+            ApiError::NotFound(m) => d("not_found", None, m),
+            ApiError::Conflict { field, message } => d("conflict", Some(field), message),
+            ApiError::Internal(_) => d("internal", None, "internal error; see the server log"),
+        }
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Invalid { field, message } => ApiError::invalid(field, message),
+            CoreError::GuardRail { field, message } => ApiError::input(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "guard_rail",
+                field,
+                message,
+            ),
+            CoreError::NotFound { what, id } => {
+                ApiError::NotFound(format!("{what} {id} not found"))
+            }
+            CoreError::Conflict { field, message } => ApiError::Conflict { field, message },
+            CoreError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        match &self {
+            ApiError::Internal(m) => tracing::error!(error = %m, "request failed"),
+            e if status.is_client_error() => {
+                tracing::debug!(error = %e, status = status.as_u16(), "request refused")
+            }
+            _ => {}
+        }
+        let mut resp = (
+            status,
+            Json(ErrorBody {
+                error: self.detail(),
+            }),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

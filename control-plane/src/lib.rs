@@ -1,0 +1,101 @@
+//! Edge containment control plane: incidents, containment actions, an append-only
+//! hash-chained audit log, and the policy sync API the edge filter calls.
+//!
+//! [`app`] builds the router from an [`AppState`]; [`serve`] runs it with graceful
+//! shutdown and the expiry task. `main.rs` only calls [`cli::main`].
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod domain;
+pub mod error;
+pub mod expiry;
+pub mod extract;
+pub mod metrics;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::domain::action::GuardRails;
+use crate::store::Store;
+
+/// Settings the handlers need.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub rails: GuardRails,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// How often the expiry task looks for due actions.
+    pub expiry_interval: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            rails: GuardRails::default(),
+            max_body_bytes: 1 << 20,
+            expiry_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Everything a handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Becomes `true` when the server shuts down (long-polls answer at once).
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// State with a fresh metrics registry. Returns the sender that signals shutdown.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> (AppState, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(false);
+        let state = AppState {
+            store,
+            clock,
+            settings: Arc::new(settings),
+            metrics: Arc::new(metrics::Metrics::new()),
+            shutdown: rx,
+        };
+        (state, tx)
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+/// The router: every API route, `/healthz`, `/metrics` and `/openapi.json`.
+pub fn app(state: AppState) -> Router {
+    api::router(state)
+}
+
+/// Serve on `listener` until `shutdown` becomes true, running the expiry task alongside.
+/// In-flight requests finish; long-polls answer 304 at once.
+pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    let expiry = tokio::spawn(expiry::run(state.clone()));
+    let mut shutdown = state.shutdown.clone();
+    let router = app(state);
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await;
+    expiry.abort();
+    result
+}

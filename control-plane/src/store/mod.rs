@@ -1,0 +1,323 @@
+//! The store interface: everything the handlers need from storage, as one async trait.
+//!
+//! SQLite ([`sqlite::SqliteStore`]) is the first implementation. A PostgreSQL one can
+//! follow without touching handlers: it implements the same trait, takes a row lock (or
+//! `SELECT ... FOR UPDATE` on `policy_state`) where SQLite takes `BEGIN IMMEDIATE`, and
+//! feeds [`Store::watch_version`] from `LISTEN`/`NOTIFY` so every replica's long-polls
+//! wake on a commit made by any replica.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use edge_policy::report::EdgeReport;
+use edge_policy::{Delta, Isolation, Mode, Rule, Snapshot, Version};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::domain::action::{self, ActionKind, GuardRails, NewAction, StoredTarget};
+use crate::domain::audit::{AuditRecord, BrokenLink};
+use crate::domain::incident::{IncidentChange, NewIncident, Phase, Severity};
+use crate::domain::token::Role;
+use crate::domain::CoreResult;
+
+/// A token as listed (never its hash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub created_at: i64,
+    pub created_by: String,
+    pub revoked_at: Option<i64>,
+    pub revoked_by: Option<String>,
+}
+
+/// A token found by its hash, for authentication.
+#[derive(Clone, Debug)]
+pub struct AuthToken {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub hash: Vec<u8>,
+    pub revoked: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct IncidentRecord {
+    pub id: i64,
+    pub title: String,
+    pub summary: String,
+    pub severity: Severity,
+    pub phase: Phase,
+    pub assignee: Option<String>,
+    pub detected_at: i64,
+    pub reported_at: i64,
+    pub systems: Vec<String>,
+    pub personal_data: bool,
+    pub created_at: i64,
+    pub created_by: String,
+    pub updated_at: i64,
+    pub closed_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimelineEntry {
+    pub id: i64,
+    pub incident_id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub kind: String,
+    pub message: String,
+    pub reason: Option<String>,
+    pub data: Option<Value>,
+}
+
+/// Stored state of an action. `Active` actions whose expiry has passed are reported as
+/// expired (see [`ActionRecord::status`]) until the expiry sweep records them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionStatus {
+    Active,
+    Lifted,
+    Expired,
+}
+
+impl ActionStatus {
+    pub const ALL: [ActionStatus; 3] = [
+        ActionStatus::Active,
+        ActionStatus::Lifted,
+        ActionStatus::Expired,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionStatus::Active => "active",
+            ActionStatus::Lifted => "lifted",
+            ActionStatus::Expired => "expired",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionRecord {
+    pub id: i64,
+    pub incident_id: i64,
+    pub kind: ActionKind,
+    pub target: StoredTarget,
+    pub isolation: Option<Isolation>,
+    pub mode: Mode,
+    pub reason: String,
+    pub forced: bool,
+    pub created_at: i64,
+    pub created_by: String,
+    pub created_version: i64,
+    pub expires_at: Option<i64>,
+    pub state: ActionStatus,
+    pub ended_at: Option<i64>,
+    pub ended_by: Option<String>,
+    pub end_reason: Option<String>,
+    pub ended_version: Option<i64>,
+}
+
+impl ActionRecord {
+    /// Status at `now_ms`: an active action past its expiry is `expired`.
+    pub fn status(&self, now_ms: i64) -> ActionStatus {
+        match (self.state, self.expires_at) {
+            (ActionStatus::Active, Some(t)) if t <= now_ms => ActionStatus::Expired,
+            (s, _) => s,
+        }
+    }
+
+    pub fn rule(&self) -> CoreResult<Rule> {
+        action::to_rule(
+            self.id,
+            self.incident_id,
+            self.kind,
+            &self.target,
+            self.isolation,
+            self.mode,
+            self.expires_at,
+        )
+    }
+
+    /// The JSON recorded in the audit log.
+    pub fn audit_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "incident_id": self.incident_id,
+            "kind": self.kind.as_str(),
+            "target_type": self.target.ty,
+            "target_value": self.target.value,
+            "isolation": self.isolation.map(Isolation::as_str),
+            "mode": self.mode.as_str(),
+            "reason": self.reason,
+            "forced": self.forced,
+            "expires_at": self.expires_at,
+            "state": self.state.as_str(),
+            "created_version": self.created_version,
+            "ended_version": self.ended_version,
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct IncidentFilter {
+    pub phase: Option<Phase>,
+    pub severity: Option<Severity>,
+    /// `Some(true)`: not closed; `Some(false)`: closed.
+    pub open: Option<bool>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ActionFilter {
+    /// `None`: every action.
+    pub status: Option<ActionStatus>,
+    pub incident: Option<i64>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub incident: Option<i64>,
+    pub actor: Option<String>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub after_seq: i64,
+    pub limit: i64,
+}
+
+/// Result of walking the audit chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainReport {
+    pub checked: u64,
+    pub last_seq: i64,
+    pub last_hash: String,
+    pub first_broken: Option<BrokenLink>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgeRecord {
+    pub edge_id: String,
+    pub boot_id: String,
+    pub last_seen: i64,
+    pub policy_version: i64,
+    pub reports: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HitRecord {
+    pub action_id: i64,
+    pub edge_id: String,
+    pub count: i64,
+}
+
+/// What the edge sync endpoint sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyAnswer {
+    Snapshot(Snapshot),
+    Delta(Delta),
+}
+
+/// Object counts, for health checks and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub incidents: i64,
+    pub actions: i64,
+    pub tokens: i64,
+    pub audit: i64,
+    pub edges: i64,
+    pub version: i64,
+    pub timeline: i64,
+    /// Sum of all hit counts.
+    pub hits: i64,
+}
+
+/// Storage. Every mutating method commits its row changes, the policy version bump (when
+/// active containment changes) and its audit event in one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Tokens.
+    /// Create a token. With `only_if_none`, refuse when any unrevoked token exists.
+    async fn create_token(
+        &self,
+        actor: &str,
+        name: &str,
+        role: Role,
+        hash: [u8; 32],
+        only_if_none: bool,
+        now: i64,
+    ) -> CoreResult<TokenRecord>;
+    async fn find_token(&self, hash: &[u8; 32]) -> CoreResult<Option<AuthToken>>;
+    async fn list_tokens(&self) -> CoreResult<Vec<TokenRecord>>;
+    async fn revoke_token(&self, actor: &str, id: i64, now: i64) -> CoreResult<TokenRecord>;
+
+    // Incidents.
+    async fn create_incident(
+        &self,
+        actor: &str,
+        new: &NewIncident,
+        now: i64,
+    ) -> CoreResult<IncidentRecord>;
+    async fn list_incidents(&self, f: &IncidentFilter) -> CoreResult<(Vec<IncidentRecord>, i64)>;
+    async fn get_incident(&self, id: i64) -> CoreResult<IncidentRecord>;
+    async fn update_incident(
+        &self,
+        actor: &str,
+        id: i64,
+        change: &IncidentChange,
+        now: i64,
+    ) -> CoreResult<IncidentRecord>;
+    async fn timeline(&self, incident_id: i64) -> CoreResult<Vec<TimelineEntry>>;
+
+    // Containment actions.
+    async fn create_action(
+        &self,
+        actor: &str,
+        new: &NewAction,
+        rails: GuardRails,
+        now: i64,
+    ) -> CoreResult<ActionRecord>;
+    async fn lift_action(
+        &self,
+        actor: &str,
+        id: i64,
+        reason: &str,
+        now: i64,
+    ) -> CoreResult<ActionRecord>;
+    async fn get_action(&self, id: i64) -> CoreResult<ActionRecord>;
+    async fn list_actions(
+        &self,
+        f: &ActionFilter,
+        now: i64,
+    ) -> CoreResult<(Vec<ActionRecord>, i64)>;
+    /// Record every active action whose expiry is at or before `now` as expired, in one
+    /// policy version (actor `system`). Returns how many expired.
+    async fn expire_due(&self, now: i64) -> CoreResult<usize>;
+    async fn hits(&self, action_ids: &[i64]) -> CoreResult<Vec<HitRecord>>;
+
+    // Policy.
+    async fn policy_version(&self) -> CoreResult<Version>;
+    /// A delta when `0 < since < current`, else a snapshot.
+    async fn policy(&self, since: Version) -> CoreResult<PolicyAnswer>;
+    /// The latest committed version, updated after every commit that bumps it.
+    fn watch_version(&self) -> watch::Receiver<Version>;
+
+    // Audit.
+    async fn audit(&self, f: &AuditFilter) -> CoreResult<Vec<AuditRecord>>;
+    async fn verify_audit(&self) -> CoreResult<ChainReport>;
+
+    // Edges.
+    /// Count a report; `false` when `(edge_id, boot_id, seq)` was already counted.
+    async fn record_report(&self, r: &EdgeReport, now: i64) -> CoreResult<bool>;
+    async fn list_edges(&self) -> CoreResult<Vec<EdgeRecord>>;
+
+    async fn counts(&self) -> CoreResult<Counts>;
+    /// Cheap liveness check of the database.
+    async fn ping(&self) -> CoreResult<()>;
+}

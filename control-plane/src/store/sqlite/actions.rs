@@ -1,0 +1,369 @@
+//! Containment actions and the policy they make.
+
+use edge_policy::{Delta, Snapshot, Version};
+use serde_json::json;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use super::{add_timeline, append_audit, bump_version, rows, Event, SqliteStore};
+use crate::clock::rfc3339;
+use crate::domain::action::{check_conflicts, ActionKind, ActiveTarget, GuardRails, NewAction};
+use crate::domain::incident::Phase;
+use crate::domain::{CoreError, CoreResult};
+use crate::store::{ActionFilter, ActionRecord, ActionStatus, HitRecord, PolicyAnswer};
+
+/// Actor name of changes the control plane makes by itself (expiry).
+pub const SYSTEM_ACTOR: &str = "system";
+
+fn describe(a: &ActionRecord) -> String {
+    let what = match a.kind {
+        ActionKind::Isolate => format!(
+            "isolate {} {} ({})",
+            a.target.ty,
+            a.target.value,
+            a.isolation.map(|i| i.as_str()).unwrap_or("?")
+        ),
+        k => format!("{} {} {}", k.as_str(), a.target.ty, a.target.value),
+    };
+    let expiry = a
+        .expires_at
+        .map(|t| format!(", expires {}", rfc3339(t)))
+        .unwrap_or_default();
+    format!("action {}: {what} [{}]{expiry}", a.id, a.mode.as_str())
+}
+
+/// Mark every due active action expired as part of `version`. Returns how many.
+async fn sweep_expired(c: &mut SqliteConnection, now: i64, version: i64) -> CoreResult<usize> {
+    let due = sqlx::query(
+        "SELECT * FROM actions WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY id",
+    )
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await?;
+    for row in &due {
+        let before = rows::action(row)?;
+        let expired_at = before.expires_at.unwrap_or(now);
+        sqlx::query(
+            "UPDATE actions SET state = 'expired', ended_at = ?, ended_by = ?, end_reason = 'expired', ended_version = ?
+             WHERE id = ?",
+        )
+        .bind(expired_at)
+        .bind(SYSTEM_ACTOR)
+        .bind(version)
+        .bind(before.id)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query("INSERT INTO policy_changes (version, action_id) VALUES (?, ?)")
+            .bind(version)
+            .bind(before.id)
+            .execute(&mut *c)
+            .await?;
+        let after = rows::get_action(c, before.id).await?;
+        let event = Event {
+            actor: SYSTEM_ACTOR,
+            verb: "action.expire",
+            object: format!("action/{}", after.id),
+            incident_id: Some(after.incident_id),
+            before: Some(before.audit_json()),
+            after: Some(after.audit_json()),
+            reason: Some("expired"),
+        };
+        append_audit(c, event, now).await?;
+        let msg = format!("expired {}", describe(&after));
+        add_timeline(
+            c,
+            after.incident_id,
+            now,
+            SYSTEM_ACTOR,
+            "action_expired",
+            &msg,
+            None,
+            Some(json!({"action_id": after.id, "policy_version": version})),
+        )
+        .await?;
+    }
+    Ok(due.len())
+}
+
+impl SqliteStore {
+    pub(crate) async fn create_action_impl(
+        &self,
+        actor: &str,
+        new: &NewAction,
+        rails: GuardRails,
+        now: i64,
+    ) -> CoreResult<ActionRecord> {
+        let mut w = self.begin_write().await?;
+        let c = &mut *w.tx;
+        let incident = rows::get_incident(c, new.incident_id).await?;
+        if incident.phase == Phase::Closed {
+            return Err(CoreError::conflict(
+                "incident",
+                format!("incident {} is closed", incident.id),
+            ));
+        }
+        let live = sqlx::query(
+            "SELECT * FROM actions WHERE state = 'active' AND (expires_at IS NULL OR expires_at > ?)
+             AND (target_key = ? OR kind = 'allow')",
+        )
+        .bind(now)
+        .bind(new.target_key())
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(|r| rows::action(r).map(|a| ActiveTarget { id: a.id, kind: a.kind, target: a.target }))
+        .collect::<CoreResult<Vec<_>>>()?;
+        check_conflicts(new, &live, rails)?;
+
+        let version = bump_version(c).await?;
+        sweep_expired(c, now, version).await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO actions (incident_id, kind, target_type, target_value, isolation, target_key, mode, reason,
+                forced, created_at, created_by, created_version, expires_at, state)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active') RETURNING id",
+        )
+        .bind(new.incident_id)
+        .bind(new.kind.as_str())
+        .bind(new.target.ty)
+        .bind(&new.target.value)
+        .bind(new.isolation.map(|i| i.as_str()))
+        .bind(new.target_key())
+        .bind(new.mode.as_str())
+        .bind(&new.reason)
+        .bind(new.force)
+        .bind(now)
+        .bind(actor)
+        .bind(version)
+        .bind(new.expires_at_ms)
+        .fetch_one(&mut *c)
+        .await?;
+        sqlx::query("INSERT INTO policy_changes (version, action_id) VALUES (?, ?)")
+            .bind(version)
+            .bind(id)
+            .execute(&mut *c)
+            .await?;
+        let rec = rows::get_action(c, id).await?;
+        let event = Event {
+            actor,
+            verb: "action.create",
+            object: format!("action/{id}"),
+            incident_id: Some(rec.incident_id),
+            before: None,
+            after: Some(rec.audit_json()),
+            reason: Some(&new.reason),
+        };
+        append_audit(c, event, now).await?;
+        let msg = format!("created {}", describe(&rec));
+        let data = json!({"action_id": id, "policy_version": version, "forced": new.force, "warnings": new.warnings});
+        add_timeline(
+            c,
+            rec.incident_id,
+            now,
+            actor,
+            "action_created",
+            &msg,
+            Some(&new.reason),
+            Some(data),
+        )
+        .await?;
+        self.commit(w, Some(version)).await?;
+        Ok(rec)
+    }
+
+    pub(crate) async fn lift_action_impl(
+        &self,
+        actor: &str,
+        id: i64,
+        reason: &str,
+        now: i64,
+    ) -> CoreResult<ActionRecord> {
+        let mut w = self.begin_write().await?;
+        let c = &mut *w.tx;
+        let before = rows::get_action(c, id).await?;
+        let status = before.status(now);
+        if status != ActionStatus::Active {
+            return Err(CoreError::conflict(
+                "status",
+                format!("action {id} is already {}", status.as_str()),
+            ));
+        }
+        let version = bump_version(c).await?;
+        sweep_expired(c, now, version).await?;
+        sqlx::query(
+            "UPDATE actions SET state = 'lifted', ended_at = ?, ended_by = ?, end_reason = ?, ended_version = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(actor)
+        .bind(reason)
+        .bind(version)
+        .bind(id)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query("INSERT INTO policy_changes (version, action_id) VALUES (?, ?)")
+            .bind(version)
+            .bind(id)
+            .execute(&mut *c)
+            .await?;
+        let after = rows::get_action(c, id).await?;
+        let event = Event {
+            actor,
+            verb: "action.lift",
+            object: format!("action/{id}"),
+            incident_id: Some(after.incident_id),
+            before: Some(before.audit_json()),
+            after: Some(after.audit_json()),
+            reason: Some(reason),
+        };
+        append_audit(c, event, now).await?;
+        let msg = format!("lifted {}", describe(&after));
+        add_timeline(
+            c,
+            after.incident_id,
+            now,
+            actor,
+            "action_lifted",
+            &msg,
+            Some(reason),
+            Some(json!({"action_id": id, "policy_version": version})),
+        )
+        .await?;
+        self.commit(w, Some(version)).await?;
+        Ok(after)
+    }
+
+    pub(crate) async fn expire_due_impl(&self, now: i64) -> CoreResult<usize> {
+        // Cheap check outside the writer lock first: most ticks find nothing.
+        let due: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM actions WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= ?",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        if due == 0 {
+            return Ok(0);
+        }
+        let mut w = self.begin_write().await?;
+        let c = &mut *w.tx;
+        let version = bump_version(c).await?;
+        let n = sweep_expired(c, now, version).await?;
+        if n == 0 {
+            // Someone else swept them first; roll back so the version is not bumped.
+            return Ok(0);
+        }
+        self.commit(w, Some(version)).await?;
+        Ok(n)
+    }
+
+    pub(crate) async fn list_actions_impl(
+        &self,
+        f: &ActionFilter,
+        now: i64,
+    ) -> CoreResult<(Vec<ActionRecord>, i64)> {
+        let filter = |q: &mut QueryBuilder<'_, Sqlite>| {
+            q.push(" WHERE 1 = 1");
+            if let Some(i) = f.incident {
+                q.push(" AND incident_id = ").push_bind(i);
+            }
+            match f.status {
+                None => {}
+                Some(ActionStatus::Active) => {
+                    q.push(" AND state = 'active' AND (expires_at IS NULL OR expires_at > ")
+                        .push_bind(now)
+                        .push(")");
+                }
+                Some(ActionStatus::Lifted) => {
+                    q.push(" AND state = 'lifted'");
+                }
+                Some(ActionStatus::Expired) => {
+                    q.push(" AND (state = 'expired' OR (state = 'active' AND expires_at <= ")
+                        .push_bind(now)
+                        .push("))");
+                }
+            }
+        };
+        let mut q = QueryBuilder::new("SELECT COUNT(*) FROM actions");
+        filter(&mut q);
+        let total: i64 = q.build_query_scalar().fetch_one(&self.pool).await?;
+        let mut q = QueryBuilder::new("SELECT * FROM actions");
+        filter(&mut q);
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(f.limit)
+            .push(" OFFSET ")
+            .push_bind(f.offset);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        let items = rows
+            .iter()
+            .map(rows::action)
+            .collect::<CoreResult<Vec<_>>>()?;
+        Ok((items, total))
+    }
+
+    pub(crate) async fn hits_impl(&self, action_ids: &[i64]) -> CoreResult<Vec<HitRecord>> {
+        let mut out = Vec::new();
+        for chunk in action_ids.chunks(500) {
+            let mut q = QueryBuilder::new(
+                "SELECT action_id, edge_id, count FROM action_hits WHERE action_id IN (",
+            );
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(") ORDER BY action_id, edge_id");
+            let rows: Vec<(i64, String, i64)> = q.build_query_as().fetch_all(&self.pool).await?;
+            out.extend(
+                rows.into_iter()
+                    .map(|(action_id, edge_id, count)| HitRecord {
+                        action_id,
+                        edge_id,
+                        count,
+                    }),
+            );
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn policy_impl(&self, since: Version) -> CoreResult<PolicyAnswer> {
+        // One read transaction: the version and the rules come from the same snapshot.
+        let mut tx = self.pool.begin().await?;
+        let current: i64 = sqlx::query_scalar("SELECT version FROM policy_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let current_v = current as Version;
+        let answer = if since > 0 && since < current_v {
+            let changed = sqlx::query(
+                "SELECT * FROM actions WHERE id IN (SELECT action_id FROM policy_changes WHERE version > ?) ORDER BY id",
+            )
+            .bind(since as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut delta = Delta {
+                since,
+                version: current_v,
+                upserts: Vec::new(),
+                removed: Vec::new(),
+            };
+            for row in &changed {
+                let a = rows::action(row)?;
+                if a.state == ActionStatus::Active {
+                    delta.upserts.push(a.rule()?);
+                } else {
+                    delta.removed.push(a.id as u64);
+                }
+            }
+            PolicyAnswer::Delta(delta)
+        } else {
+            let active = sqlx::query("SELECT * FROM actions WHERE state = 'active' ORDER BY id")
+                .fetch_all(&mut *tx)
+                .await?;
+            let rules = active
+                .iter()
+                .map(|r| rows::action(r)?.rule())
+                .collect::<CoreResult<Vec<_>>>()?;
+            PolicyAnswer::Snapshot(Snapshot {
+                version: current_v,
+                rules,
+            })
+        };
+        tx.commit().await?;
+        Ok(answer)
+    }
+}

@@ -1,0 +1,295 @@
+//! Tokens, the audit log and edge reports.
+
+use edge_policy::report::EdgeReport;
+use serde_json::json;
+use sqlx::{QueryBuilder, Row};
+
+use super::{append_audit, rows, Event, SqliteStore};
+use crate::domain::audit::ChainVerifier;
+use crate::domain::token::Role;
+use crate::domain::{CoreError, CoreResult};
+use crate::store::{
+    AuditFilter, AuditRecord, AuthToken, ChainReport, Counts, EdgeRecord, TokenRecord,
+};
+
+fn token_json(t: &TokenRecord) -> serde_json::Value {
+    json!({"id": t.id, "name": t.name, "role": t.role.as_str(), "revoked_at": t.revoked_at})
+}
+
+impl SqliteStore {
+    pub(crate) async fn create_token_impl(
+        &self,
+        actor: &str,
+        name: &str,
+        role: Role,
+        hash: [u8; 32],
+        only_if_none: bool,
+        now: i64,
+    ) -> CoreResult<TokenRecord> {
+        let mut w = self.begin_write().await?;
+        let c = &mut *w.tx;
+        if only_if_none {
+            let live: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE revoked_at IS NULL")
+                    .fetch_one(&mut *c)
+                    .await?;
+            if live > 0 {
+                return Err(CoreError::conflict(
+                    "tokens",
+                    format!("the database already has {live} active token(s); create more through the API"),
+                ));
+            }
+        }
+        let same_name: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE name = ? AND revoked_at IS NULL")
+                .bind(name)
+                .fetch_one(&mut *c)
+                .await?;
+        if same_name > 0 {
+            // The name is the actor in the audit log: keep it unambiguous.
+            return Err(CoreError::conflict(
+                "name",
+                format!("an active token is already named {name:?}"),
+            ));
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tokens (name, role, hash, created_at, created_by) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(&hash[..])
+        .bind(now)
+        .bind(actor)
+        .fetch_one(&mut *c)
+        .await?;
+        let row = sqlx::query("SELECT * FROM tokens WHERE id = ?")
+            .bind(id)
+            .fetch_one(&mut *c)
+            .await?;
+        let rec = rows::token(&row)?;
+        let event = Event {
+            actor,
+            verb: "token.create",
+            object: format!("token/{id}"),
+            incident_id: None,
+            before: None,
+            after: Some(token_json(&rec)),
+            reason: None,
+        };
+        append_audit(c, event, now).await?;
+        self.commit(w, None).await?;
+        Ok(rec)
+    }
+
+    pub(crate) async fn find_token_impl(&self, hash: &[u8; 32]) -> CoreResult<Option<AuthToken>> {
+        let row = sqlx::query("SELECT id, name, role, hash, revoked_at FROM tokens WHERE hash = ?")
+            .bind(&hash[..])
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let role: String = row.try_get("role")?;
+        let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+        Ok(Some(AuthToken {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            role: role.parse().map_err(CoreError::Internal)?,
+            hash: row.try_get("hash")?,
+            revoked: revoked_at.is_some(),
+        }))
+    }
+
+    pub(crate) async fn list_tokens_impl(&self) -> CoreResult<Vec<TokenRecord>> {
+        let rows = sqlx::query("SELECT * FROM tokens ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::token).collect()
+    }
+
+    pub(crate) async fn revoke_token_impl(
+        &self,
+        actor: &str,
+        id: i64,
+        now: i64,
+    ) -> CoreResult<TokenRecord> {
+        let mut w = self.begin_write().await?;
+        let c = &mut *w.tx;
+        let row = sqlx::query("SELECT * FROM tokens WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?
+            .ok_or_else(|| CoreError::not_found("token", id))?;
+        let before = rows::token(&row)?;
+        if before.revoked_at.is_some() {
+            return Err(CoreError::conflict(
+                "id",
+                format!("token {id} is already revoked"),
+            ));
+        }
+        sqlx::query("UPDATE tokens SET revoked_at = ?, revoked_by = ? WHERE id = ?")
+            .bind(now)
+            .bind(actor)
+            .bind(id)
+            .execute(&mut *c)
+            .await?;
+        let after = TokenRecord {
+            revoked_at: Some(now),
+            revoked_by: Some(actor.to_string()),
+            ..before.clone()
+        };
+        let event = Event {
+            actor,
+            verb: "token.revoke",
+            object: format!("token/{id}"),
+            incident_id: None,
+            before: Some(token_json(&before)),
+            after: Some(token_json(&after)),
+            reason: None,
+        };
+        append_audit(c, event, now).await?;
+        self.commit(w, None).await?;
+        Ok(after)
+    }
+
+    pub(crate) async fn audit_impl(&self, f: &AuditFilter) -> CoreResult<Vec<AuditRecord>> {
+        let mut q = QueryBuilder::new("SELECT * FROM audit WHERE seq > ");
+        q.push_bind(f.after_seq);
+        if let Some(i) = f.incident {
+            q.push(" AND incident_id = ").push_bind(i);
+        }
+        if let Some(a) = &f.actor {
+            q.push(" AND actor = ").push_bind(a.clone());
+        }
+        if let Some(t) = f.from_ms {
+            q.push(" AND at_ms >= ").push_bind(t);
+        }
+        if let Some(t) = f.to_ms {
+            q.push(" AND at_ms < ").push_bind(t);
+        }
+        q.push(" ORDER BY seq LIMIT ").push_bind(f.limit);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(rows::audit).collect()
+    }
+
+    pub(crate) async fn verify_audit_impl(&self) -> CoreResult<ChainReport> {
+        let mut v = ChainVerifier::default();
+        let mut last_seq = 0;
+        loop {
+            let rows = sqlx::query("SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT 1000")
+                .bind(last_seq)
+                .fetch_all(&self.pool)
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let r = rows::audit(row)?;
+                if let Err(broken) = v.check(&r) {
+                    return Ok(ChainReport {
+                        checked: v.checked,
+                        last_seq,
+                        last_hash: v.last_hash().to_string(),
+                        first_broken: Some(broken),
+                    });
+                }
+                last_seq = r.seq;
+            }
+        }
+        Ok(ChainReport {
+            checked: v.checked,
+            last_seq,
+            last_hash: v.last_hash().to_string(),
+            first_broken: None,
+        })
+    }
+
+    pub(crate) async fn record_report_impl(&self, r: &EdgeReport, now: i64) -> CoreResult<bool> {
+        let mut w = self.begin_write().await?;
+        let c = &mut *w.tx;
+        let seq = i64::try_from(r.seq).map_err(|_| CoreError::invalid("seq", "too large"))?;
+        let version = i64::try_from(r.policy_version)
+            .map_err(|_| CoreError::invalid("policy_version", "too large"))?;
+        let fresh = sqlx::query("INSERT OR IGNORE INTO edge_reports_seen (edge_id, boot_id, seq, at) VALUES (?, ?, ?, ?)")
+            .bind(&r.edge_id)
+            .bind(&r.boot_id)
+            .bind(seq)
+            .bind(now)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+            == 1;
+        if !fresh {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO edges (edge_id, boot_id, last_seen, policy_version, reports) VALUES (?, ?, ?, ?, 1)
+             ON CONFLICT (edge_id) DO UPDATE SET boot_id = excluded.boot_id, last_seen = excluded.last_seen,
+                policy_version = excluded.policy_version, reports = edges.reports + 1",
+        )
+        .bind(&r.edge_id)
+        .bind(&r.boot_id)
+        .bind(now)
+        .bind(version)
+        .execute(&mut *c)
+        .await?;
+        for h in r.hits.iter().filter(|h| h.count > 0) {
+            let (Ok(action_id), Ok(count)) = (i64::try_from(h.rule_id), i64::try_from(h.count))
+            else {
+                continue;
+            };
+            sqlx::query(
+                "INSERT INTO action_hits (action_id, edge_id, count)
+                 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM actions WHERE id = ?1)
+                 ON CONFLICT (action_id, edge_id) DO UPDATE SET count = action_hits.count + excluded.count",
+            )
+            .bind(action_id)
+            .bind(&r.edge_id)
+            .bind(count)
+            .execute(&mut *c)
+            .await?;
+        }
+        self.commit(w, None).await?;
+        Ok(true)
+    }
+
+    pub(crate) async fn list_edges_impl(&self) -> CoreResult<Vec<EdgeRecord>> {
+        let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT edge_id, boot_id, last_seen, policy_version, reports FROM edges ORDER BY edge_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(edge_id, boot_id, last_seen, policy_version, reports)| EdgeRecord {
+                    edge_id,
+                    boot_id,
+                    last_seen,
+                    policy_version,
+                    reports,
+                },
+            )
+            .collect())
+    }
+
+    pub(crate) async fn counts_impl(&self) -> CoreResult<Counts> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM incidents) AS incidents, (SELECT COUNT(*) FROM actions) AS actions,
+                    (SELECT COUNT(*) FROM tokens) AS tokens, (SELECT COUNT(*) FROM audit) AS audit,
+                    (SELECT COUNT(*) FROM edges) AS edges, (SELECT version FROM policy_state WHERE id = 1) AS version,
+                    (SELECT COUNT(*) FROM timeline) AS timeline,
+                    (SELECT COALESCE(SUM(count), 0) FROM action_hits) AS hits",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Counts {
+            incidents: row.try_get("incidents")?,
+            actions: row.try_get("actions")?,
+            tokens: row.try_get("tokens")?,
+            audit: row.try_get("audit")?,
+            edges: row.try_get("edges")?,
+            version: row.try_get("version")?,
+            timeline: row.try_get("timeline")?,
+            hits: row.try_get("hits")?,
+        })
+    }
+}

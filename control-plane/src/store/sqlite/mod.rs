@@ -1,0 +1,355 @@
+//! SQLite implementation of [`Store`]: one file, WAL mode, migrations run on start.
+//!
+//! Writers are serialised twice: an in-process mutex (so concurrent requests queue fairly
+//! instead of spinning on `SQLITE_BUSY`) and `BEGIN IMMEDIATE` with a busy timeout (so
+//! another process on the same file, such as the `token create` CLI, waits its turn).
+
+mod actions;
+mod incidents;
+mod misc;
+mod rows;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use edge_policy::report::EdgeReport;
+use edge_policy::Version;
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
+use tokio::sync::{watch, Mutex, MutexGuard};
+
+use super::*;
+use crate::clock::rfc3339;
+use crate::domain::audit::{event_hash, GENESIS_HASH};
+use crate::domain::{CoreError, CoreResult};
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    write_lock: Mutex<()>,
+    version_tx: Arc<watch::Sender<Version>>,
+}
+
+/// A write transaction holding the in-process writer lock.
+pub(crate) struct WriteTx<'a> {
+    pub tx: Transaction<'static, Sqlite>,
+    _guard: MutexGuard<'a, ()>,
+}
+
+/// An audit event to append.
+pub(crate) struct Event<'a> {
+    pub actor: &'a str,
+    pub verb: &'a str,
+    pub object: String,
+    pub incident_id: Option<i64>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub reason: Option<&'a str>,
+}
+
+impl SqliteStore {
+    /// Open (creating if missing) and migrate the database at `url`
+    /// (`sqlite://path/to/file.db`, `sqlite:file.db` or a plain path).
+    pub async fn connect(url: &str) -> CoreResult<SqliteStore> {
+        let url = if url.starts_with("sqlite:") {
+            url.to_string()
+        } else {
+            format!("sqlite://{url}")
+        };
+        let opts = SqliteConnectOptions::from_str(&url)
+            .map_err(|e| CoreError::Internal(format!("database url {url:?}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await
+            .map_err(|e| CoreError::Internal(format!("opening database {url:?}: {e}")))?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        let version: i64 = sqlx::query_scalar("SELECT version FROM policy_state WHERE id = 1")
+            .fetch_one(&pool)
+            .await?;
+        let (version_tx, _) = watch::channel(version as Version);
+        Ok(SqliteStore {
+            pool,
+            write_lock: Mutex::new(()),
+            version_tx: Arc::new(version_tx),
+        })
+    }
+
+    /// The underlying pool (tests and tools).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub(crate) async fn begin_write(&self) -> CoreResult<WriteTx<'_>> {
+        let guard = self.write_lock.lock().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteTx { tx, _guard: guard })
+    }
+
+    /// Commit and, when the policy version moved, wake the long-polls.
+    ///
+    /// If the caller is cancelled while the commit is in flight (a client hanging up), the
+    /// commit may still have happened: a guard then re-reads the version in the background
+    /// so no long-poll misses it.
+    pub(crate) async fn commit(&self, w: WriteTx<'_>, new_version: Option<i64>) -> CoreResult<()> {
+        let mut guard = ResyncOnDrop {
+            armed: new_version.is_some(),
+            pool: &self.pool,
+            tx: &self.version_tx,
+        };
+        w.tx.commit().await?;
+        if let Some(v) = new_version {
+            publish(&self.version_tx, v as Version);
+        }
+        guard.armed = false;
+        Ok(())
+    }
+}
+
+/// Raise the published version to `v` (never lower it).
+fn publish(tx: &watch::Sender<Version>, v: Version) {
+    tx.send_if_modified(|cur| {
+        let moved = v > *cur;
+        if moved {
+            *cur = v;
+        }
+        moved
+    });
+}
+
+/// Re-reads the committed version when a commit was abandoned half-way (see `commit`).
+struct ResyncOnDrop<'a> {
+    armed: bool,
+    pool: &'a SqlitePool,
+    tx: &'a Arc<watch::Sender<Version>>,
+}
+
+impl Drop for ResyncOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (pool, tx) = (self.pool.clone(), self.tx.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let v: Result<i64, _> =
+                    sqlx::query_scalar("SELECT version FROM policy_state WHERE id = 1")
+                        .fetch_one(&pool)
+                        .await;
+                match v {
+                    Ok(v) => publish(&tx, v as Version),
+                    Err(e) => tracing::error!(error = %e, "re-reading the policy version failed"),
+                }
+            });
+        }
+    }
+}
+
+/// Increment the policy version; returns the new one.
+pub(crate) async fn bump_version(c: &mut SqliteConnection) -> CoreResult<i64> {
+    let v: i64 = sqlx::query_scalar(
+        "UPDATE policy_state SET version = version + 1 WHERE id = 1 RETURNING version",
+    )
+    .fetch_one(c)
+    .await?;
+    Ok(v)
+}
+
+/// Append an audit event chained to the previous one.
+pub(crate) async fn append_audit(
+    c: &mut SqliteConnection,
+    e: Event<'_>,
+    now: i64,
+) -> CoreResult<i64> {
+    let last: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *c)
+            .await?;
+    let (prev_seq, prev_hash) = last.unwrap_or((0, GENESIS_HASH.to_string()));
+    let seq = prev_seq + 1;
+    let at = rfc3339(now);
+    let before = e.before.as_ref().map(Value::to_string);
+    let after = e.after.as_ref().map(Value::to_string);
+    let hash = event_hash(
+        seq,
+        &at,
+        e.actor,
+        e.verb,
+        &e.object,
+        e.incident_id,
+        before.as_deref(),
+        after.as_deref(),
+        e.reason,
+        &prev_hash,
+    );
+    sqlx::query(
+        "INSERT INTO audit (seq, at, at_ms, actor, verb, object, incident_id, before, after, reason, prev_hash, hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(seq)
+    .bind(&at)
+    .bind(now)
+    .bind(e.actor)
+    .bind(e.verb)
+    .bind(&e.object)
+    .bind(e.incident_id)
+    .bind(before)
+    .bind(after)
+    .bind(e.reason)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(c)
+    .await?;
+    Ok(seq)
+}
+
+/// Add an entry to an incident's timeline.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn add_timeline(
+    c: &mut SqliteConnection,
+    incident_id: i64,
+    now: i64,
+    actor: &str,
+    kind: &str,
+    message: &str,
+    reason: Option<&str>,
+    data: Option<Value>,
+) -> CoreResult<()> {
+    sqlx::query(
+        "INSERT INTO timeline (incident_id, at, actor, kind, message, reason, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(incident_id)
+    .bind(now)
+    .bind(actor)
+    .bind(kind)
+    .bind(message)
+    .bind(reason)
+    .bind(data.map(|d| d.to_string()))
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_token(
+        &self,
+        actor: &str,
+        name: &str,
+        role: Role,
+        hash: [u8; 32],
+        only_if_none: bool,
+        now: i64,
+    ) -> CoreResult<TokenRecord> {
+        self.create_token_impl(actor, name, role, hash, only_if_none, now)
+            .await
+    }
+    async fn find_token(&self, hash: &[u8; 32]) -> CoreResult<Option<AuthToken>> {
+        self.find_token_impl(hash).await
+    }
+    async fn list_tokens(&self) -> CoreResult<Vec<TokenRecord>> {
+        self.list_tokens_impl().await
+    }
+    async fn revoke_token(&self, actor: &str, id: i64, now: i64) -> CoreResult<TokenRecord> {
+        self.revoke_token_impl(actor, id, now).await
+    }
+    async fn create_incident(
+        &self,
+        actor: &str,
+        new: &NewIncident,
+        now: i64,
+    ) -> CoreResult<IncidentRecord> {
+        self.create_incident_impl(actor, new, now).await
+    }
+    async fn list_incidents(&self, f: &IncidentFilter) -> CoreResult<(Vec<IncidentRecord>, i64)> {
+        self.list_incidents_impl(f).await
+    }
+    async fn get_incident(&self, id: i64) -> CoreResult<IncidentRecord> {
+        rows::get_incident(&mut *self.pool.acquire().await?, id).await
+    }
+    async fn update_incident(
+        &self,
+        actor: &str,
+        id: i64,
+        change: &IncidentChange,
+        now: i64,
+    ) -> CoreResult<IncidentRecord> {
+        self.update_incident_impl(actor, id, change, now).await
+    }
+    async fn timeline(&self, incident_id: i64) -> CoreResult<Vec<TimelineEntry>> {
+        self.timeline_impl(incident_id).await
+    }
+    async fn create_action(
+        &self,
+        actor: &str,
+        new: &NewAction,
+        rails: GuardRails,
+        now: i64,
+    ) -> CoreResult<ActionRecord> {
+        self.create_action_impl(actor, new, rails, now).await
+    }
+    async fn lift_action(
+        &self,
+        actor: &str,
+        id: i64,
+        reason: &str,
+        now: i64,
+    ) -> CoreResult<ActionRecord> {
+        self.lift_action_impl(actor, id, reason, now).await
+    }
+    async fn get_action(&self, id: i64) -> CoreResult<ActionRecord> {
+        rows::get_action(&mut *self.pool.acquire().await?, id).await
+    }
+    async fn list_actions(
+        &self,
+        f: &ActionFilter,
+        now: i64,
+    ) -> CoreResult<(Vec<ActionRecord>, i64)> {
+        self.list_actions_impl(f, now).await
+    }
+    async fn expire_due(&self, now: i64) -> CoreResult<usize> {
+        self.expire_due_impl(now).await
+    }
+    async fn hits(&self, action_ids: &[i64]) -> CoreResult<Vec<HitRecord>> {
+        self.hits_impl(action_ids).await
+    }
+    async fn policy_version(&self) -> CoreResult<Version> {
+        let v: i64 = sqlx::query_scalar("SELECT version FROM policy_state WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v as Version)
+    }
+    async fn policy(&self, since: Version) -> CoreResult<PolicyAnswer> {
+        self.policy_impl(since).await
+    }
+    fn watch_version(&self) -> watch::Receiver<Version> {
+        self.version_tx.subscribe()
+    }
+    async fn audit(&self, f: &AuditFilter) -> CoreResult<Vec<AuditRecord>> {
+        self.audit_impl(f).await
+    }
+    async fn verify_audit(&self) -> CoreResult<ChainReport> {
+        self.verify_audit_impl().await
+    }
+    async fn record_report(&self, r: &EdgeReport, now: i64) -> CoreResult<bool> {
+        self.record_report_impl(r, now).await
+    }
+    async fn list_edges(&self) -> CoreResult<Vec<EdgeRecord>> {
+        self.list_edges_impl().await
+    }
+    async fn counts(&self) -> CoreResult<Counts> {
+        self.counts_impl().await
+    }
+    async fn ping(&self) -> CoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

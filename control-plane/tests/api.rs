@@ -1,0 +1,13 @@
+//! Integration tests of the control plane over HTTP on 127.0.0.1: the router in-process
+//! with a test clock, and the real binary for the CLI, restarts and graceful shutdown.
+
+mod common;
+
+#[path = "api/bad_input.rs"]
+mod bad_input;
+#[path = "api/flows.rs"]
+mod flows;
+#[path = "api/roles.rs"]
+mod roles;
+#[path = "api/sync.rs"]
+mod sync;

@@ -1,0 +1,342 @@
+//! Incident flows, restarts of the real binary, concurrency, tampering, the OpenAPI
+//! document and metrics.
+
+use std::time::Instant;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::common::{cli_token_create, expect_error, expect_status, BinServer, Req, TestServer};
+
+#[tokio::test]
+async fn incident_lifecycle_and_timeline() {
+    let s = TestServer::start().await;
+    let api = &s.api;
+    let (_, r) = api.new_token(&s.admin, "alice", "responder").await;
+    let body = json!({"title": "Card skimming on checkout", "summary": "Injected script", "severity": "critical",
+        "systems_affected": ["checkout", "pixel-cdn"], "personal_data": true, "detected_at": "2024-05-01T10:00:00Z"});
+    let created = api.post("/v1/incidents", &r, body).await;
+    let inc = expect_status(&created, 201).clone();
+    assert_eq!(inc["severity"], "P0");
+    assert_eq!(inc["phase"], "detection_analysis");
+    assert_eq!(inc["status"], "open");
+    assert_eq!(inc["created_by"], "alice");
+    assert_eq!(inc["detected_at"], "2024-05-01T10:00:00.000Z");
+    let id = inc["id"].as_i64().unwrap();
+    for sev in ["high", "medium", "low"] {
+        api.post("/v1/incidents", &r, json!({"title": sev, "severity": sev}))
+            .await;
+    }
+    let path = format!("/v1/incidents/{id}");
+    let up = api
+        .patch(
+            &path,
+            &r,
+            json!({"severity": "P1", "phase": "containment", "assignee": "bob"}),
+        )
+        .await;
+    assert_eq!(expect_status(&up, 200)["assignee"], "bob");
+    let back = api
+        .patch(&path, &r, json!({"phase": "detection_analysis"}))
+        .await;
+    expect_error(&back, 422, Some("reason"), Some("invalid_field"));
+    let back = api
+        .patch(
+            &path,
+            &r,
+            json!({"phase": "detection_analysis", "reason": "scope wider than thought"}),
+        )
+        .await;
+    expect_status(&back, 200);
+    let close = api.patch(&path, &r, json!({"phase": "closed"})).await;
+    assert_eq!(expect_status(&close, 200)["status"], "closed");
+    let act = api
+        .post(
+            &format!("{path}/actions"),
+            &r,
+            json!({"kind": "block", "target": {"cidr": "10.0.0.0/8"}, "reason": "r"}),
+        )
+        .await;
+    expect_error(&act, 409, Some("incident"), Some("conflict"));
+
+    let tl = api.get(&format!("{path}/timeline"), &r).await;
+    let kinds: Vec<String> = expect_status(&tl, 200)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().into())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "severity_changed",
+            "phase_changed",
+            "assignee_changed",
+            "phase_changed",
+            "phase_changed"
+        ]
+    );
+    let tl = tl.json.as_array().unwrap().clone();
+    assert_eq!(tl[4]["reason"], "scope wider than thought");
+    assert!(tl.iter().all(|e| e["actor"] == "alice"));
+
+    // Filters and pagination.
+    let count = |q: &'static str| {
+        let api = api.clone();
+        let r = r.clone();
+        async move {
+            expect_status(&api.get(&format!("/v1/incidents{q}"), &r).await, 200)["total"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    assert_eq!(count("").await, 4);
+    assert_eq!(count("?status=closed").await, 1);
+    assert_eq!(count("?status=open").await, 3);
+    assert_eq!(count("?severity=P2").await, 1);
+    assert_eq!(count("?severity=low").await, 1);
+    assert_eq!(count("?phase=closed").await, 1);
+    let page = api.get("/v1/incidents?limit=2&offset=1", &r).await;
+    let page = expect_status(&page, 200);
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    assert_eq!(page["total"], 4);
+
+    // Every change is in the audit log under the token's name.
+    let audit = api.get(&format!("/v1/audit?incident={id}"), &r).await;
+    let events = expect_status(&audit, 200).as_array().unwrap().clone();
+    assert_eq!(events.len(), 4);
+    assert!(events.iter().all(|e| e["actor"] == "alice"));
+    assert_eq!(events[1]["before"]["phase"], "detection_analysis");
+    assert_eq!(events[1]["after"]["phase"], "containment");
+    let none = api.get("/v1/audit?from=2999-01-01T00:00:00Z", &r).await;
+    assert_eq!(expect_status(&none, 200).as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn responder_moves_and_normalisation() {
+    let s = TestServer::start().await;
+    let api = &s.api;
+    let t = &s.admin;
+    let inc = api.new_incident(t, "moves").await;
+    let a = api.new_action(t, inc, json!({"kind": "block", "target": {"cidr": "203.0.113.77/24"}, "reason": "scanner", "expires_in": "1h"})).await;
+    assert_eq!(a["target"]["cidr"], "203.0.113.0/24");
+    assert!(
+        a["warnings"][0].as_str().unwrap().contains("host bits"),
+        "{a}"
+    );
+    let key = api
+        .new_action(
+            t,
+            inc,
+            json!({"kind": "block", "target": {"api_key": "sk_live_abc"}, "reason": "leaked"}),
+        )
+        .await;
+    assert_eq!(
+        key["target"]["api_key_sha256"],
+        edge_policy::KeyHash::of("sk_live_abc").to_hex()
+    );
+    assert!(!key.to_string().contains("sk_live_abc"));
+    let iso = api.new_action(t, inc, json!({"kind": "isolate", "scope": {"pixel": "px-9"}, "isolation": "pixel_kill", "reason": "skimmer", "mode": "simulate"})).await;
+    assert_eq!(iso["scope"]["pixel"], "px-9");
+    assert_eq!(iso["mode"], "simulate");
+    // Forced wide block with a reason.
+    let wide = api.new_action(t, inc, json!({"kind": "block", "target": {"cidr": "0.0.0.0/0"}, "reason": "full lockdown", "force": true})).await;
+    assert_eq!(wide["forced"], true);
+    let id = a["id"].as_i64().unwrap();
+    let lift = api
+        .post(
+            &format!("/v1/actions/{id}/lift"),
+            t,
+            json!({"reason": "scanner gone"}),
+        )
+        .await;
+    let lifted = expect_status(&lift, 200);
+    assert_eq!(lifted["status"], "lifted");
+    assert_eq!(lifted["end_reason"], "scanner gone");
+    let active = api.get("/v1/actions", t).await;
+    assert_eq!(expect_status(&active, 200)["total"], 3);
+    let all = api.get("/v1/actions?status=all", t).await;
+    assert_eq!(expect_status(&all, 200)["total"], 4);
+    let past = api.get("/v1/actions?status=lifted", t).await;
+    assert_eq!(expect_status(&past, 200)["items"][0]["id"], id);
+}
+
+#[tokio::test]
+async fn concurrent_writes_get_distinct_versions_and_an_intact_chain() {
+    let s = TestServer::start().await;
+    let api = s.api.clone();
+    let inc = api.new_incident(&s.admin, "load").await;
+    let v0 = s.counts().await.version;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let (api, t) = (api.clone(), s.admin.clone());
+            tokio::spawn(async move {
+                let body = json!({"kind": "block", "target": {"host": format!("c{i}.example")}, "reason": "load"});
+                api.post(&format!("/v1/incidents/{inc}/actions"), &t, body).await
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        versions.push(expect_status(&r, 201)["created_version"].as_i64().unwrap());
+    }
+    eprintln!(
+        "200 concurrent containment writes took {:?}",
+        start.elapsed()
+    );
+    versions.sort();
+    versions.dedup();
+    assert_eq!(versions.len(), 200);
+    assert_eq!(versions, (v0 + 1..=v0 + 200).collect::<Vec<_>>());
+    let c = s.counts().await;
+    assert_eq!((c.actions, c.version), (200, v0 + 200));
+    let v = api.verify(&s.admin).await;
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["checked"].as_i64().unwrap(), c.audit);
+}
+
+#[tokio::test]
+async fn tampering_with_an_audit_row_is_reported() {
+    let s = TestServer::start().await;
+    let api = &s.api;
+    let inc = api.new_incident(&s.admin, "tamper").await;
+    for i in 0..3 {
+        api.block_host(&s.admin, inc, &format!("t{i}.example"))
+            .await;
+    }
+    assert_eq!(api.verify(&s.admin).await["ok"], true);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db_path.display()))
+        .await
+        .unwrap();
+    // The database itself refuses updates; an attacker with file access drops the trigger.
+    assert!(sqlx::query("UPDATE audit SET reason = 'x' WHERE seq = 3")
+        .execute(&pool)
+        .await
+        .is_err());
+    sqlx::query("DROP TRIGGER audit_no_update")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit SET actor = 'mallory' WHERE seq = 3")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let v = api.verify(&s.admin).await;
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["first_broken"]["seq"], 3);
+    assert_eq!(v["checked"], 2);
+}
+
+#[tokio::test]
+async fn restart_keeps_everything_and_the_cli_bootstraps_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cp.db").display());
+    let (ok, out) = cli_token_create(&db, "admin", "root");
+    assert!(ok);
+    let admin = out.trim().to_string();
+    assert!(
+        admin.starts_with("ecp_") && !admin.contains('\n'),
+        "{out:?}"
+    );
+    let (ok, out) = cli_token_create(&db, "admin", "again");
+    assert!(!ok && out.is_empty(), "a second bootstrap must fail");
+
+    let server = BinServer::start(&db);
+    let api = server.api.clone();
+    let (_, viewer) = api.new_token(&admin, "v", "viewer").await;
+    let inc = api.new_incident(&admin, "persist").await;
+    let a = api.block_host(&admin, inc, "p1.example").await["id"]
+        .as_i64()
+        .unwrap();
+    api.new_action(&admin, inc, json!({"kind": "block", "target": {"cidr": "203.0.113.0/24"}, "reason": "r", "expires_in": 3600})).await;
+    expect_status(
+        &api.post(
+            &format!("/v1/actions/{a}/lift"),
+            &admin,
+            json!({"reason": "r"}),
+        )
+        .await,
+        200,
+    );
+    let detail = expect_status(
+        &api.get(&format!("/v1/incidents/{inc}"), &viewer).await,
+        200,
+    )
+    .clone();
+    let verify = api.verify(&admin).await;
+    let policy = api.get("/v1/edge/policy", &admin).await;
+    let version: u64 = policy.header("x-policy-version").unwrap().parse().unwrap();
+    assert_eq!(version, 3);
+    server.stop();
+
+    let server = BinServer::start(&db);
+    let api = server.api.clone();
+    assert_eq!(
+        expect_status(
+            &api.get(&format!("/v1/incidents/{inc}"), &viewer).await,
+            200
+        ),
+        &detail
+    );
+    assert_eq!(api.verify(&admin).await, verify);
+    let again = api.get("/v1/edge/policy", &admin).await;
+    assert_eq!(again.bytes, policy.bytes, "same snapshot after restart");
+    let b = api.block_host(&admin, inc, "p2.example").await;
+    assert_eq!(
+        b["created_version"],
+        version + 1,
+        "versions are never reused"
+    );
+    let r = api.send(Method::GET, "/healthz", Req::default()).await;
+    expect_status(&r, 200);
+    server.stop();
+}
+
+#[tokio::test]
+async fn openapi_health_and_metrics() {
+    let s = TestServer::start().await;
+    let api = &s.api;
+    let doc = api.send(Method::GET, "/openapi.json", Req::default()).await;
+    let doc = expect_status(&doc, 200);
+    let paths = doc["paths"].as_object().unwrap();
+    for (p, m) in [
+        ("/v1/incidents", "post"),
+        ("/v1/incidents", "get"),
+        ("/v1/incidents/{id}", "get"),
+        ("/v1/incidents/{id}", "patch"),
+        ("/v1/incidents/{id}/timeline", "get"),
+        ("/v1/incidents/{id}/actions", "post"),
+        ("/v1/actions", "get"),
+        ("/v1/actions/{id}", "get"),
+        ("/v1/actions/{id}/lift", "post"),
+        ("/v1/audit", "get"),
+        ("/v1/audit/verify", "get"),
+        ("/v1/edge/policy", "get"),
+        ("/v1/edge/reports", "post"),
+        ("/v1/edges", "get"),
+        ("/v1/tokens", "post"),
+        ("/v1/tokens", "get"),
+        ("/v1/tokens/{id}", "delete"),
+    ] {
+        assert!(
+            paths.get(p).and_then(|x| x.get(m)).is_some(),
+            "{m} {p} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["schemas"]["ActionRequest"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    expect_status(
+        &api.send(Method::GET, "/healthz", Req::default()).await,
+        200,
+    );
+    let m = api.send(Method::GET, "/metrics", Req::default()).await;
+    assert_eq!(m.status, 200);
+    let text = String::from_utf8_lossy(&m.bytes);
+    assert!(text.contains("edge_cp_http_requests_total"), "{text}");
+    assert!(text.contains("edge_cp_policy_version"), "{text}");
+    let nf = api.get("/v1/nothing", &s.admin).await;
+    expect_error(&nf, 404, None, Some("not_found"));
+}

@@ -1,0 +1,315 @@
+//! The edge sync contract: snapshot/delta equivalence, long-poll timing, ETags, expiry,
+//! and hit reports.
+
+use std::time::{Duration, Instant};
+
+use edge_policy::{wire, Message, RuleKind, Snapshot, Target};
+use serde_json::json;
+
+use crate::common::{expect_error, expect_status, Api, Req, Resp, TestServer};
+
+async fn policy(api: &Api, token: &str, query: &str) -> Resp {
+    api.get(&format!("/v1/edge/policy{query}"), token).await
+}
+
+#[track_caller]
+fn decode(r: &Resp) -> Message {
+    expect_status(r, 200);
+    assert_eq!(r.header("content-type"), Some(wire::CONTENT_TYPE));
+    let m = wire::decode(&r.bytes).expect("policy decodes");
+    let v = m.version();
+    assert_eq!(r.header("etag"), Some(format!("\"{v}\"").as_str()));
+    assert_eq!(r.header("x-policy-version"), Some(v.to_string().as_str()));
+    let kind = match m {
+        Message::Snapshot(_) => "snapshot",
+        Message::Delta(_) => "delta",
+    };
+    assert_eq!(r.header("x-policy-kind"), Some(kind));
+    m
+}
+
+async fn snapshot(api: &Api, token: &str) -> Snapshot {
+    match decode(&policy(api, token, "").await) {
+        Message::Snapshot(s) => s,
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn delta_from_n_applied_to_snapshot_n_equals_snapshot_n_plus_k() {
+    let s = TestServer::start().await;
+    let api = &s.api;
+    let t = &s.admin;
+    let inc = api.new_incident(t, "delta").await;
+    let mut ids = Vec::new();
+    let bodies = [
+        json!({"kind": "block", "target": {"cidr": "203.0.113.0/24"}, "reason": "r"}),
+        json!({"kind": "block", "target": {"api_key": "sk_live_leaked"}, "reason": "r", "mode": "simulate"}),
+        json!({"kind": "isolate", "scope": {"pixel": "px-42"}, "isolation": "pixel_kill", "reason": "r"}),
+        json!({"kind": "allow", "target": {"cidr": "192.0.2.0/24"}, "reason": "office"}),
+        json!({"kind": "block", "target": {"account": "acct-7"}, "reason": "r", "expires_in": "1h"}),
+        json!({"kind": "isolate", "scope": {"host": "shop.example"}, "isolation": "read_only", "reason": "r"}),
+    ];
+    for b in &bodies {
+        ids.push(
+            api.new_action(t, inc, b.clone()).await["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    let base = snapshot(api, t).await;
+    assert_eq!(base.rules.len(), bodies.len());
+    assert!(
+        base.rules.windows(2).all(|w| w[0].id < w[1].id),
+        "canonical order"
+    );
+    // The API key travels only as its hash.
+    assert!(base
+        .rules
+        .iter()
+        .any(|r| r.kind
+            == RuleKind::Block(Target::ApiKey(edge_policy::KeyHash::of("sk_live_leaked")))));
+    let mut history = vec![base.clone()];
+    // More changes: creates, lifts and an expiry, checking every step.
+    let steps: Vec<Box<dyn Fn(usize) -> serde_json::Value>> = vec![
+        Box::new(
+            |i| json!({"kind": "block", "target": {"host": format!("bad{i}.example")}, "reason": "r"}),
+        ),
+        Box::new(
+            |i| json!({"kind": "block", "target": {"path_prefix": format!("/admin{i}")}, "reason": "r", "expires_in": 30}),
+        ),
+    ];
+    for i in 0..6 {
+        if i % 3 == 2 {
+            let id = ids.remove(0);
+            expect_status(
+                &api.post(
+                    &format!("/v1/actions/{id}/lift"),
+                    t,
+                    json!({"reason": "done"}),
+                )
+                .await,
+                200,
+            );
+        } else {
+            ids.push(
+                api.new_action(t, inc, steps[i % 2](i)).await["id"]
+                    .as_i64()
+                    .unwrap(),
+            );
+        }
+        history.push(snapshot(api, t).await);
+    }
+    // Expire the account block (1 h) and the path blocks (30 s): the sweep bumps once.
+    let before = history.last().unwrap().version;
+    s.clock.advance_ms(2 * 3600 * 1000);
+    let m = decode(&policy(api, t, &format!("?since={before}&wait=10")).await);
+    assert_eq!(m.version(), before + 1, "one version for the whole sweep");
+    let after = snapshot(api, t).await;
+    assert!(
+        after.rules.iter().all(|r| r.expires_at_ms.is_none()),
+        "expired rules are gone"
+    );
+    history.push(after);
+
+    let last = history.last().unwrap().clone();
+    for snap in &history[..history.len() - 1] {
+        let m = decode(&policy(api, t, &format!("?since={}", snap.version)).await);
+        let Message::Delta(d) = m else {
+            panic!("expected a delta since {}", snap.version)
+        };
+        assert_eq!(d.since, snap.version);
+        assert_eq!(
+            snap.apply(&d).unwrap(),
+            last,
+            "delta since {}",
+            snap.version
+        );
+    }
+    // Since 0 or beyond the current version: a snapshot.
+    for q in ["?since=0", &format!("?since={}", last.version + 100)] {
+        assert!(
+            matches!(decode(&policy(api, t, q).await), Message::Snapshot(s) if s == last),
+            "{q}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn long_poll_answers_within_100ms_of_a_change_and_304_after_wait() {
+    let s = TestServer::start().await;
+    let api = s.api.clone();
+    let (_, edge) = api.new_token(&s.admin, "edge-1", "edge").await;
+    let inc = api.new_incident(&s.admin, "lp").await;
+    api.block_host(&s.admin, inc, "first.example").await;
+    let v = snapshot(&api, &edge).await.version;
+
+    // 304 after `wait` when nothing changes.
+    let start = Instant::now();
+    let r = policy(&api, &edge, &format!("?since={v}&wait=1")).await;
+    let took = start.elapsed();
+    expect_status(&r, 304);
+    assert_eq!(r.header("etag"), Some(format!("\"{v}\"").as_str()));
+    assert!(
+        took >= Duration::from_millis(990) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
+    // wait=0 and If-None-Match: immediate 304.
+    let r = api
+        .send(
+            reqwest::Method::GET,
+            "/v1/edge/policy",
+            Req::token(&edge).header("if-none-match", format!("\"{v}\"")),
+        )
+        .await;
+    expect_status(&r, 304);
+
+    // A change during the wait is answered within 100 ms of its commit.
+    let mut worst = Duration::ZERO;
+    for round in 0..5 {
+        let (api2, edge2) = (api.clone(), edge.clone());
+        let cur = snapshot(&api, &edge).await.version;
+        let poll = tokio::spawn(async move {
+            let r = api2
+                .send(
+                    reqwest::Method::GET,
+                    "/v1/edge/policy?wait=30",
+                    Req::token(&edge2).header("if-none-match", format!("\"{cur}\"")),
+                )
+                .await;
+            (r, Instant::now())
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let sent = Instant::now();
+        api.block_host(&s.admin, inc, &format!("lp{round}.example"))
+            .await;
+        let committed = Instant::now();
+        let (r, answered) = poll.await.unwrap();
+        let m = decode(&r);
+        assert_eq!(m.version(), cur + 1);
+        assert!(matches!(m, Message::Delta(_)));
+        assert!(answered >= sent);
+        let lag = answered.saturating_duration_since(committed);
+        worst = worst.max(lag);
+        assert!(
+            lag < Duration::from_millis(100),
+            "long-poll answered {lag:?} after the commit"
+        );
+    }
+    eprintln!("long-poll: worst lag after commit {worst:?}");
+    // Out-of-range wait names the field.
+    expect_error(
+        &policy(&api, &edge, "?wait=61").await,
+        400,
+        Some("wait"),
+        Some("invalid_query"),
+    );
+}
+
+#[tokio::test]
+async fn expiry_is_honoured_without_restart() {
+    let s = TestServer::start().await;
+    let api = &s.api;
+    let t = &s.admin;
+    let inc = api.new_incident(t, "expiry").await;
+    let a = api.new_action(t, inc, json!({"kind": "block", "target": {"cidr": "203.0.113.7"}, "reason": "r", "expires_in": "1h"})).await;
+    let id = a["id"].as_i64().unwrap();
+    assert_eq!(a["status"], "active");
+    assert_eq!(a["target"]["cidr"], "203.0.113.7/32");
+    let v = snapshot(api, t).await.version;
+    s.clock.advance_ms(3600 * 1000 + 1);
+    // Reported as expired at once (computed from the clock) ...
+    assert_eq!(
+        expect_status(&api.get(&format!("/v1/actions/{id}"), t).await, 200)["status"],
+        "expired"
+    );
+    // ... and the next version omits it, with an audit event by `system`.
+    let m = decode(&policy(api, t, &format!("?since={v}&wait=5")).await);
+    let Message::Delta(d) = m else {
+        panic!("expected delta")
+    };
+    assert_eq!(d.removed, vec![id as u64]);
+    assert!(snapshot(api, t).await.rules.is_empty());
+    let audit = api
+        .get(&format!("/v1/audit?incident={inc}&actor=system"), t)
+        .await;
+    let events = expect_status(&audit, 200).as_array().unwrap().clone();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["verb"], "action.expire");
+    let list = api
+        .get(&format!("/v1/actions?status=expired&incident={inc}"), t)
+        .await;
+    assert_eq!(expect_status(&list, 200)["total"], 1);
+    let lift = api
+        .post(
+            &format!("/v1/actions/{id}/lift"),
+            t,
+            json!({"reason": "late"}),
+        )
+        .await;
+    expect_error(&lift, 409, Some("status"), Some("conflict"));
+    let detail = api.get(&format!("/v1/incidents/{inc}"), t).await;
+    let kinds: Vec<String> = expect_status(&detail, 200)["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["created", "action_created", "action_expired"]);
+    // The same target can be blocked again.
+    api.new_action(
+        t,
+        inc,
+        json!({"kind": "block", "target": {"cidr": "203.0.113.7/32"}, "reason": "again"}),
+    )
+    .await;
+    assert_eq!(api.verify(t).await["ok"], true);
+}
+
+#[tokio::test]
+async fn edge_reports_count_once_and_show_on_the_incident() {
+    let s = TestServer::start().await;
+    let api = &s.api;
+    let t = &s.admin;
+    let (_, edge) = api.new_token(t, "edge-ams-1", "edge").await;
+    let inc = api.new_incident(t, "hits").await;
+    let a = api.block_host(t, inc, "hits.example").await["id"]
+        .as_i64()
+        .unwrap();
+    let b = api.block_host(t, inc, "hits2.example").await["id"]
+        .as_i64()
+        .unwrap();
+    let v = snapshot(api, &edge).await.version;
+    let report = |edge_id: &str, seq: u64, n: u64| {
+        json!({"edge_id": edge_id, "boot_id": "boot-1", "seq": seq, "policy_version": v,
+               "hits": [{"rule_id": a, "count": n}, {"rule_id": b, "count": 1}, {"rule_id": 999_999, "count": 5}]})
+    };
+    for (edge_id, seq, n) in [
+        ("ams-1", 1, 10),
+        ("ams-1", 2, 5),
+        ("ams-1", 2, 5),
+        ("fra-1", 1, 7),
+    ] {
+        let r = api
+            .post("/v1/edge/reports", &edge, report(edge_id, seq, n))
+            .await;
+        assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.bytes));
+    }
+    let detail = api.get(&format!("/v1/incidents/{inc}"), t).await;
+    let actions = expect_status(&detail, 200)["actions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let hits = &actions.iter().find(|x| x["id"] == a).unwrap()["hits"];
+    assert_eq!(hits["total"], 22, "{hits}");
+    assert_eq!(hits["by_edge"], json!({"ams-1": 15, "fra-1": 7}));
+    assert_eq!(detail.json["hits_total"], 22 + 3);
+    let edges = api.get("/v1/edges", t).await;
+    let list = expect_status(&edges, 200).as_array().unwrap().clone();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["edge_id"], "ams-1");
+    assert_eq!(list[0]["behind"], false);
+    api.block_host(t, inc, "newer.example").await;
+    let edges = api.get("/v1/edges", t).await;
+    assert_eq!(expect_status(&edges, 200)[0]["behind"], true);
+}

@@ -1,0 +1,347 @@
+//! Shared helpers: start the router in-process on a real socket (with a test clock) or the
+//! real binary, send requests, and `#[track_caller]` expectations.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use control_plane::clock::ManualClock;
+use control_plane::domain::token::{self, Role};
+use control_plane::store::sqlite::SqliteStore;
+use control_plane::store::{Counts, Store};
+use control_plane::{AppState, Settings};
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+/// A response, read in full.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub bytes: Vec<u8>,
+    pub json: Value,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+#[track_caller]
+pub fn expect_status(r: &Resp, status: u16) -> &Value {
+    assert_eq!(
+        r.status,
+        status,
+        "unexpected status; body: {}",
+        String::from_utf8_lossy(&r.bytes)
+    );
+    &r.json
+}
+
+/// Expect an error with this status naming `field` (and, when given, with this code).
+#[track_caller]
+pub fn expect_error(r: &Resp, status: u16, field: Option<&str>, code: Option<&str>) {
+    let body = expect_status(r, status);
+    let err = &body["error"];
+    assert!(
+        err["message"].is_string(),
+        "error body without message: {body}"
+    );
+    if let Some(f) = field {
+        assert_eq!(err["field"].as_str(), Some(f), "wrong field in {body}");
+    }
+    if let Some(c) = code {
+        assert_eq!(err["code"].as_str(), Some(c), "wrong code in {body}");
+    }
+}
+
+/// What a request carries.
+#[derive(Clone, Debug, Default)]
+pub struct Req {
+    pub token: Option<String>,
+    pub body: Option<String>,
+    pub content_type: Option<&'static str>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Req {
+    pub fn token(t: &str) -> Req {
+        Req {
+            token: Some(t.to_string()),
+            ..Req::default()
+        }
+    }
+    pub fn json(mut self, v: Value) -> Req {
+        self.body = Some(v.to_string());
+        self.content_type = Some("application/json");
+        self
+    }
+    pub fn raw(mut self, body: impl Into<String>, content_type: &'static str) -> Req {
+        self.body = Some(body.into());
+        self.content_type = Some(content_type);
+        self
+    }
+    pub fn header(mut self, k: &'static str, v: impl Into<String>) -> Req {
+        self.headers.push((k, v.into()));
+        self
+    }
+}
+
+/// An HTTP client bound to a base URL.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(addr: SocketAddr) -> Api {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(90))
+            .build()
+            .unwrap();
+        Api {
+            base: format!("http://{addr}"),
+            client,
+        }
+    }
+
+    pub async fn send(&self, method: Method, path: &str, req: Req) -> Resp {
+        let mut b = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &req.token {
+            b = b.bearer_auth(t);
+        }
+        if let Some(ct) = req.content_type {
+            b = b.header("content-type", ct);
+        }
+        for (k, v) in &req.headers {
+            b = b.header(*k, v);
+        }
+        if let Some(body) = req.body {
+            b = b.body(body);
+        }
+        let resp = b.send().await.expect("request failed");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("reading body").to_vec();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            bytes,
+            json,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.send(Method::GET, path, Req::token(token)).await
+    }
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.send(Method::POST, path, Req::token(token).json(body))
+            .await
+    }
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.send(Method::PATCH, path, Req::token(token).json(body))
+            .await
+    }
+
+    /// Create a token through the API.
+    pub async fn new_token(&self, admin: &str, name: &str, role: &str) -> (i64, String) {
+        let r = self
+            .post("/v1/tokens", admin, json!({"name": name, "role": role}))
+            .await;
+        let b = expect_status(&r, 201);
+        (
+            b["id"].as_i64().unwrap(),
+            b["token"].as_str().unwrap().to_string(),
+        )
+    }
+
+    pub async fn new_incident(&self, token: &str, title: &str) -> i64 {
+        let r = self
+            .post(
+                "/v1/incidents",
+                token,
+                json!({"title": title, "severity": "P1", "summary": "test"}),
+            )
+            .await;
+        expect_status(&r, 201)["id"].as_i64().unwrap()
+    }
+
+    /// Create an action; returns its JSON.
+    pub async fn new_action(&self, token: &str, incident: i64, body: Value) -> Value {
+        let r = self
+            .post(&format!("/v1/incidents/{incident}/actions"), token, body)
+            .await;
+        expect_status(&r, 201).clone()
+    }
+
+    pub async fn block_host(&self, token: &str, incident: i64, host: &str) -> Value {
+        self.new_action(
+            token,
+            incident,
+            json!({"kind": "block", "target": {"host": host}, "reason": "test"}),
+        )
+        .await
+    }
+
+    pub async fn verify(&self, token: &str) -> Value {
+        let r = self.get("/v1/audit/verify", token).await;
+        expect_status(&r, 200).clone()
+    }
+}
+
+/// The router served in-process on 127.0.0.1 with a manual clock.
+pub struct TestServer {
+    pub api: Api,
+    pub admin: String,
+    pub clock: ManualClock,
+    pub store: Arc<SqliteStore>,
+    pub db_path: PathBuf,
+    shutdown: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(Settings {
+            expiry_interval: Duration::from_millis(20),
+            ..Settings::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(settings: Settings) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("cp.db");
+        let store = Arc::new(
+            SqliteStore::connect(&format!("sqlite://{}", db_path.display()))
+                .await
+                .unwrap(),
+        );
+        let clock = ManualClock::starting_now();
+        let admin = token::generate();
+        store
+            .create_token("test", "root", Role::Admin, token::hash(&admin), true, 0)
+            .await
+            .unwrap();
+        let (state, shutdown) = AppState::new(store.clone(), Arc::new(clock.clone()), settings);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(control_plane::serve(listener, state));
+        TestServer {
+            api: Api::new(addr),
+            admin,
+            clock,
+            store,
+            db_path,
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    pub async fn counts(&self) -> Counts {
+        self.store.counts().await.unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_control-plane")
+}
+
+/// Run the binary's `token create`; returns (success, stdout).
+pub fn cli_token_create(db: &str, role: &str, name: &str) -> (bool, String) {
+    let out = Command::new(binary())
+        .args([
+            "token",
+            "create",
+            "--role",
+            role,
+            "--name",
+            name,
+            "--database-url",
+            db,
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
+/// The real binary serving on a free port.
+pub struct BinServer {
+    pub child: Child,
+    pub api: Api,
+}
+
+impl BinServer {
+    pub fn start(db: &str) -> BinServer {
+        let mut child = Command::new(binary())
+            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", db])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("control-plane listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        BinServer {
+            child,
+            api: Api::new(addr),
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill failed");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "server exited with {status}");
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for BinServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
