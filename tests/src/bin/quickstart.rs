@@ -34,7 +34,8 @@ struct Args {
     /// (default: next to this one).
     #[arg(long, env = "QUICKSTART_BIN_DIR")]
     bin_dir: Option<PathBuf>,
-    /// The filter (default: target/wasm32-wasip1/wasm-release/edge_filter.wasm).
+    /// The filter (default: `wasm32-wasip1/wasm-release/edge_filter.wasm` in the target
+    /// directory this binary was built into).
     #[arg(long, env = "EDGE_FILTER_WASM")]
     wasm: Option<PathBuf>,
 }
@@ -70,9 +71,14 @@ async fn main() -> anyhow::Result<()> {
         }
         Ok(p)
     };
-    let wasm = args.wasm.unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip1/wasm-release/edge_filter.wasm")
-    });
+    // target/release/quickstart -> target/wasm32-wasip1/wasm-release/edge_filter.wasm
+    let wasm = match args.wasm {
+        Some(w) => w,
+        None => bin_dir
+            .parent()
+            .context("target directory")?
+            .join("wasm32-wasip1/wasm-release/edge_filter.wasm"),
+    };
     if !wasm.exists() {
         bail!(
             "{} is missing: build it with `cargo build --profile wasm-release --target wasm32-wasip1 -p edge-filter`",
