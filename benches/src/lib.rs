@@ -10,7 +10,7 @@ impl Gen {
     pub fn new(seed: u64) -> Gen {
         Gen(seed.max(1))
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -22,19 +22,19 @@ impl Gen {
 
 /// Prefix lengths as block lists have them: mostly host routes, some /24s and wider.
 fn v4_len(g: &mut Gen) -> u8 {
-    match g.next() % 100 {
+    match g.next_u64() % 100 {
         0..=69 => 32,
         70..=89 => 24,
-        90..=96 => 16 + (g.next() % 8) as u8,
-        _ => 8 + (g.next() % 8) as u8,
+        90..=96 => 16 + (g.next_u64() % 8) as u8,
+        _ => 8 + (g.next_u64() % 8) as u8,
     }
 }
 
 fn v6_len(g: &mut Gen) -> u8 {
-    match g.next() % 100 {
+    match g.next_u64() % 100 {
         0..=59 => 128,
         60..=84 => 64,
-        _ => 32 + (g.next() % 32) as u8,
+        _ => 32 + (g.next_u64() % 32) as u8,
     }
 }
 
@@ -50,13 +50,13 @@ pub fn policy(n_cidrs: usize, n_keys: usize, n_pixels: usize) -> Snapshot {
     };
     for i in 0..n_cidrs {
         let net = if i % 5 == 4 {
-            let mut a = (g.next() as u128) << 64 | g.next() as u128;
+            let mut a = (g.next_u64() as u128) << 64 | g.next_u64() as u128;
             if a >> 120 == 0xfd {
                 a ^= 1 << 127;
             }
             IpNet::V6(Ipv6Net::new(Ipv6Addr::from(a), v6_len(&mut g)).unwrap_or_default().trunc())
         } else {
-            let mut a = g.next() as u32;
+            let mut a = g.next_u64() as u32;
             if a >> 24 == 10 || (v4_len(&mut g) < 8) {
                 a ^= 0x8000_0000;
             }

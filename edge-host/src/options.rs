@@ -1,0 +1,147 @@
+//! Host configuration.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How the host answers a request whose guest callback trapped (panic, runaway loop, bad
+/// memory access). The VM is re-created either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// Forward the request as if the filter had returned `Continue`.
+    Open,
+    /// Answer with a local 503.
+    #[default]
+    Closed,
+}
+
+impl FailMode {
+    /// Every variant, for tests that iterate over all modes.
+    pub const ALL: [FailMode; 2] = [FailMode::Open, FailMode::Closed];
+
+    /// The configuration spelling (`open` / `closed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailMode::Open => "open",
+            FailMode::Closed => "closed",
+        }
+    }
+}
+
+impl fmt::Display for FailMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FailMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "open" => Ok(FailMode::Open),
+            "closed" => Ok(FailMode::Closed),
+            other => Err(format!(
+                "fail mode must be `open` or `closed`, got `{other}`"
+            )),
+        }
+    }
+}
+
+/// proxy-wasm log levels (`proxy_log`, `proxy_get_log_level`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    Trace = 0,
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+    Critical = 5,
+}
+
+impl LogLevel {
+    pub(crate) fn from_u32(v: u32) -> Option<LogLevel> {
+        Some(match v {
+            0 => LogLevel::Trace,
+            1 => LogLevel::Debug,
+            2 => LogLevel::Info,
+            3 => LogLevel::Warn,
+            4 => LogLevel::Error,
+            5 => LogLevel::Critical,
+            _ => return None,
+        })
+    }
+}
+
+/// Options of one plugin (one filter configuration), shared by all its VMs.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// Property `plugin_name`.
+    pub plugin_name: String,
+    /// Property `plugin_root_id`; also the root context's name.
+    pub root_id: String,
+    /// Property `plugin_vm_id`; also the vm id matched by `proxy_resolve_shared_queue`.
+    pub vm_id: String,
+    /// Buffer handed to `proxy_on_vm_start`.
+    pub vm_config: Vec<u8>,
+    /// Buffer handed to `proxy_on_configure`.
+    pub plugin_config: Vec<u8>,
+    /// Upstream name -> base URL (`http://127.0.0.1:PORT`) for `proxy_http_call`.
+    pub clusters: HashMap<String, String>,
+    /// Like Kong: an upstream missing from `clusters` given as `host:port` is dialled directly.
+    pub allow_host_port_upstreams: bool,
+    /// Like Kong's ngx_wasm_module: `set_shared_data` with cas 0 on an existing key fails
+    /// with `CasMismatch`. Envoy (false) treats cas 0 as unconditional.
+    pub strict_cas: bool,
+    /// `source.address` as `ip:port` (Envoy) or bare `ip` (false).
+    pub source_address_with_port: bool,
+    /// Wall-clock budget of each guest callback; a guest running longer traps.
+    pub callback_deadline: Duration,
+    /// Level returned by `proxy_get_log_level` (the guest filters below it).
+    pub log_level: LogLevel,
+    /// Property `node.id`.
+    pub node_id: String,
+    /// Property `destination.address` (the listener address), if known.
+    pub destination_address: Option<SocketAddr>,
+    /// How [`crate::Worker`] answers a request whose callback trapped.
+    pub fail_mode: FailMode,
+    /// Capacity of the captured log ring buffer ([`crate::Plugin::logs`]).
+    pub log_capacity: usize,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions {
+            plugin_name: "edge".into(),
+            root_id: String::new(),
+            vm_id: String::new(),
+            vm_config: Vec::new(),
+            plugin_config: Vec::new(),
+            clusters: HashMap::new(),
+            allow_host_port_upstreams: false,
+            strict_cas: false,
+            source_address_with_port: true,
+            callback_deadline: Duration::from_millis(500),
+            log_level: LogLevel::Info,
+            node_id: "edge-host".into(),
+            destination_address: None,
+            fail_mode: FailMode::Closed,
+            log_capacity: 1024,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail_mode_round_trips() {
+        for mode in FailMode::ALL {
+            assert_eq!(mode.as_str().parse::<FailMode>(), Ok(mode));
+        }
+        assert!("half".parse::<FailMode>().is_err());
+    }
+}
