@@ -85,7 +85,7 @@ impl Edge {
         }
         cmd.env("RUST_LOG", "info");
         let (mut proc, url) = tokio::task::block_in_place(|| Proc::start("edge-proxy", cmd, "edge-proxy listening on "));
-        let admin = tokio::task::block_in_place(|| proc.wait_for_line("edge-proxy admin listening on ", Duration::from_secs(10)))
+        let admin = tokio::task::block_in_place(|| proc.wait_for_line("edge-proxy admin on ", Duration::from_secs(10)))
             .unwrap_or_else(|| panic!("no admin address; output:\n{}", proc.output_text()));
         Edge { proc, url, admin, _dir: dir }
     }

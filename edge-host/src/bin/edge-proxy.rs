@@ -1,5 +1,7 @@
 //! `edge-proxy`: runs requests through a proxy-wasm filter on wasmtime. See `--help`.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use edge_host::proxy::{run, Args};
 
@@ -11,6 +13,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     run(Args::parse()).await
 }
