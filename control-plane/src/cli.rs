@@ -1,4 +1,5 @@
-//! Command line: `control-plane [serve]` and `control-plane token create`.
+//! Command line: `control-plane [serve]`, `control-plane token create` and
+//! `control-plane purge`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use tracing_subscriber::EnvFilter;
 use crate::clock::{Clock, SystemClock};
 use crate::domain::action::GuardRails;
 use crate::domain::check_name;
+use crate::domain::deadline::Holidays;
 use crate::domain::token::{self, Role};
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
@@ -52,6 +54,23 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Delete the records of incidents closed more than N (at least 5) years ago. Their
+    /// audit events are kept, and the purge itself is appended to the audit log.
+    Purge(PurgeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Purge incidents closed more than this many years ago (5 or more: records are kept
+    /// at least 5 years).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(5..=100))]
+    pub older_than_years: u32,
+    /// List what would be purged; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Recorded as the actor of the purge in the audit log.
+    #[arg(long, default_value = "cli")]
+    pub actor: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,19 +110,66 @@ pub struct ServeArgs {
     /// How often expired actions are looked for, in milliseconds.
     #[arg(long, env = "EC_EXPIRY_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
     pub expiry_interval_ms: u64,
+    /// Holidays the post-mortem deadline skips besides weekends: `YYYY-MM-DD` dates,
+    /// comma-separated (`2026-12-25,2026-12-26`).
+    #[arg(long, env = "EC_HOLIDAYS", default_value = "")]
+    pub holidays: String,
+    /// A file of holidays: dates separated by commas or newlines, `#` comments.
+    #[arg(long, env = "EC_HOLIDAYS_FILE")]
+    pub holidays_file: Option<std::path::PathBuf>,
+    /// The data protection officer's contact (name, e-mail, phone), stated in every breach
+    /// notification and the customer notification.
+    #[arg(long, env = "EC_DPO_CONTACT")]
+    pub dpo_contact: Option<String>,
+    /// Largest accepted access-log batch (`POST /v1/evidence/access-logs`), in bytes.
+    #[arg(long, env = "EC_MAX_EVIDENCE_BYTES", default_value_t = 8 << 20)]
+    pub max_evidence_bytes: usize,
 }
 
 impl ServeArgs {
-    pub fn settings(&self) -> Settings {
-        Settings {
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let mut holidays =
+            Holidays::parse(&self.holidays).map_err(|e| anyhow::anyhow!("--holidays: {e}"))?;
+        if let Some(path) = &self.holidays_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--holidays-file {}: {e}", path.display()))?;
+            let more = Holidays::parse(&text)
+                .map_err(|e| anyhow::anyhow!("--holidays-file {}: {e}", path.display()))?;
+            holidays.0.extend(more.0);
+        }
+        let dpo_contact = self
+            .dpo_contact
+            .as_deref()
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(|d| check_name("dpo_contact", d, 500))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--{e}"))?;
+        Ok(Settings {
             rails: GuardRails {
                 min_prefix_v4: self.min_prefix_v4,
                 min_prefix_v6: self.min_prefix_v6,
             },
             max_body_bytes: self.max_body_bytes,
             expiry_interval: Duration::from_millis(self.expiry_interval_ms),
-        }
+            holidays,
+            dpo_contact,
+            max_evidence_bytes: self.max_evidence_bytes,
+        })
     }
+}
+
+/// `ms` moved back by `years` calendar years (forward when negative); 29 February becomes
+/// 28 February in a year without it.
+pub fn years_before(ms: i64, years: i32) -> i64 {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let year = t.year() - years;
+    let moved = t
+        .replace_year(year)
+        .or_else(|_| t.replace_day(28).and_then(|d| d.replace_year(year)))
+        .unwrap_or(t);
+    i64::try_from(moved.unix_timestamp_nanos() / 1_000_000).unwrap_or(ms)
 }
 
 fn init_logging(format: LogFormat) {
@@ -159,12 +225,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Serve(args)) => serve(store, args).await,
+        Some(Command::Purge(p)) => {
+            let actor = check_name("actor", &p.actor, 100).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let now = SystemClock.now_ms();
+            let cutoff = years_before(now, p.older_than_years as i32);
+            let report = store
+                .purge(&actor, cutoff, p.older_than_years, p.dry_run, now)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!(
+                "{} {} incident(s) closed before {}{}",
+                if p.dry_run { "would purge" } else { "purged" },
+                report.incidents.len(),
+                crate::clock::rfc3339(cutoff),
+                report
+                    .audit_seq
+                    .map(|s| format!("; recorded as audit event {s}"))
+                    .unwrap_or_default()
+            );
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
         None => Err(anyhow::anyhow!("no command")),
     }
 }
 
 async fn serve(store: SqliteStore, args: ServeArgs) -> anyhow::Result<()> {
-    let (state, shutdown) = AppState::new(Arc::new(store), Arc::new(SystemClock), args.settings());
+    let (state, shutdown) = AppState::new(Arc::new(store), Arc::new(SystemClock), args.settings()?);
     let listener = TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "control plane listening");
@@ -210,5 +297,27 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn years_before_is_calendar_years() {
+        let t = crate::clock::parse_rfc3339("2028-02-29T12:00:00Z").unwrap();
+        assert_eq!(
+            crate::clock::rfc3339(years_before(t, 5)),
+            "2023-02-28T12:00:00.000Z"
+        );
+        let t = crate::clock::parse_rfc3339("2026-03-01T00:00:00Z").unwrap();
+        assert_eq!(
+            crate::clock::rfc3339(years_before(t, -5)),
+            "2031-03-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn purge_refuses_fewer_than_five_years() {
+        assert!(Cli::try_parse_from(["cp", "purge", "--older-than-years", "4"]).is_err());
+        assert!(
+            Cli::try_parse_from(["cp", "purge", "--older-than-years", "5", "--dry-run"]).is_ok()
+        );
     }
 }

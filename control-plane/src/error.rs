@@ -25,6 +25,10 @@ pub enum ApiError {
         field: String,
         message: String,
     },
+    /// 422 `missing_facts`: a document or notification needs facts the incident lacks;
+    /// every one is named (`field` is the first).
+    #[error("missing facts: {}", .0.join(", "))]
+    MissingFacts(Vec<String>),
     #[error("{0}")]
     NotFound(String),
     #[error("{field}: {message}")]
@@ -44,12 +48,15 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable machine-readable code: `unauthenticated`, `forbidden`, `invalid_json`,
     /// `invalid_field`, `invalid_query`, `invalid_path`, `guard_rail`, `not_found`,
-    /// `conflict`, `body_too_large`, `unsupported_media_type`, `internal`.
+    /// `conflict`, `missing_facts`, `body_too_large`, `unsupported_media_type`, `internal`.
     pub code: String,
     /// The offending field (`target.cidr`, `hits[0].count`, `wait`), when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     pub message: String,
+    /// With `missing_facts`: every missing fact (`impact`, `dpo_contact`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Vec<String>>,
 }
 
 impl ApiError {
@@ -85,6 +92,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Input { status, .. } => *status,
+            ApiError::MissingFacts(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -96,6 +104,7 @@ impl ApiError {
             code: code.to_string(),
             field: field.map(str::to_string),
             message: message.to_string(),
+            missing: None,
         };
         match self {
             ApiError::Unauthenticated(m) => d("unauthenticated", None, m),
@@ -106,6 +115,15 @@ impl ApiError {
                 message,
                 ..
             } => d(code, Some(field), message),
+            ApiError::MissingFacts(m) => ErrorDetail {
+                code: "missing_facts".into(),
+                field: m.first().cloned(),
+                message: format!(
+                    "the incident lacks facts this needs; set them first: {}",
+                    m.join(", ")
+                ),
+                missing: Some(m.clone()),
+            },
             ApiError::NotFound(m) => d("not_found", None, m),
             ApiError::Conflict { field, message } => d("conflict", Some(field), message),
             ApiError::Internal(_) => d("internal", None, "internal error; see the server log"),
@@ -127,6 +145,7 @@ impl From<CoreError> for ApiError {
                 ApiError::NotFound(format!("{what} {id} not found"))
             }
             CoreError::Conflict { field, message } => ApiError::Conflict { field, message },
+            CoreError::MissingFacts(m) => ApiError::MissingFacts(m),
             CoreError::Internal(m) => ApiError::Internal(m),
         }
     }

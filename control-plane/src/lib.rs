@@ -13,6 +13,7 @@ pub mod error;
 pub mod expiry;
 pub mod extract;
 pub mod metrics;
+pub mod record;
 pub mod store;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::domain::action::GuardRails;
+use crate::domain::deadline::Holidays;
 use crate::store::Store;
 
 /// Settings the handlers need.
@@ -34,6 +36,12 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// How often the expiry task looks for due actions.
     pub expiry_interval: Duration,
+    /// Days the post-mortem deadline skips besides weekends.
+    pub holidays: Holidays,
+    /// The data protection officer's contact, part of every breach notification.
+    pub dpo_contact: Option<String>,
+    /// Largest accepted access-log batch (`POST /v1/evidence/access-logs`), in bytes.
+    pub max_evidence_bytes: usize,
 }
 
 impl Default for Settings {
@@ -42,6 +50,9 @@ impl Default for Settings {
             rails: GuardRails::default(),
             max_body_bytes: 1 << 20,
             expiry_interval: Duration::from_secs(1),
+            holidays: Holidays::default(),
+            dpo_contact: None,
+            max_evidence_bytes: 8 << 20,
         }
     }
 }

@@ -6,8 +6,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tracing::Instrument;
 
@@ -22,6 +22,9 @@ pub struct Metrics {
     pub longpolls_waiting: IntGauge,
     pub edge_reports: IntCounterVec,
     pub actions_expired: IntCounter,
+    /// Set at scrape time from the policy clock.
+    pub deadlines_overdue: IntGaugeVec,
+    pub evidence_lines: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -69,6 +72,22 @@ impl Metrics {
             "Containment actions expired by the sweep",
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let deadlines_overdue = IntGaugeVec::new(
+            Opts::new(
+                "deadlines_overdue",
+                "Response-policy deadlines past due and not met, by kind (computed at scrape)",
+            ),
+            &["kind"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let evidence_lines = IntCounterVec::new(
+            Opts::new(
+                "evidence_lines_total",
+                "Access-log lines posted, by result (stored, duplicate, unmatched, malformed)",
+            ),
+            &["result"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
         let m = Metrics {
             registry,
             http_requests,
@@ -78,6 +97,8 @@ impl Metrics {
             longpolls_waiting,
             edge_reports,
             actions_expired,
+            deadlines_overdue,
+            evidence_lines,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.http_requests.clone()),
@@ -87,6 +108,8 @@ impl Metrics {
             Box::new(m.longpolls_waiting.clone()),
             Box::new(m.edge_reports.clone()),
             Box::new(m.actions_expired.clone()),
+            Box::new(m.deadlines_overdue.clone()),
+            Box::new(m.evidence_lines.clone()),
         ];
         for c in collectors {
             if let Err(e) = m.registry.register(c) {

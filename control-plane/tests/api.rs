@@ -5,8 +5,16 @@ mod common;
 
 #[path = "api/bad_input.rs"]
 mod bad_input;
+#[path = "api/deadlines.rs"]
+mod deadlines;
+#[path = "api/evidence.rs"]
+mod evidence;
+#[path = "api/export.rs"]
+mod export;
 #[path = "api/flows.rs"]
 mod flows;
+#[path = "api/record.rs"]
+mod record;
 #[path = "api/roles.rs"]
 mod roles;
 #[path = "api/sync.rs"]

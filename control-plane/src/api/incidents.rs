@@ -11,9 +11,11 @@ use utoipa_axum::routes;
 use super::views::{ActionView, IncidentDetail, IncidentList, IncidentView, TimelineView};
 use super::{page, parse_time};
 use crate::auth::{Auth, Readers, Responders};
-use crate::domain::incident::{IncidentChange, NewIncident, Phase, Severity};
+use crate::domain::facts::{FactsChange, FactsInput, IndicatorsInput};
+use crate::domain::incident::{ChangeInput, IncidentChange, NewIncident, Phase, Severity};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
+use crate::record::DeadlineView;
 use crate::store::{ActionFilter, IncidentFilter};
 use crate::AppState;
 
@@ -44,10 +46,52 @@ pub struct CreateIncident {
     #[serde(default)]
     pub personal_data: bool,
     pub assignee: Option<String>,
+    /// Whether health data is involved (HIPAA: notice within 60 days).
+    #[serde(default)]
+    pub health_data: bool,
+    /// RFC 3339: when the company became aware of the personal-data breach; default the
+    /// reported time when personal or health data is involved.
+    pub aware_at: Option<String>,
+    /// RFC 3339: when the next update is due (internal alert, preliminary report).
+    pub next_update_at: Option<String>,
+    /// Who and what is affected.
+    pub impact: Option<String>,
+    /// Indicators of compromise (replaces the whole set on update).
+    pub indicators: Option<IndicatorsInput>,
+    /// GDPR: the nature of the breach.
+    pub breach_nature: Option<String>,
+    /// GDPR: categories of personal data concerned.
+    pub data_categories: Option<Vec<String>>,
+    /// GDPR: approximate number of data subjects concerned.
+    pub data_subjects_approx: Option<u64>,
+    /// GDPR: approximate number of personal-data records concerned.
+    pub records_approx: Option<u64>,
+    /// GDPR: likely consequences.
+    pub likely_consequences: Option<String>,
+    /// GDPR: measures taken or proposed.
+    pub measures_taken: Option<String>,
 }
 
-/// Body of `PATCH /v1/incidents/{id}`: any of severity, phase, assignee (`""` unassigns).
-/// Moving to an earlier phase needs `reason`.
+/// The facts fields of a create or update body.
+macro_rules! facts_input {
+    ($b:expr) => {
+        FactsInput {
+            impact: $b.impact.as_deref(),
+            indicators: $b.indicators.as_ref(),
+            breach_nature: $b.breach_nature.as_deref(),
+            data_categories: $b.data_categories.as_deref(),
+            data_subjects_approx: $b.data_subjects_approx,
+            records_approx: $b.records_approx,
+            likely_consequences: $b.likely_consequences.as_deref(),
+            measures_taken: $b.measures_taken.as_deref(),
+        }
+        .validate()
+    };
+}
+
+/// Body of `PATCH /v1/incidents/{id}`: any of severity, phase, assignee (`""` unassigns),
+/// summary, the data flags, times and facts. Moving to an earlier phase needs `reason`;
+/// closing an incident with personal or health data needs its post-mortem.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateIncident {
@@ -56,6 +100,30 @@ pub struct UpdateIncident {
     pub phase: Option<Phase>,
     pub assignee: Option<String>,
     pub reason: Option<String>,
+    pub summary: Option<String>,
+    /// Turning it on sets `aware_at` to now unless given (or already set).
+    pub personal_data: Option<bool>,
+    pub health_data: Option<bool>,
+    /// RFC 3339.
+    pub aware_at: Option<String>,
+    /// RFC 3339.
+    pub next_update_at: Option<String>,
+    /// Who and what is affected.
+    pub impact: Option<String>,
+    /// Indicators of compromise (replaces the whole set on update).
+    pub indicators: Option<IndicatorsInput>,
+    /// GDPR: the nature of the breach.
+    pub breach_nature: Option<String>,
+    /// GDPR: categories of personal data concerned.
+    pub data_categories: Option<Vec<String>>,
+    /// GDPR: approximate number of data subjects concerned.
+    pub data_subjects_approx: Option<u64>,
+    /// GDPR: approximate number of personal-data records concerned.
+    pub records_approx: Option<u64>,
+    /// GDPR: likely consequences.
+    pub likely_consequences: Option<String>,
+    /// GDPR: measures taken or proposed.
+    pub measures_taken: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -84,6 +152,9 @@ async fn create_incident(
     let detected = parse_time("detected_at", b.detected_at.as_deref())?.unwrap_or(now);
     let reported =
         parse_time("reported_at", b.reported_at.as_deref())?.unwrap_or(now.max(detected));
+    let aware = parse_time("aware_at", b.aware_at.as_deref())?;
+    let next_update = parse_time("next_update_at", b.next_update_at.as_deref())?;
+    let facts: FactsChange = facts_input!(b)?;
     let new = NewIncident::validate(
         &b.title,
         &b.summary,
@@ -94,7 +165,8 @@ async fn create_incident(
         &b.systems_affected,
         b.personal_data,
         now,
-    )?;
+    )?
+    .with_record(b.health_data, aware, next_update, &facts, now)?;
     let rec = s.store.create_incident(auth.actor(), &new, now).await?;
     Ok((StatusCode::CREATED, Json(IncidentView::from(&rec))))
 }
@@ -154,6 +226,11 @@ async fn get_incident(
         .hits(&actions.iter().map(|a| a.id).collect::<Vec<_>>())
         .await?;
     let timeline = s.store.timeline(id).await?;
+    let facts = s.store.deadline_facts(Some(id)).await?;
+    let deadlines = crate::record::deadlines(&facts, &s.settings.holidays, now)
+        .iter()
+        .map(|(id, title, d)| DeadlineView::new(*id, title, d))
+        .collect();
     let actions: Vec<ActionView> = actions
         .iter()
         .map(|a| ActionView::new(a, now, &hits))
@@ -162,6 +239,7 @@ async fn get_incident(
         incident: IncidentView::from(&rec),
         hits_total: actions.iter().map(|a| a.hits.total).sum(),
         actions,
+        deadlines,
         timeline: timeline.iter().map(TimelineView::from).collect(),
     }))
 }
@@ -177,15 +255,22 @@ async fn update_incident(
     PathId(id): PathId,
     ApiJson(b): ApiJson<UpdateIncident>,
 ) -> ApiResult<Json<IncidentView>> {
-    let change = IncidentChange::validate(
-        b.severity,
-        b.phase,
-        b.assignee.as_deref(),
-        b.reason.as_deref(),
-    )?;
+    let now = s.now_ms();
+    let input = ChangeInput {
+        severity: b.severity,
+        phase: b.phase,
+        assignee: b.assignee.as_deref(),
+        reason: b.reason.as_deref(),
+        summary: b.summary.as_deref(),
+        personal_data: b.personal_data,
+        health_data: b.health_data,
+        aware_at_ms: parse_time("aware_at", b.aware_at.as_deref())?,
+        next_update_at_ms: parse_time("next_update_at", b.next_update_at.as_deref())?,
+    };
+    let change = IncidentChange::validate(input, facts_input!(b)?, now)?;
     let rec = s
         .store
-        .update_incident(auth.actor(), id, &change, s.now_ms())
+        .update_incident(auth.actor(), id, &change, now)
         .await?;
     Ok(Json(IncidentView::from(&rec)))
 }

@@ -4,7 +4,10 @@
 pub mod actions;
 pub mod audit;
 pub mod edge;
+pub mod evidence;
+pub mod export;
 pub mod incidents;
+pub mod records;
 pub mod tokens;
 pub mod views;
 
@@ -26,7 +29,7 @@ use crate::AppState;
     info(title = "Edge containment control plane", description = "Incidents, containment actions, audit chain and edge policy sync. Errors: `{\"error\": {\"code\", \"field\", \"message\"}}`."),
     modifiers(&BearerAuth),
     tags(
-        (name = "incidents"), (name = "containment"), (name = "audit"), (name = "edge"), (name = "tokens")
+        (name = "incidents"), (name = "containment"), (name = "record"), (name = "audit"), (name = "edge"), (name = "tokens")
     )
 )]
 struct ApiDoc;
@@ -56,6 +59,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(audit::router())
         .merge(edge::router())
         .merge(tokens::router())
+        .merge(records::router())
+        .merge(evidence::router())
+        .merge(export::router())
 }
 
 /// The full router with state, body limit and metrics middleware.
@@ -94,6 +100,25 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     s.metrics
         .policy_version
         .set(*s.store.watch_version().borrow() as i64);
+    match s.store.deadline_facts(None).await {
+        Ok(facts) => {
+            let all = crate::record::deadlines(&facts, &s.settings.holidays, s.now_ms());
+            for kind in crate::domain::deadline::DeadlineKind::ALL {
+                let n = all
+                    .iter()
+                    .filter(|(_, _, d)| {
+                        d.kind == kind
+                            && d.status == crate::domain::deadline::DeadlineStatus::Overdue
+                    })
+                    .count();
+                s.metrics
+                    .deadlines_overdue
+                    .with_label_values(&[kind.as_str()])
+                    .set(n as i64);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "computing deadlines for /metrics failed"),
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),

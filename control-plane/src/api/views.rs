@@ -7,8 +7,10 @@ use utoipa::ToSchema;
 
 use crate::clock::rfc3339;
 use crate::domain::action::{ActionKind, IsolationInput, ModeInput};
+use crate::domain::facts::IncidentFacts;
 use crate::domain::incident::{Phase, Severity};
 use crate::domain::token::Role;
+use crate::record::DeadlineView;
 use crate::store::{
     ActionRecord, ActionStatus, HitRecord, IncidentRecord, TimelineEntry, TokenRecord,
 };
@@ -36,6 +38,17 @@ pub struct IncidentView {
     pub created_by: String,
     pub updated_at: String,
     pub closed_at: Option<String>,
+    pub health_data: bool,
+    /// When the company became aware of the personal-data breach (the authority and HIPAA
+    /// deadlines run from here).
+    pub aware_at: Option<String>,
+    /// When the incident entered post-incident activity (the post-mortem deadline runs
+    /// from here); cleared when it moves back.
+    pub resolved_at: Option<String>,
+    pub next_update_at: Option<String>,
+    /// Impact, indicators and GDPR facts.
+    #[serde(flatten)]
+    pub facts: IncidentFacts,
 }
 
 impl From<&IncidentRecord> for IncidentView {
@@ -61,6 +74,11 @@ impl From<&IncidentRecord> for IncidentView {
             created_by: r.created_by.clone(),
             updated_at: ts(r.updated_at),
             closed_at: r.closed_at.map(ts),
+            health_data: r.health_data,
+            aware_at: r.aware_at.map(ts),
+            resolved_at: r.resolved_at.map(ts),
+            next_update_at: r.next_update_at.map(ts),
+            facts: r.facts.clone(),
         }
     }
 }
@@ -81,6 +99,8 @@ pub struct IncidentDetail {
     pub actions: Vec<ActionView>,
     /// Hits reported for all of the incident's actions.
     pub hits_total: u64,
+    /// The response policy's deadlines, in due order.
+    pub deadlines: Vec<DeadlineView>,
     pub timeline: Vec<TimelineView>,
 }
 
@@ -90,7 +110,10 @@ pub struct TimelineView {
     pub at: String,
     pub actor: String,
     /// `created`, `severity_changed`, `phase_changed`, `assignee_changed`,
-    /// `action_created`, `action_lifted`, `action_expired`.
+    /// `facts_changed`, `data_flags_changed`, `aware_at_changed`, `action_created`,
+    /// `action_lifted`, `action_expired`, `notification_recorded`, `postmortem_submitted`,
+    /// `postmortem_updated`, `edge_hits` (one per minute), `evidence` (one per minute of
+    /// log time). Ordered by `at`.
     pub kind: String,
     pub message: String,
     pub reason: Option<String>,

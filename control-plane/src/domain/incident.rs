@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::facts::{FactsChange, IncidentFacts};
 use super::{check_name, check_text, CoreError, CoreResult};
 
 /// Incident severity. `P0` is the most severe. On input the older scale is accepted too:
@@ -126,6 +127,12 @@ pub struct NewIncident {
     pub reported_at_ms: i64,
     pub systems: Vec<String>,
     pub personal_data: bool,
+    pub health_data: bool,
+    /// When the company became aware of a personal-data breach (set when personal or
+    /// health data is involved; defaults to `reported_at_ms`).
+    pub aware_at_ms: Option<i64>,
+    pub next_update_at_ms: Option<i64>,
+    pub facts: IncidentFacts,
 }
 
 /// Allowed clock skew for "when was it detected" times given by clients.
@@ -178,7 +185,35 @@ impl NewIncident {
             reported_at_ms,
             systems,
             personal_data,
+            health_data: false,
+            aware_at_ms: None,
+            next_update_at_ms: None,
+            facts: IncidentFacts::default(),
         })
+    }
+
+    /// Add the response-policy facts. `aware_at` defaults to the reported time when personal
+    /// or health data is involved.
+    pub fn with_record(
+        mut self,
+        health_data: bool,
+        aware_at_ms: Option<i64>,
+        next_update_at_ms: Option<i64>,
+        facts: &FactsChange,
+        now_ms: i64,
+    ) -> CoreResult<NewIncident> {
+        if aware_at_ms.is_some_and(|t| t > now_ms + FUTURE_SKEW_MS) {
+            return Err(CoreError::invalid("aware_at", "is in the future"));
+        }
+        self.health_data = health_data;
+        self.aware_at_ms = match aware_at_ms {
+            Some(t) => Some(t),
+            None if self.personal_data || health_data => Some(self.reported_at_ms),
+            None => None,
+        };
+        self.next_update_at_ms = next_update_at_ms;
+        facts.apply(&mut self.facts);
+        Ok(self)
     }
 }
 
@@ -189,35 +224,80 @@ pub struct IncidentChange {
     pub phase: Option<Phase>,
     pub assignee: Option<Option<String>>,
     pub reason: Option<String>,
+    pub summary: Option<String>,
+    pub personal_data: Option<bool>,
+    pub health_data: Option<bool>,
+    pub aware_at_ms: Option<i64>,
+    pub next_update_at_ms: Option<i64>,
+    pub facts: FactsChange,
+}
+
+/// A change as a client sends it.
+#[derive(Clone, Debug, Default)]
+pub struct ChangeInput<'a> {
+    pub severity: Option<Severity>,
+    pub phase: Option<Phase>,
+    pub assignee: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub summary: Option<&'a str>,
+    pub personal_data: Option<bool>,
+    pub health_data: Option<bool>,
+    pub aware_at_ms: Option<i64>,
+    pub next_update_at_ms: Option<i64>,
 }
 
 impl IncidentChange {
     pub fn validate(
-        severity: Option<Severity>,
-        phase: Option<Phase>,
-        assignee: Option<&str>,
-        reason: Option<&str>,
+        input: ChangeInput<'_>,
+        facts: FactsChange,
+        now_ms: i64,
     ) -> CoreResult<IncidentChange> {
-        if severity.is_none() && phase.is_none() && assignee.is_none() {
+        let nothing = input.severity.is_none()
+            && input.phase.is_none()
+            && input.assignee.is_none()
+            && input.summary.is_none()
+            && input.personal_data.is_none()
+            && input.health_data.is_none()
+            && input.aware_at_ms.is_none()
+            && input.next_update_at_ms.is_none()
+            && facts.is_empty();
+        if nothing {
             return Err(CoreError::invalid(
                 "body",
-                "give at least one of severity, phase, assignee",
+                "give at least one of severity, phase, assignee, summary, personal_data, health_data, \
+                 aware_at, next_update_at, impact, indicators or a GDPR fact",
             ));
         }
-        let assignee = match assignee {
+        let assignee = match input.assignee {
             None => None,
             Some(a) if a.trim().is_empty() => Some(None),
             Some(a) => Some(Some(check_name("assignee", a, 200)?)),
         };
-        let reason = match reason {
+        let reason = match input.reason {
             None => None,
             Some(r) => Some(check_text("reason", r, 2000, true)?),
         };
+        let summary = input
+            .summary
+            .map(|s| check_text("summary", s, 10_000, false))
+            .transpose()?;
+        if input
+            .aware_at_ms
+            .is_some_and(|t| t > now_ms + FUTURE_SKEW_MS)
+        {
+            return Err(CoreError::invalid("aware_at", "is in the future"));
+        }
         Ok(IncidentChange {
-            severity,
-            phase,
+            severity: input.severity,
+            phase: input.phase,
             assignee,
             reason,
+            summary,
+            personal_data: input.personal_data,
+            health_data: input.health_data,
+            aware_at_ms: input.aware_at_ms,
+            next_update_at_ms: input.next_update_at_ms,
+            facts,
         })
     }
 }

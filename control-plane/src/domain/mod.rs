@@ -2,7 +2,12 @@
 
 pub mod action;
 pub mod audit;
+pub mod deadline;
+pub mod evidence;
+pub mod facts;
 pub mod incident;
+pub mod notification;
+pub mod postmortem;
 pub mod token;
 
 use std::fmt;
@@ -22,6 +27,10 @@ pub enum CoreError {
     /// The change conflicts with the current state (duplicate target, already lifted, ...).
     #[error("{field}: {message}")]
     Conflict { field: String, message: String },
+    /// A document or notification needs facts the incident does not have yet; every
+    /// missing one is named.
+    #[error("missing facts: {}", .0.join(", "))]
+    MissingFacts(Vec<String>),
     /// A storage or internal failure. The message is logged, never sent to clients.
     #[error("internal error: {0}")]
     Internal(String),

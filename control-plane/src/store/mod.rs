@@ -6,7 +6,10 @@
 //! feeds [`Store::watch_version`] from `LISTEN`/`NOTIFY` so every replica's long-polls
 //! wake on a commit made by any replica.
 
+mod records;
 pub mod sqlite;
+
+pub use records::*;
 
 use async_trait::async_trait;
 use edge_policy::report::EdgeReport;
@@ -17,7 +20,10 @@ use tokio::sync::watch;
 
 use crate::domain::action::{self, ActionKind, GuardRails, NewAction, StoredTarget};
 use crate::domain::audit::{AuditRecord, BrokenLink};
+use crate::domain::facts::IncidentFacts;
 use crate::domain::incident::{IncidentChange, NewIncident, Phase, Severity};
+use crate::domain::notification::NewNotification;
+use crate::domain::postmortem::PostMortem;
 use crate::domain::token::Role;
 use crate::domain::CoreResult;
 
@@ -59,6 +65,13 @@ pub struct IncidentRecord {
     pub created_by: String,
     pub updated_at: i64,
     pub closed_at: Option<i64>,
+    pub health_data: bool,
+    /// When the company became aware of the personal-data breach.
+    pub aware_at: Option<i64>,
+    /// When the incident entered post-incident activity (or closed, if it skipped it).
+    pub resolved_at: Option<i64>,
+    pub next_update_at: Option<i64>,
+    pub facts: IncidentFacts,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -236,6 +249,9 @@ pub struct Counts {
     pub timeline: i64,
     /// Sum of all hit counts.
     pub hits: i64,
+    pub notifications: i64,
+    pub postmortems: i64,
+    pub evidence: i64,
 }
 
 /// Storage. Every mutating method commits its row changes, the policy version bump (when
@@ -316,6 +332,55 @@ pub trait Store: Send + Sync + 'static {
     /// Count a report; `false` when `(edge_id, boot_id, seq)` was already counted.
     async fn record_report(&self, r: &EdgeReport, now: i64) -> CoreResult<bool>;
     async fn list_edges(&self) -> CoreResult<Vec<EdgeRecord>>;
+
+    // The incident record.
+    /// Record a notification; refuses (listing every missing fact) a breach notification
+    /// the incident lacks the facts for.
+    async fn record_notification(
+        &self,
+        actor: &str,
+        n: &NewNotification,
+        now: i64,
+    ) -> CoreResult<NotificationRecord>;
+    async fn notifications(&self, incident_id: i64) -> CoreResult<Vec<NotificationRecord>>;
+    /// Submit (first time) or revise the post-mortem.
+    async fn submit_postmortem(
+        &self,
+        actor: &str,
+        incident_id: i64,
+        pm: &PostMortem,
+        now: i64,
+    ) -> CoreResult<PostMortemRecord>;
+    async fn postmortem(&self, incident_id: i64) -> CoreResult<Option<PostMortemRecord>>;
+    /// Deadline inputs of one incident, or of every incident.
+    async fn deadline_facts(&self, incident: Option<i64>) -> CoreResult<Vec<IncidentDeadlines>>;
+    /// Match and store access-log lines; idempotent per (incident, line hash).
+    async fn ingest_evidence(
+        &self,
+        actor: &str,
+        batch: &EvidenceBatch,
+        now: i64,
+    ) -> CoreResult<IngestOutcome>;
+    /// Evidence of an incident in time order, after the row `after_id` (paging).
+    async fn evidence(
+        &self,
+        incident_id: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> CoreResult<Vec<EvidenceRecord>>;
+    /// The chain links (seq, prev_hash, hash) from `from_seq` to `to_seq` inclusive.
+    async fn audit_links(&self, from_seq: i64, to_seq: i64) -> CoreResult<Vec<AuditLink>>;
+    /// Delete the records of incidents closed before `cutoff` (never younger than 5 years:
+    /// the caller checks and the database refuses), keeping their audit events, and append
+    /// an audit event for the purge.
+    async fn purge(
+        &self,
+        actor: &str,
+        cutoff: i64,
+        older_than_years: u32,
+        dry_run: bool,
+        now: i64,
+    ) -> CoreResult<PurgeReport>;
 
     async fn counts(&self) -> CoreResult<Counts>;
     /// Cheap liveness check of the database.

@@ -103,6 +103,54 @@ POST /v1/edge/reports edge 422 hits[0].count - {"edge_id": "e", "boot_id": "b", 
 POST /v1/edge/reports edge 422 hits[0].count - {"edge_id": "e", "boot_id": "b", "seq": 1, "policy_version": 1, "hits": [{"rule_id": 1}]}
 POST /v1/edge/reports edge 422 extra - {"edge_id": "e", "boot_id": "b", "seq": 1, "policy_version": 1, "extra": 1}
 POST /v1/edge/reports edge 413 body body_too_large @big
+POST /v1/incidents responder 422 health_data - {"title": "x", "severity": "P1", "health_data": 1}
+POST /v1/incidents responder 422 indicators.cidrs[1] - {"title": "x", "severity": "P1", "indicators": {"cidrs": ["10.0.0.1", "x"]}}
+POST /v1/incidents responder 422 aware_at - {"title": "x", "severity": "P1", "personal_data": true, "aware_at": "2999-01-01T00:00:00Z"}
+PATCH /v1/incidents/{incident} responder 422 indicators.cidrs[0] - {"indicators": {"cidrs": ["not-an-ip"]}}
+PATCH /v1/incidents/{incident} responder 422 indicators.user_agents[0] - {"indicators": {"user_agents": ["ab"]}}
+PATCH /v1/incidents/{incident} responder 422 indicators.asn - {"indicators": {"asn": [1]}}
+PATCH /v1/incidents/{incident} responder 422 data_subjects_approx - {"data_subjects_approx": -1}
+PATCH /v1/incidents/{incident} responder 422 records_approx - {"records_approx": "many"}
+PATCH /v1/incidents/{incident} responder 422 data_categories[0] - {"data_categories": [""]}
+PATCH /v1/incidents/{incident} responder 422 aware_at - {"aware_at": "2999-01-01T00:00:00Z"}
+PATCH /v1/incidents/{incident} responder 422 aware_at - {"aware_at": "yesterday"}
+PATCH /v1/incidents/{incident} responder 422 next_update_at - {"next_update_at": "later"}
+PATCH /v1/incidents/{incident} responder 422 personal_data - {"personal_data": "yes"}
+PATCH /v1/incidents/{incident} responder 422 impact - {"impact": 5}
+POST /v1/incidents/{incident}/notifications responder 422 audience - {"channel": "email"}
+POST /v1/incidents/{incident}/notifications responder 422 audience - {"audience": "press", "channel": "email"}
+POST /v1/incidents/{incident}/notifications responder 422 channel - {"audience": "staff"}
+POST /v1/incidents/{incident}/notifications responder 422 channel - {"audience": "staff", "channel": " "}
+POST /v1/incidents/{incident}/notifications responder 422 kind - {"audience": "staff", "kind": "tweet", "channel": "x"}
+POST /v1/incidents/{incident}/notifications responder 422 audience - {"audience": "authority", "kind": "preliminary_report", "channel": "email"}
+POST /v1/incidents/{incident}/notifications responder 422 audience - {"audience": "staff", "kind": "hipaa_notice", "channel": "email"}
+POST /v1/incidents/{incident}/notifications responder 422 notified_at - {"audience": "staff", "channel": "e", "notified_at": "2999-01-01T00:00:00Z"}
+POST /v1/incidents/{incident}/notifications responder 422 notified_at - {"audience": "staff", "channel": "e", "notified_at": "soon"}
+POST /v1/incidents/{incident}/notifications responder 422 breach_nature missing_facts {"audience": "authority", "channel": "dpa-portal"}
+POST /v1/incidents/{incident}/notifications responder 422 breach_nature missing_facts {"audience": "customers", "channel": "email"}
+POST /v1/incidents/{incident}/notifications responder 422 extra - {"audience": "staff", "channel": "e", "extra": 1}
+POST /v1/incidents/{incident}/notifications responder 400 body invalid_json {
+POST /v1/incidents/{incident}/notifications responder 413 body body_too_large @big
+POST /v1/incidents/999999/notifications responder 404 - not_found {"audience": "staff", "channel": "e"}
+PUT /v1/incidents/{incident}/postmortem responder 422 lessons_learned - {"root_cause": "r", "attack_vectors": ["v"], "data_impact": "d", "follow_ups": []}
+PUT /v1/incidents/{incident}/postmortem responder 422 root_cause - {"lessons_learned": "l", "root_cause": " ", "attack_vectors": ["v"], "data_impact": "d", "follow_ups": []}
+PUT /v1/incidents/{incident}/postmortem responder 422 attack_vectors - {"lessons_learned": "l", "root_cause": "r", "attack_vectors": [], "data_impact": "d", "follow_ups": []}
+PUT /v1/incidents/{incident}/postmortem responder 422 follow_ups[0].owner - {"lessons_learned": "l", "root_cause": "r", "attack_vectors": ["v"], "data_impact": "d", "follow_ups": [{"item": "i", "owner": ""}]}
+PUT /v1/incidents/{incident}/postmortem responder 422 follow_ups[0].owner - {"lessons_learned": "l", "root_cause": "r", "attack_vectors": ["v"], "data_impact": "d", "follow_ups": [{"item": "i"}]}
+PUT /v1/incidents/{incident}/postmortem responder 422 follow_ups - {"lessons_learned": "l", "root_cause": "r", "attack_vectors": ["v"], "data_impact": "d"}
+PUT /v1/incidents/{incident}/postmortem responder 413 body body_too_large @big
+PUT /v1/incidents/999999/postmortem responder 404 - not_found {"lessons_learned": "l", "root_cause": "r", "attack_vectors": ["v"], "data_impact": "d", "follow_ups": []}
+POST /v1/evidence/access-logs edge 415 content-type unsupported_media_type
+POST /v1/evidence/access-logs edge 413 body body_too_large @big
+POST /v1/evidence/access-logs?bogus=1 edge 400 bogus invalid_query {"start_time": "2026-01-01T00:00:00Z"}
+POST /v1/evidence/access-logs?batch_id= edge 422 batch_id invalid_field {"start_time": "2026-01-01T00:00:00Z"}
+GET /v1/deadlines?status=late responder 400 status invalid_query
+GET /v1/deadlines?kind=soon responder 400 kind invalid_query
+GET /v1/incidents/{incident}/documents/internal_alert responder 422 impact missing_facts
+GET /v1/incidents/{incident}/documents/internal_alert?format=pdf responder 400 format invalid_query
+GET /v1/incidents/abc/documents/internal_alert responder 400 id invalid_path
+GET /v1/incidents/{incident}/export?format=doc responder 400 format invalid_query
+GET /v1/incidents/{incident}/evidence?limit=0 responder 400 limit invalid_query
 GET /v1/edge/policy?wait=61 edge 400 wait invalid_query
 GET /v1/edge/policy?since=abc edge 400 since invalid_query
 GET /v1/edge/policy?sinse=1 edge 400 sinse invalid_query

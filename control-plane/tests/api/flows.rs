@@ -48,6 +48,20 @@ async fn incident_lifecycle_and_timeline() {
         )
         .await;
     expect_status(&back, 200);
+    // Personal data is involved: closing needs the post-mortem first.
+    let close = api.patch(&path, &r, json!({"phase": "closed"})).await;
+    expect_error(&close, 409, Some("postmortem"), Some("conflict"));
+    let pm = json!({"lessons_learned": "l", "root_cause": "r", "attack_vectors": ["v"],
+        "data_impact": "none", "follow_ups": []});
+    expect_status(
+        &api.send(
+            Method::PUT,
+            &format!("{path}/postmortem"),
+            Req::token(&r).json(pm),
+        )
+        .await,
+        200,
+    );
     let close = api.patch(&path, &r, json!({"phase": "closed"})).await;
     assert_eq!(expect_status(&close, 200)["status"], "closed");
     let act = api
@@ -74,6 +88,7 @@ async fn incident_lifecycle_and_timeline() {
             "phase_changed",
             "assignee_changed",
             "phase_changed",
+            "postmortem_submitted",
             "phase_changed"
         ]
     );
@@ -105,7 +120,8 @@ async fn incident_lifecycle_and_timeline() {
     // Every change is in the audit log under the token's name.
     let audit = api.get(&format!("/v1/audit?incident={id}"), &r).await;
     let events = expect_status(&audit, 200).as_array().unwrap().clone();
-    assert_eq!(events.len(), 4);
+    assert_eq!(events.len(), 5);
+    assert_eq!(events[3]["verb"], "postmortem.submit");
     assert!(events.iter().all(|e| e["actor"] == "alice"));
     assert_eq!(events[1]["before"]["phase"], "detection_analysis");
     assert_eq!(events[1]["after"]["phase"], "containment");
@@ -320,6 +336,16 @@ async fn openapi_health_and_metrics() {
         ("/v1/tokens", "post"),
         ("/v1/tokens", "get"),
         ("/v1/tokens/{id}", "delete"),
+        ("/v1/incidents/{id}/notifications", "post"),
+        ("/v1/incidents/{id}/notifications", "get"),
+        ("/v1/incidents/{id}/postmortem", "put"),
+        ("/v1/incidents/{id}/postmortem", "get"),
+        ("/v1/incidents/{id}/deadlines", "get"),
+        ("/v1/deadlines", "get"),
+        ("/v1/incidents/{id}/documents/{kind}", "get"),
+        ("/v1/incidents/{id}/export", "get"),
+        ("/v1/incidents/{id}/evidence", "get"),
+        ("/v1/evidence/access-logs", "post"),
     ] {
         assert!(
             paths.get(p).and_then(|x| x.get(m)).is_some(),
@@ -337,6 +363,10 @@ async fn openapi_health_and_metrics() {
     let text = String::from_utf8_lossy(&m.bytes);
     assert!(text.contains("edge_cp_http_requests_total"), "{text}");
     assert!(text.contains("edge_cp_policy_version"), "{text}");
+    assert!(
+        text.contains("edge_cp_deadlines_overdue{kind=\"authority_notification\"} 0"),
+        "{text}"
+    );
     let nf = api.get("/v1/nothing", &s.admin).await;
     expect_error(&nf, 404, None, Some("not_found"));
 }

@@ -28,6 +28,12 @@ const READ: Option<&[&str]> = Some(&["responder", "viewer"]);
 const WRITE: Option<&[&str]> = Some(&["responder"]);
 const EDGE: Option<&[&str]> = Some(&["edge"]);
 const ADMIN: Option<&[&str]> = Some(&[]);
+const INGEST: Option<&[&str]> = Some(&["edge", "responder"]);
+
+fn pm(_: usize) -> Value {
+    json!({"lessons_learned": "l", "root_cause": "r", "attack_vectors": ["v"], "data_impact": "none",
+        "follow_ups": [{"item": "i", "owner": "o"}]})
+}
 
 fn rows() -> Vec<Row> {
     use Method as M;
@@ -124,6 +130,92 @@ fn rows() -> Vec<Row> {
             200,
             Setup::FreshToken,
         ),
+        r(
+            M::POST,
+            "/v1/incidents/{incident}/notifications",
+            Some(|_| json!({"audience": "staff", "channel": "email"})),
+            WRITE,
+            201,
+            Setup::None,
+        ),
+        r(
+            M::GET,
+            "/v1/incidents/{incident}/notifications",
+            None,
+            READ,
+            200,
+            Setup::None,
+        ),
+        r(
+            M::PUT,
+            "/v1/incidents/{incident}/postmortem",
+            Some(pm),
+            WRITE,
+            200,
+            Setup::None,
+        ),
+        r(
+            M::GET,
+            "/v1/incidents/{incident}/postmortem",
+            None,
+            READ,
+            200,
+            Setup::None,
+        ),
+        r(
+            M::GET,
+            "/v1/incidents/{incident}/deadlines",
+            None,
+            READ,
+            200,
+            Setup::None,
+        ),
+        r(
+            M::GET,
+            "/v1/deadlines?status=overdue",
+            None,
+            READ,
+            200,
+            Setup::None,
+        ),
+        r(
+            M::GET,
+            "/v1/incidents/{incident}/documents/internal_alert",
+            None,
+            READ,
+            200,
+            Setup::None,
+        ),
+        r(
+            M::GET,
+            "/v1/incidents/{incident}/export",
+            None,
+            READ,
+            200,
+            Setup::None,
+        ),
+        r(
+            M::GET,
+            "/v1/incidents/{incident}/evidence",
+            None,
+            READ,
+            200,
+            Setup::None,
+        ),
+        r(
+            M::POST,
+            "/v1/evidence/access-logs",
+            // A JSON string body is sent as NDJSON text.
+            Some(|n| {
+                Value::String(format!(
+                    "{{\"start_time\": \"2026-01-01T00:00:{:02}Z\", \"downstream_remote_address\": \"192.0.2.1\"}}",
+                    n % 60
+                ))
+            }),
+            INGEST,
+            200,
+            Setup::None,
+        ),
         r(M::GET, "/healthz", None, None, 200, Setup::None),
         r(M::GET, "/metrics", None, None, 200, Setup::None),
         r(M::GET, "/openapi.json", None, None, 200, Setup::None),
@@ -151,6 +243,19 @@ async fn role_table() {
     let action = api.block_host(&admin, incident, "fixture.example").await["id"]
         .as_i64()
         .unwrap();
+    let facts = json!({"impact": "fixture", "next_update_at": "2026-01-01T00:00:00Z"});
+    let r = api
+        .patch(&format!("/v1/incidents/{incident}"), &admin, facts)
+        .await;
+    assert_eq!(r.status, 200);
+    let r = api
+        .send(
+            Method::PUT,
+            &format!("/v1/incidents/{incident}/postmortem"),
+            Req::token(&admin).json(pm(0)),
+        )
+        .await;
+    assert_eq!(r.status, 200);
 
     // (caller name, Authorization token, role or the status every protected endpoint gives)
     let callers: Vec<(&str, Option<String>, Result<&str, u16>)> = vec![
@@ -196,7 +301,10 @@ async fn role_table() {
                 ..Req::default()
             };
             if let Some(body) = row.body {
-                req = req.json(body(n));
+                req = match body(n) {
+                    Value::String(text) => req.raw(text, "application/x-ndjson"),
+                    v => req.json(v),
+                };
             }
             let expected = match (row.allowed, role) {
                 (None, _) => row.ok,

@@ -214,6 +214,7 @@ impl TestServer {
     pub async fn start() -> TestServer {
         Self::start_with(Settings {
             expiry_interval: Duration::from_millis(20),
+            max_evidence_bytes: 1 << 20,
             ..Settings::default()
         })
         .await

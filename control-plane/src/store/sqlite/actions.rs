@@ -324,11 +324,13 @@ impl SqliteStore {
     pub(crate) async fn policy_impl(&self, since: Version) -> CoreResult<PolicyAnswer> {
         // One read transaction: the version and the rules come from the same snapshot.
         let mut tx = self.pool.begin().await?;
-        let current: i64 = sqlx::query_scalar("SELECT version FROM policy_state WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?;
+        let (current, floor): (i64, i64) =
+            sqlx::query_as("SELECT version, min_delta_since FROM policy_state WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?;
         let current_v = current as Version;
-        let answer = if since > 0 && since < current_v {
+        // Since a purge, deltas from before it could miss removals: answer with a snapshot.
+        let answer = if since > 0 && since < current_v && since >= floor as Version {
             let changed = sqlx::query(
                 "SELECT * FROM actions WHERE id IN (SELECT action_id FROM policy_changes WHERE version > ?) ORDER BY id",
             )

@@ -4,8 +4,9 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::{add_timeline, append_audit, rows, Event, SqliteStore};
 use crate::domain::incident::{check_phase_move, IncidentChange, NewIncident, Phase};
-use crate::domain::CoreResult;
+use crate::domain::{CoreError, CoreResult};
 use crate::store::{IncidentFilter, IncidentRecord, TimelineEntry};
+use serde_json::json;
 
 impl SqliteStore {
     pub(crate) async fn create_incident_impl(
@@ -18,8 +19,8 @@ impl SqliteStore {
         let c = &mut *w.tx;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO incidents (title, summary, severity, phase, assignee, detected_at, reported_at, systems,
-                personal_data, created_at, created_by, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                personal_data, created_at, created_by, updated_at, health_data, aware_at, next_update_at, facts)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&new.title)
         .bind(&new.summary)
@@ -33,6 +34,10 @@ impl SqliteStore {
         .bind(now)
         .bind(actor)
         .bind(now)
+        .bind(new.health_data)
+        .bind(new.aware_at_ms)
+        .bind(new.next_update_at_ms)
+        .bind(serde_json::to_string(&new.facts)?)
         .fetch_one(&mut *c)
         .await?;
         let rec = rows::get_incident(c, id).await?;
@@ -105,21 +110,28 @@ impl SqliteStore {
         let before = rows::get_incident(c, id).await?;
         let reason = change.reason.as_deref();
         let mut after = before.clone();
-        let mut entries: Vec<(&str, String)> = Vec::new();
+        let mut entries: Vec<(&str, String, Option<serde_json::Value>)> = Vec::new();
         if let Some(s) = change.severity.filter(|s| *s != before.severity) {
             after.severity = s;
             entries.push((
                 "severity_changed",
                 format!("severity {} → {}", before.severity, s),
+                None,
             ));
         }
         if let Some(p) = change.phase.filter(|p| *p != before.phase) {
             check_phase_move(before.phase, p, reason)?;
             after.phase = p;
             after.closed_at = (p == Phase::Closed).then_some(now);
+            if before.phase < Phase::PostIncident && p >= Phase::PostIncident {
+                after.resolved_at = Some(now);
+            } else if p < Phase::PostIncident {
+                after.resolved_at = None;
+            }
             entries.push((
                 "phase_changed",
                 format!("phase {} → {}", before.phase.as_str(), p.as_str()),
+                Some(json!({"from": before.phase.as_str(), "to": p.as_str()})),
             ));
         }
         if let Some(a) = change.assignee.as_ref().filter(|a| **a != before.assignee) {
@@ -128,23 +140,110 @@ impl SqliteStore {
             entries.push((
                 "assignee_changed",
                 format!("assignee {} → {}", show(&before.assignee), show(a)),
+                None,
             ));
+        }
+        let mut changed: Vec<&str> = Vec::new();
+        if let Some(sm) = change.summary.as_ref().filter(|s| **s != before.summary) {
+            after.summary = sm.clone();
+            changed.push("summary");
+        }
+        if let Some(t) = change
+            .next_update_at_ms
+            .filter(|t| Some(*t) != before.next_update_at)
+        {
+            after.next_update_at = Some(t);
+            changed.push("next_update_at");
+        }
+        changed.extend(change.facts.apply(&mut after.facts));
+        if !changed.is_empty() {
+            entries.push((
+                "facts_changed",
+                format!("facts updated: {}", changed.join(", ")),
+                Some(json!({"fields": changed})),
+            ));
+        }
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        for (name, new, old, slot) in [
+            (
+                "personal data",
+                change.personal_data,
+                before.personal_data,
+                &mut after.personal_data,
+            ),
+            (
+                "health data",
+                change.health_data,
+                before.health_data,
+                &mut after.health_data,
+            ),
+        ] {
+            if let Some(v) = new.filter(|v| *v != old) {
+                *slot = v;
+                entries.push((
+                    "data_flags_changed",
+                    format!("{name} involved: {} → {}", yes_no(old), yes_no(v)),
+                    None,
+                ));
+            }
+        }
+        let sensitive = after.personal_data || after.health_data;
+        let aware = match change.aware_at_ms {
+            Some(t) => Some(t),
+            // Turned on now, never aware before: aware from now on.
+            None if sensitive && before.aware_at.is_none() => Some(now),
+            None => before.aware_at,
+        };
+        if aware != before.aware_at {
+            after.aware_at = aware;
+            let show = aware
+                .map(crate::clock::rfc3339)
+                .unwrap_or_else(|| "unset".into());
+            entries.push((
+                "aware_at_changed",
+                format!("aware of the personal-data breach at {show}"),
+                None,
+            ));
+        }
+        if after.phase == Phase::Closed && before.phase != Phase::Closed && sensitive {
+            let has_pm: Option<i64> =
+                sqlx::query_scalar("SELECT incident_id FROM postmortems WHERE incident_id = ?")
+                    .bind(id)
+                    .fetch_optional(&mut *c)
+                    .await?;
+            if has_pm.is_none() {
+                return Err(CoreError::conflict(
+                    "postmortem",
+                    "an incident with personal or health data cannot be closed before its post-mortem is submitted (PUT /v1/incidents/{id}/postmortem)",
+                ));
+            }
         }
         if entries.is_empty() {
             return Ok(before);
         }
         after.updated_at = now;
-        sqlx::query("UPDATE incidents SET severity = ?, phase = ?, assignee = ?, closed_at = ?, updated_at = ? WHERE id = ?")
-            .bind(after.severity.as_str())
-            .bind(after.phase.as_str())
-            .bind(&after.assignee)
-            .bind(after.closed_at)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *c)
-            .await?;
-        for (kind, msg) in &entries {
-            add_timeline(c, id, now, actor, kind, msg, reason, None).await?;
+        sqlx::query(
+            "UPDATE incidents SET severity = ?, phase = ?, assignee = ?, closed_at = ?, updated_at = ?, summary = ?,
+                personal_data = ?, health_data = ?, aware_at = ?, resolved_at = ?, next_update_at = ?, facts = ?
+             WHERE id = ?",
+        )
+        .bind(after.severity.as_str())
+        .bind(after.phase.as_str())
+        .bind(&after.assignee)
+        .bind(after.closed_at)
+        .bind(now)
+        .bind(&after.summary)
+        .bind(after.personal_data)
+        .bind(after.health_data)
+        .bind(after.aware_at)
+        .bind(after.resolved_at)
+        .bind(after.next_update_at)
+        .bind(serde_json::to_string(&after.facts)?)
+        .bind(id)
+        .execute(&mut *c)
+        .await?;
+        for (kind, msg, data) in &entries {
+            add_timeline(c, id, now, actor, kind, msg, reason, data.clone()).await?;
         }
         let event = Event {
             actor,
@@ -163,7 +262,7 @@ impl SqliteStore {
     pub(crate) async fn timeline_impl(&self, incident_id: i64) -> CoreResult<Vec<TimelineEntry>> {
         let mut c = self.pool.acquire().await?;
         rows::get_incident(&mut c, incident_id).await?;
-        let rows = sqlx::query("SELECT * FROM timeline WHERE incident_id = ? ORDER BY id")
+        let rows = sqlx::query("SELECT * FROM timeline WHERE incident_id = ? ORDER BY at, id")
             .bind(incident_id)
             .fetch_all(&mut *c)
             .await?;

@@ -4,13 +4,58 @@ use edge_policy::report::EdgeReport;
 use serde_json::json;
 use sqlx::{QueryBuilder, Row};
 
-use super::{append_audit, rows, Event, SqliteStore};
+use super::{append_audit, rows, upsert_bucket, Event, SqliteStore};
 use crate::domain::audit::ChainVerifier;
 use crate::domain::token::Role;
 use crate::domain::{CoreError, CoreResult};
 use crate::store::{
     AuditFilter, AuditRecord, AuthToken, ChainReport, Counts, EdgeRecord, TokenRecord,
 };
+
+/// Edge hits go on the incident's timeline as one entry per minute (of receipt), summed
+/// over reports and edges.
+pub(crate) const HIT_BUCKET_MS: i64 = 60_000;
+
+async fn add_hits_to_timeline(
+    c: &mut sqlx::SqliteConnection,
+    incident: i64,
+    edge_id: &str,
+    hits: &[(i64, i64)],
+    now: i64,
+) -> CoreResult<()> {
+    let bucket = now - now.rem_euclid(HIT_BUCKET_MS);
+    upsert_bucket(c, incident, "edge_hits", bucket, now, "edge", |old| {
+        let mut data = old.cloned().unwrap_or_else(|| {
+            json!({"bucket": crate::clock::rfc3339(bucket), "total": 0, "by_action": {}, "by_edge": {}})
+        });
+        let add = |v: &mut serde_json::Value, key: &str, n: i64| {
+            let cur = v.get(key).and_then(serde_json::Value::as_i64).unwrap_or(0);
+            v[key] = json!(cur + n);
+        };
+        for (action, n) in hits {
+            add(&mut data["by_action"], &action.to_string(), *n);
+            add(&mut data["by_edge"], edge_id, *n);
+            add(&mut data, "total", *n);
+        }
+        let by_action = data["by_action"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("action {k}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let edges = data["by_edge"].as_object().map(|m| m.len()).unwrap_or(0);
+        let message = format!(
+            "edge hits in the minute from {}: {} ({by_action}) from {edges} edge(s)",
+            crate::clock::rfc3339(bucket),
+            data["total"]
+        );
+        (message, data)
+    })
+    .await
+}
 
 fn token_json(t: &TokenRecord) -> serde_json::Value {
     json!({"id": t.id, "name": t.name, "role": t.role.as_str(), "revoked_at": t.revoked_at})
@@ -231,11 +276,21 @@ impl SqliteStore {
         .bind(version)
         .execute(&mut *c)
         .await?;
+        let mut per_incident: std::collections::BTreeMap<i64, Vec<(i64, i64)>> =
+            std::collections::BTreeMap::new();
         for h in r.hits.iter().filter(|h| h.count > 0) {
             let (Ok(action_id), Ok(count)) = (i64::try_from(h.rule_id), i64::try_from(h.count))
             else {
                 continue;
             };
+            let incident: Option<i64> =
+                sqlx::query_scalar("SELECT incident_id FROM actions WHERE id = ?")
+                    .bind(action_id)
+                    .fetch_optional(&mut *c)
+                    .await?;
+            if let Some(i) = incident {
+                per_incident.entry(i).or_default().push((action_id, count));
+            }
             sqlx::query(
                 "INSERT INTO action_hits (action_id, edge_id, count)
                  SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM actions WHERE id = ?1)
@@ -246,6 +301,9 @@ impl SqliteStore {
             .bind(count)
             .execute(&mut *c)
             .await?;
+        }
+        for (incident, hits) in per_incident {
+            add_hits_to_timeline(c, incident, &r.edge_id, &hits, now).await?;
         }
         self.commit(w, None).await?;
         Ok(true)
@@ -277,7 +335,10 @@ impl SqliteStore {
                     (SELECT COUNT(*) FROM tokens) AS tokens, (SELECT COUNT(*) FROM audit) AS audit,
                     (SELECT COUNT(*) FROM edges) AS edges, (SELECT version FROM policy_state WHERE id = 1) AS version,
                     (SELECT COUNT(*) FROM timeline) AS timeline,
-                    (SELECT COALESCE(SUM(count), 0) FROM action_hits) AS hits",
+                    (SELECT COALESCE(SUM(count), 0) FROM action_hits) AS hits,
+                    (SELECT COUNT(*) FROM notifications) AS notifications,
+                    (SELECT COUNT(*) FROM postmortems) AS postmortems,
+                    (SELECT COUNT(*) FROM evidence) AS evidence",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -290,6 +351,9 @@ impl SqliteStore {
             version: row.try_get("version")?,
             timeline: row.try_get("timeline")?,
             hits: row.try_get("hits")?,
+            notifications: row.try_get("notifications")?,
+            postmortems: row.try_get("postmortems")?,
+            evidence: row.try_get("evidence")?,
         })
     }
 }

@@ -5,8 +5,11 @@
 //! another process on the same file, such as the `token create` CLI, waits its turn).
 
 mod actions;
+mod evidence;
 mod incidents;
 mod misc;
+mod records;
+mod retention;
 mod rows;
 
 use std::str::FromStr;
@@ -24,6 +27,8 @@ use tokio::sync::{watch, Mutex, MutexGuard};
 use super::*;
 use crate::clock::rfc3339;
 use crate::domain::audit::{event_hash, GENESIS_HASH};
+use crate::domain::notification::NewNotification;
+use crate::domain::postmortem::PostMortem;
 use crate::domain::{CoreError, CoreResult};
 
 pub struct SqliteStore {
@@ -238,6 +243,58 @@ pub(crate) async fn add_timeline(
     Ok(())
 }
 
+/// Add to an aggregated timeline entry: one per incident, kind and time bucket (edge hits,
+/// evidence). `merge` gets the entry's data so far and returns the new message and data; the
+/// entry's time is the earliest `at` merged into it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn upsert_bucket(
+    c: &mut SqliteConnection,
+    incident_id: i64,
+    kind: &str,
+    bucket: i64,
+    at: i64,
+    actor: &str,
+    merge: impl FnOnce(Option<&Value>) -> (String, Value),
+) -> CoreResult<()> {
+    let row: Option<(i64, i64, Option<String>)> = sqlx::query_as(
+        "SELECT id, at, data FROM timeline WHERE incident_id = ? AND kind = ? AND bucket = ?",
+    )
+    .bind(incident_id)
+    .bind(kind)
+    .bind(bucket)
+    .fetch_optional(&mut *c)
+    .await?;
+    match row {
+        Some((id, old_at, data)) => {
+            let old: Option<Value> = data.map(|d| serde_json::from_str(&d)).transpose()?;
+            let (message, data) = merge(old.as_ref());
+            sqlx::query("UPDATE timeline SET at = ?, message = ?, data = ? WHERE id = ?")
+                .bind(old_at.min(at))
+                .bind(message)
+                .bind(data.to_string())
+                .bind(id)
+                .execute(c)
+                .await?;
+        }
+        None => {
+            let (message, data) = merge(None);
+            sqlx::query(
+                "INSERT INTO timeline (incident_id, at, actor, kind, message, data, bucket) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(incident_id)
+            .bind(at)
+            .bind(actor)
+            .bind(kind)
+            .bind(message)
+            .bind(data.to_string())
+            .bind(bucket)
+            .execute(c)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_token(
@@ -344,6 +401,63 @@ impl Store for SqliteStore {
     }
     async fn list_edges(&self) -> CoreResult<Vec<EdgeRecord>> {
         self.list_edges_impl().await
+    }
+    async fn record_notification(
+        &self,
+        actor: &str,
+        n: &NewNotification,
+        now: i64,
+    ) -> CoreResult<NotificationRecord> {
+        self.record_notification_impl(actor, n, now).await
+    }
+    async fn notifications(&self, incident_id: i64) -> CoreResult<Vec<NotificationRecord>> {
+        self.notifications_impl(incident_id).await
+    }
+    async fn submit_postmortem(
+        &self,
+        actor: &str,
+        incident_id: i64,
+        pm: &PostMortem,
+        now: i64,
+    ) -> CoreResult<PostMortemRecord> {
+        self.submit_postmortem_impl(actor, incident_id, pm, now)
+            .await
+    }
+    async fn postmortem(&self, incident_id: i64) -> CoreResult<Option<PostMortemRecord>> {
+        self.postmortem_impl(incident_id).await
+    }
+    async fn deadline_facts(&self, incident: Option<i64>) -> CoreResult<Vec<IncidentDeadlines>> {
+        self.deadline_facts_impl(incident).await
+    }
+    async fn ingest_evidence(
+        &self,
+        actor: &str,
+        batch: &EvidenceBatch,
+        now: i64,
+    ) -> CoreResult<IngestOutcome> {
+        self.ingest_evidence_impl(actor, batch, now).await
+    }
+    async fn evidence(
+        &self,
+        incident_id: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> CoreResult<Vec<EvidenceRecord>> {
+        self.evidence_impl(incident_id, after_id, limit).await
+    }
+    async fn audit_links(&self, from_seq: i64, to_seq: i64) -> CoreResult<Vec<AuditLink>> {
+        self.audit_links_impl(from_seq, to_seq).await
+    }
+    async fn purge(
+        &self,
+        actor: &str,
+        cutoff: i64,
+        older_than_years: u32,
+        dry_run: bool,
+        now: i64,
+    ) -> CoreResult<PurgeReport> {
+        self.purge_impl(actor, cutoff, older_than_years, dry_run, now)
+            .await
     }
     async fn counts(&self) -> CoreResult<Counts> {
         self.counts_impl().await

@@ -4,9 +4,14 @@ use edge_policy::{Isolation, Mode};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::super::{ActionRecord, ActionStatus, IncidentRecord, TimelineEntry, TokenRecord};
+use super::super::{
+    ActionRecord, ActionStatus, EvidenceRecord, IncidentRecord, NotificationRecord,
+    PostMortemRecord, TimelineEntry, TokenRecord,
+};
 use crate::domain::action::{ActionKind, StoredTarget};
 use crate::domain::audit::AuditRecord;
+use crate::domain::notification::{Audience, NotificationKind};
+use crate::domain::postmortem::PostMortem;
 use crate::domain::{CoreError, CoreResult};
 
 fn corrupt(what: &str, v: &str) -> CoreError {
@@ -17,6 +22,7 @@ pub(crate) fn incident(r: &SqliteRow) -> CoreResult<IncidentRecord> {
     let severity: String = r.try_get("severity")?;
     let phase: String = r.try_get("phase")?;
     let systems: String = r.try_get("systems")?;
+    let facts: String = r.try_get("facts")?;
     Ok(IncidentRecord {
         id: r.try_get("id")?,
         title: r.try_get("title")?,
@@ -34,6 +40,74 @@ pub(crate) fn incident(r: &SqliteRow) -> CoreResult<IncidentRecord> {
         created_by: r.try_get("created_by")?,
         updated_at: r.try_get("updated_at")?,
         closed_at: r.try_get("closed_at")?,
+        health_data: r.try_get("health_data")?,
+        aware_at: r.try_get("aware_at")?,
+        resolved_at: r.try_get("resolved_at")?,
+        next_update_at: r.try_get("next_update_at")?,
+        facts: serde_json::from_str(&facts)?,
+    })
+}
+
+pub(crate) fn notification(r: &SqliteRow) -> CoreResult<NotificationRecord> {
+    let audience: String = r.try_get("audience")?;
+    let kind: String = r.try_get("kind")?;
+    let facts: Option<String> = r.try_get("facts")?;
+    Ok(NotificationRecord {
+        id: r.try_get("id")?,
+        incident_id: r.try_get("incident_id")?,
+        audience: Audience::parse(&audience).ok_or_else(|| corrupt("audience", &audience))?,
+        kind: NotificationKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+        notified_at: r.try_get("notified_at")?,
+        notified_by: r.try_get("notified_by")?,
+        channel: r.try_get("channel")?,
+        reference: r.try_get("reference")?,
+        note: r.try_get("note")?,
+        facts: facts.map(|f| serde_json::from_str(&f)).transpose()?,
+        recorded_at: r.try_get("recorded_at")?,
+        recorded_by: r.try_get("recorded_by")?,
+    })
+}
+
+pub(crate) fn postmortem(r: &SqliteRow) -> CoreResult<PostMortemRecord> {
+    let vectors: String = r.try_get("attack_vectors")?;
+    let follow_ups: String = r.try_get("follow_ups")?;
+    Ok(PostMortemRecord {
+        incident_id: r.try_get("incident_id")?,
+        content: PostMortem {
+            lessons_learned: r.try_get("lessons_learned")?,
+            root_cause: r.try_get("root_cause")?,
+            attack_vectors: serde_json::from_str(&vectors)?,
+            data_impact: r.try_get("data_impact")?,
+            follow_ups: serde_json::from_str(&follow_ups)?,
+            policy_changes: r.try_get("policy_changes")?,
+        },
+        submitted_at: r.try_get("submitted_at")?,
+        submitted_by: r.try_get("submitted_by")?,
+        updated_at: r.try_get("updated_at")?,
+        updated_by: r.try_get("updated_by")?,
+    })
+}
+
+pub(crate) fn evidence(r: &SqliteRow) -> CoreResult<EvidenceRecord> {
+    let matched: String = r.try_get("matched")?;
+    Ok(EvidenceRecord {
+        id: r.try_get("id")?,
+        incident_id: r.try_get("incident_id")?,
+        action_id: r.try_get("action_id")?,
+        matched: serde_json::from_str(&matched)?,
+        line_hash: r.try_get("line_hash")?,
+        batch_id: r.try_get("batch_id")?,
+        edge_id: r.try_get("edge_id")?,
+        at: r.try_get("at")?,
+        client_ip: r.try_get("client_ip")?,
+        method: r.try_get("method")?,
+        host: r.try_get("host")?,
+        path: r.try_get("path")?,
+        status: r.try_get("status")?,
+        user_agent: r.try_get("user_agent")?,
+        line: r.try_get("line")?,
+        ingested_at: r.try_get("ingested_at")?,
+        ingested_by: r.try_get("ingested_by")?,
     })
 }
 
