@@ -4,3 +4,4 @@
 mod common;
 mod deploy;
 mod filter;
+mod system;

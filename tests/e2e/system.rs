@@ -1,0 +1,359 @@
+//! Issue #4 acceptance: the real control plane and real edges, end to end.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use edge_e2e::procs::Proc;
+use edge_e2e::upstream::Upstream;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// A control plane process on a database in a temporary directory.
+struct ControlPlane {
+    proc: Proc,
+    url: String,
+    db_url: String,
+    admin: String,
+    responder: String,
+    edge_token: String,
+    edge_token_id: i64,
+    dir: TempDir,
+}
+
+fn start_cp_process(db_url: &str, listen: &str) -> (Proc, String) {
+    let mut cmd = Command::new(edge_e2e::bin("control-plane"));
+    // Fast expiry sweeps so an expired action leaves the policy promptly.
+    cmd.args(["--database-url", db_url, "serve", "--listen", listen, "--expiry-interval-ms", "200"]);
+    tokio::task::block_in_place(|| Proc::start("control-plane", cmd, "control-plane listening on "))
+}
+
+impl ControlPlane {
+    async fn start() -> ControlPlane {
+        let dir = TempDir::new("cp");
+        let db_url = format!("sqlite://{}", dir.0.join("ec.db").display());
+        let out = Command::new(edge_e2e::bin("control-plane"))
+            .args(["--database-url", &db_url, "token", "create", "--role", "admin", "--name", "e2e-admin"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let admin = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let (proc, url) = start_cp_process(&db_url, "127.0.0.1:0");
+        let mut cp = ControlPlane {
+            proc,
+            url,
+            db_url,
+            admin,
+            responder: String::new(),
+            edge_token: String::new(),
+            edge_token_id: 0,
+            dir,
+        };
+        cp.responder = cp.token("e2e-responder", "responder").await["token"].as_str().unwrap().to_string();
+        let edge = cp.token("e2e-edge", "edge").await;
+        cp.edge_token = edge["token"].as_str().unwrap().to_string();
+        cp.edge_token_id = edge["id"].as_i64().unwrap();
+        cp
+    }
+
+    async fn token(&self, name: &str, role: &str) -> Value {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/tokens", self.url))
+            .bearer_auth(&self.admin)
+            .json(&json!({"name": name, "role": role}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "creating token {name}");
+        r.json().await.unwrap()
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = reqwest::Client::new().request(method, format!("{}{path}", self.url)).bearer_auth(&self.responder);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn incident(&self) -> i64 {
+        let (s, v) = self
+            .call(reqwest::Method::POST, "/v1/incidents", Some(json!({"title": "e2e", "summary": "end-to-end test", "severity": "P1"})))
+            .await;
+        assert_eq!(s, 201, "{v}");
+        v["id"].as_i64().unwrap()
+    }
+
+    /// Create an action; returns its id.
+    async fn act(&self, incident: i64, body: Value) -> i64 {
+        let (s, v) = self.call(reqwest::Method::POST, &format!("/v1/incidents/{incident}/actions"), Some(body)).await;
+        assert_eq!(s, 201, "{v}");
+        v["id"].as_i64().unwrap()
+    }
+
+    async fn block(&self, incident: i64, ip: &str) -> i64 {
+        self.act(incident, json!({"kind": "block", "target": {"cidr": ip}, "reason": "e2e block"})).await
+    }
+
+    async fn lift(&self, action: i64) {
+        let (s, v) = self
+            .call(reqwest::Method::POST, &format!("/v1/actions/{action}/lift"), Some(json!({"reason": "e2e lift"})))
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    async fn current_version(&self) -> u64 {
+        let r = reqwest::Client::new()
+            .get(format!("{}/v1/edge/policy", self.url))
+            .bearer_auth(&self.edge_token)
+            .send()
+            .await
+            .unwrap();
+        r.headers()["x-policy-version"].to_str().unwrap().parse().unwrap()
+    }
+
+    fn edge(&self, upstream: &str, edge_id: &str, token: &str, workers: u32) -> Edge {
+        let cfg = plugin_config(
+            "control-plane",
+            token,
+            json!({"edge_id": edge_id, "sync": {"long_poll_wait_s": 20, "retry_initial_ms": 100, "retry_max_ms": 1000, "report_interval_s": 1}}),
+        );
+        Edge::start(&cfg, &[("control-plane", self.url.clone())], upstream, workers)
+    }
+}
+
+async fn status_as(edge: &Edge, ip: &str) -> u16 {
+    get_as(edge, ip, "/probe").await.status
+}
+
+async fn wait_status(edge: &Edge, ip: &str, want: u16, what: &str) {
+    eventually(what, Duration::from_secs(15), || {
+        let f = status_as(edge, ip);
+        async move { f.await == want }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_then_lift_through_the_api_reaches_the_edge_within_a_second() {
+    let cp = ControlPlane::start().await;
+    let (_up, up_srv) = Upstream::start().await;
+    let edge = cp.edge(&up_srv.url(), "edge-a", &cp.edge_token.clone(), 2);
+    let inc = cp.incident().await;
+    // The edge holds the control plane's first policy before we start the clock.
+    eventually("the edge has a policy", Duration::from_secs(15), || {
+        let n = edge.proc.count_lines("enforcing policy version");
+        async move { n >= 2 }
+    })
+    .await;
+    assert_eq!(status_as(&edge, "203.0.113.7").await, 200);
+
+    let started = Instant::now();
+    let action = cp.block(inc, "203.0.113.7").await;
+    let api_done = started.elapsed();
+    let mut first_403 = None;
+    while started.elapsed() < Duration::from_secs(10) {
+        if status_as(&edge, "203.0.113.7").await == 403 {
+            first_403 = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let first_403 = first_403.expect("the edge never blocked the address");
+    eprintln!("propagation: API answered in {api_done:?}, first 403 after {:?} from the 201", first_403 - api_done);
+    // The figure goes to benches/RESULTS.md; here a generous bound on the behaviour.
+    assert!(first_403 - api_done < Duration::from_secs(3), "{first_403:?}");
+    assert_eq!(status_as(&edge, "203.0.113.8").await, 200);
+
+    cp.lift(action).await;
+    wait_status(&edge, "203.0.113.7", 200, "lifted block stops applying").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_action_stops_at_the_edge_without_another_call() {
+    let cp = ControlPlane::start().await;
+    let (_up, up_srv) = Upstream::start().await;
+    let edge = cp.edge(&up_srv.url(), "edge-a", &cp.edge_token.clone(), 1);
+    let inc = cp.incident().await;
+    cp.act(inc, json!({"kind": "block", "target": {"cidr": "203.0.113.20"}, "reason": "short", "expires_in": 2})).await;
+    wait_status(&edge, "203.0.113.20", 403, "the expiring block applies").await;
+    let blocked_at = Instant::now();
+    wait_status(&edge, "203.0.113.20", 200, "the block expires").await;
+    let lasted = blocked_at.elapsed();
+    assert!(lasted < Duration::from_secs(5), "expired after {lasted:?}");
+    let (_, actions) = cp.call(reqwest::Method::GET, &format!("/v1/actions?incident={inc}&status=all"), None).await;
+    assert_eq!(actions["items"][0]["status"], "expired", "{actions}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pixel_kill_switch_and_read_only_through_the_api() {
+    let cp = ControlPlane::start().await;
+    let (up, up_srv) = Upstream::start().await;
+    let edge = cp.edge(&up_srv.url(), "edge-a", &cp.edge_token.clone(), 1);
+    let inc = cp.incident().await;
+    cp.act(inc, json!({"kind": "isolate", "scope": {"pixel": "px-4711"}, "isolation": "pixel_kill", "reason": "skimmer"})).await;
+    cp.act(inc, json!({"kind": "isolate", "scope": {"host": "shop.example"}, "isolation": "read_only", "reason": "freeze writes"})).await;
+    eventually("pixel kill applies", Duration::from_secs(15), || {
+        let f = send(client().get(format!("{}/p/px-4711.gif", edge.url)));
+        async move { f.await.status == 204 }
+    })
+    .await;
+    // Probes sent before the kill took effect went through; from now on nothing may.
+    let reached = || up.seen().iter().filter(|s| s.path.contains("px-4711")).count();
+    let before = reached();
+    let script = send(client().get(format!("{}/px/px-4711.js", edge.url))).await;
+    assert_eq!(script.status, 200);
+    assert_eq!(script.body, edge_policy::reply::NOOP_SCRIPT);
+    assert_eq!(send(client().get(format!("{}/p/px-4711.gif?e=buy", edge.url))).await.status, 204);
+    assert_eq!(reached(), before, "the killed pixel reached the upstream");
+    let post = send(client().post(format!("{}/orders", edge.url)).header("host", "shop.example").body("{}")).await;
+    assert_eq!(post.status, 503);
+    expect_upstream(&send(client().get(format!("{}/orders", edge.url)).header("host", "shop.example")).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_edges_with_two_workers_converge_and_report() {
+    let cp = ControlPlane::start().await;
+    let (_up, up_srv) = Upstream::start().await;
+    let a = cp.edge(&up_srv.url(), "edge-a", &cp.edge_token.clone(), 2);
+    let b = cp.edge(&up_srv.url(), "edge-b", &cp.edge_token.clone(), 2);
+    let inc = cp.incident().await;
+    let action = cp.block(inc, "203.0.113.30").await;
+    for e in [&a, &b] {
+        wait_status(e, "203.0.113.30", 403, "both edges block").await;
+    }
+    let version = cp.current_version().await;
+    let needle = format!("enforcing policy version {version} ");
+    for e in [&a, &b] {
+        eventually("every worker VM of each edge enforces the current version", Duration::from_secs(10), || {
+            let n = e.proc.count_lines(&needle);
+            async move { n >= 2 }
+        })
+        .await;
+    }
+    // Blocked requests on both edges show up on the incident within a report interval.
+    for e in [&a, &b] {
+        for _ in 0..3 {
+            assert_eq!(status_as(e, "203.0.113.30").await, 403);
+        }
+    }
+    let path = format!("/v1/incidents/{inc}");
+    eventually("hit counts from both edges on the incident", Duration::from_secs(5), || {
+        let f = cp.call(reqwest::Method::GET, &path, None);
+        async move {
+            let (_, v) = f.await;
+            let act = v["actions"].as_array().and_then(|a| a.iter().find(|x| x["id"] == action).cloned());
+            let by_edge = act.map(|a| a["hits"]["by_edge"].clone()).unwrap_or(Value::Null);
+            by_edge["edge-a"].as_u64().unwrap_or(0) >= 3 && by_edge["edge-b"].as_u64().unwrap_or(0) >= 3
+        }
+    })
+    .await;
+    let (_, edges) = cp.call(reqwest::Method::GET, "/v1/edges", None).await;
+    let edges = edges.as_array().cloned().unwrap_or_default();
+    for id in ["edge-a", "edge-b"] {
+        assert!(edges.iter().any(|e| e["edge_id"] == id && e["policy_version"] == json!(version)), "{edges:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edges_survive_a_killed_control_plane_and_resume_after_restart() {
+    let mut cp = ControlPlane::start().await;
+    let (_up, up_srv) = Upstream::start().await;
+    let edge = cp.edge(&up_srv.url(), "edge-a", &cp.edge_token.clone(), 2);
+    let inc = cp.incident().await;
+    cp.block(inc, "203.0.113.40").await;
+    wait_status(&edge, "203.0.113.40", 403, "block applies").await;
+    let v_before = cp.current_version().await;
+
+    cp.proc.kill(); // SIGKILL
+    eventually("the edge notices the control plane is gone", Duration::from_secs(15), || {
+        let n = edge.proc.count_lines("policy sync failed");
+        async move { n >= 1 }
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(status_as(&edge, "203.0.113.40").await, 403, "fail-static: the last policy holds");
+    }
+
+    // Same port, same database.
+    let listen = cp.url.trim_start_matches("http://").to_string();
+    let (proc, url) = start_cp_process(&cp.db_url, &listen);
+    cp.proc = proc;
+    assert_eq!(url, cp.url);
+    cp.block(inc, "203.0.113.41").await;
+    let v_after = cp.current_version().await;
+    assert!(v_after > v_before, "version reused: {v_after} after {v_before}");
+    wait_status(&edge, "203.0.113.41", 403, "a change made after the restart reaches the edge").await;
+    assert_eq!(status_as(&edge, "203.0.113.40").await, 403);
+    let _ = &cp.dir;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_or_revoked_edge_tokens_are_refused_and_logged_and_the_policy_kept() {
+    let cp = ControlPlane::start().await;
+    let (_up, up_srv) = Upstream::start().await;
+    let wrong = cp.edge(&up_srv.url(), "edge-wrong", "ecp_not_a_real_token", 1);
+    eventually("a wrong token is logged", Duration::from_secs(10), || {
+        let n = wrong.proc.count_lines("refused the edge token (HTTP 401)");
+        async move { n >= 1 }
+    })
+    .await;
+
+    let edge = cp.edge(&up_srv.url(), "edge-a", &cp.edge_token.clone(), 1);
+    let inc = cp.incident().await;
+    cp.block(inc, "203.0.113.50").await;
+    wait_status(&edge, "203.0.113.50", 403, "block applies").await;
+    let r = reqwest::Client::new()
+        .delete(format!("{}/v1/tokens/{}", cp.url, cp.edge_token_id))
+        .bearer_auth(&cp.admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "revoke: {}", r.status());
+    cp.block(inc, "203.0.113.51").await;
+    eventually("a revoked token is logged", Duration::from_secs(30), || {
+        let n = edge.proc.count_lines("refused the edge token (HTTP 401)");
+        async move { n >= 1 }
+    })
+    .await;
+    assert_eq!(status_as(&edge, "203.0.113.50").await, 403, "the last good policy is kept");
+    assert_eq!(status_as(&edge, "203.0.113.51").await, 200, "a revoked edge gets no new policy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quick_start_reaches_a_state_where_its_curl_commands_work() {
+    let dir = TempDir::new("qs");
+    let mut cmd = Command::new(edge_e2e::bin("quickstart"));
+    cmd.args(["--cp-listen", "127.0.0.1:0", "--edge-listen", "127.0.0.1:0", "--upstream-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.0.join("data"))
+        .arg("--wasm")
+        .arg(edge_e2e::filter_wasm());
+    let (mut qs, _) = tokio::task::block_in_place(|| Proc::start("quickstart", cmd, "Press Ctrl-C to stop."));
+    let text = qs.output_text();
+    let commands: Vec<String> =
+        text.lines().filter_map(|l| l.trim_start().strip_prefix("$ ").map(str::to_string)).collect();
+    assert_eq!(commands.len(), 3, "{text}");
+    let run = |c: &str| {
+        let out = Command::new("sh").arg("-c").arg(c).output().unwrap();
+        assert!(out.status.success(), "{c}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let incident: Value = serde_json::from_str(&run(&commands[0])).unwrap();
+    assert_eq!(incident["id"], 1, "{incident}");
+    let action: Value = serde_json::from_str(&run(&commands[1])).unwrap();
+    assert_eq!(action["status"], "active", "{action}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = run(&commands[2]);
+        if out.starts_with("HTTP/1.1 403") {
+            assert!(out.contains("\"rule\":"), "{out}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the edge never answered 403: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(tokio::task::block_in_place(|| qs.interrupt(Duration::from_secs(15))), "quickstart did not stop cleanly on Ctrl-C:\n{}", qs.output_text());
+}
