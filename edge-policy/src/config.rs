@@ -106,7 +106,10 @@ pub enum PixelRouteSpec {
     /// A pattern; the kind is `script` for patterns ending in `.js`, else `beacon`.
     Pattern(String),
     /// A pattern with its kind given.
-    Explicit { pattern: String, kind: PixelKindName },
+    Explicit {
+        pattern: String,
+        kind: PixelKindName,
+    },
 }
 
 /// [`PixelKind`] as configuration spells it.
@@ -183,14 +186,21 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid plugin configuration: field `{}`: {}", self.field, self.message)
+        write!(
+            f,
+            "invalid plugin configuration: field `{}`: {}",
+            self.field, self.message
+        )
     }
 }
 
 impl std::error::Error for ConfigError {}
 
 fn field_err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError { field: field.into(), message: message.into() }
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 impl FilterConfig {
@@ -226,7 +236,10 @@ impl FilterConfig {
         if cp.authority.trim().is_empty() {
             return Err(field_err("control_plane.authority", "must not be empty"));
         }
-        for (name, p) in [("policy_path", &cp.policy_path), ("report_path", &cp.report_path)] {
+        for (name, p) in [
+            ("policy_path", &cp.policy_path),
+            ("report_path", &cp.report_path),
+        ] {
             if !p.starts_with('/') || p.contains('?') {
                 return Err(field_err(
                     format!("control_plane.{name}"),
@@ -239,7 +252,10 @@ impl FilterConfig {
         }
         if self.edge_id.is_empty()
             || self.edge_id.len() > 128
-            || !self.edge_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+            || !self
+                .edge_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         {
             return Err(field_err(
                 "edge_id",
@@ -257,7 +273,10 @@ impl FilterConfig {
             return Err(field_err("sync.retry_initial_ms", "must be at least 1"));
         }
         if s.retry_max_ms < s.retry_initial_ms {
-            return Err(field_err("sync.retry_max_ms", "must be at least sync.retry_initial_ms"));
+            return Err(field_err(
+                "sync.retry_max_ms",
+                "must be at least sync.retry_initial_ms",
+            ));
         }
         if s.shared_check_ms == 0 {
             return Err(field_err("sync.shared_check_ms", "must be at least 1"));
@@ -266,11 +285,17 @@ impl FilterConfig {
             return Err(field_err("trusted_hops", "must be at most 16"));
         }
         if !is_header_name(&self.api_key_header) {
-            return Err(field_err("api_key_header", "must be a lower-case header name"));
+            return Err(field_err(
+                "api_key_header",
+                "must be a lower-case header name",
+            ));
         }
         if let Some(h) = &self.account_header {
             if !is_header_name(h) {
-                return Err(field_err("account_header", "must be a lower-case header name"));
+                return Err(field_err(
+                    "account_header",
+                    "must be a lower-case header name",
+                ));
             }
         }
         for (i, r) in self.pixel_routes.iter().enumerate() {
@@ -283,7 +308,8 @@ impl FilterConfig {
 
 fn is_header_name(h: &str) -> bool {
     !h.is_empty()
-        && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && h.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -322,15 +348,27 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         expect_field(r#"{"edge_token": "x", "edge_id": "e"}"#, "control_plane");
-        expect_field(r#"{"control_plane": {"cluster": "c"}, "edge_token": "x", "edge_id": "e"}"#, "control_plane.authority");
+        expect_field(
+            r#"{"control_plane": {"cluster": "c"}, "edge_token": "x", "edge_id": "e"}"#,
+            "control_plane.authority",
+        );
         expect_field(&with(r#""trusted_hops": "two""#), "trusted_hops");
         expect_field(&with(r#""trusted_hops": 99"#), "trusted_hops");
         expect_field(&with(r#""fail_mode": "sideways""#), "fail_mode");
-        expect_field(&with(r#""sync": {"retry_max_ms": 1, "retry_initial_ms": 5}"#), "sync.retry_max_ms");
-        expect_field(&with(r#""sync": {"long_poll_wait_s": -1}"#), "sync.long_poll_wait_s");
+        expect_field(
+            &with(r#""sync": {"retry_max_ms": 1, "retry_initial_ms": 5}"#),
+            "sync.retry_max_ms",
+        );
+        expect_field(
+            &with(r#""sync": {"long_poll_wait_s": -1}"#),
+            "sync.long_poll_wait_s",
+        );
         expect_field(&with(r#""sync": {"bogus": 1}"#), "sync.bogus");
         expect_field(&with(r#""surprise": 1"#), "surprise");
-        expect_field(&with(r#""pixel_routes": ["/p/{pixel}.gif", "nope"]"#), "pixel_routes[1]");
+        expect_field(
+            &with(r#""pixel_routes": ["/p/{pixel}.gif", "nope"]"#),
+            "pixel_routes[1]",
+        );
         expect_field(&with(r#""api_key_header": "X Key""#), "api_key_header");
         expect_field(
             r#"{"control_plane": {"cluster": "c", "authority": "a"}, "edge_token": "x", "edge_id": "a b"}"#,
@@ -355,6 +393,9 @@ mod tests {
         let json = with(r#""pixel_routes": [{"pattern": "/t/{pixel}", "kind": "script"}]"#);
         let c = FilterConfig::parse(json.as_bytes()).unwrap();
         let ex = crate::facts::Extractor::new(&c).unwrap();
-        assert_eq!(ex.pixel("/t/abc", "").map(|p| p.kind), Some(crate::PixelKind::Script));
+        assert_eq!(
+            ex.pixel("/t/abc", "").map(|p| p.kind),
+            Some(crate::PixelKind::Script)
+        );
     }
 }

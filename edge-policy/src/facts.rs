@@ -34,7 +34,11 @@ pub fn client_ip(source: Option<IpAddr>, xff: Option<&str>, trusted_hops: u8) ->
         return source;
     }
     let Some(xff) = xff else { return source };
-    let mut entries = xff.rsplit(',').map(str::trim).filter(|e| !e.is_empty()).peekable();
+    let mut entries = xff
+        .rsplit(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .peekable();
     if let (Some(first), Some(peer)) = (entries.peek(), source) {
         if parse_source_address(first) == Some(peer) {
             entries.next();
@@ -89,7 +93,11 @@ pub fn split_path(path_and_query: &str) -> (&str, &str) {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PixelRoute {
     /// `prefix{pixel}suffix` on the path.
-    Path { prefix: String, suffix: String, kind: PixelKind },
+    Path {
+        prefix: String,
+        suffix: String,
+        kind: PixelKind,
+    },
     /// `?name=` in the query.
     Query { name: String, kind: PixelKind },
 }
@@ -101,7 +109,11 @@ impl PixelRoute {
     pub fn compile(spec: &PixelRouteSpec) -> Result<PixelRoute, String> {
         let (pattern, kind) = match spec {
             PixelRouteSpec::Pattern(p) => {
-                let kind = if p.ends_with(".js") { PixelKind::Script } else { PixelKind::Beacon };
+                let kind = if p.ends_with(".js") {
+                    PixelKind::Script
+                } else {
+                    PixelKind::Beacon
+                };
                 (p.as_str(), kind)
             }
             PixelRouteSpec::Explicit { pattern, kind } => (pattern.as_str(), (*kind).into()),
@@ -111,7 +123,10 @@ impl PixelRoute {
             if name.is_empty() || name.contains(['&', '=', '{', '}']) {
                 return Err(format!("query pattern {pattern:?} must look like `?pid=`"));
             }
-            return Ok(PixelRoute::Query { name: name.to_string(), kind });
+            return Ok(PixelRoute::Query {
+                name: name.to_string(),
+                kind,
+            });
         }
         if !pattern.starts_with('/') {
             return Err(format!("pattern {pattern:?} must start with `/` or `?`"));
@@ -120,16 +135,28 @@ impl PixelRoute {
             return Err(format!("pattern {pattern:?} must contain {PLACEHOLDER}"));
         };
         if suffix.contains(PLACEHOLDER) {
-            return Err(format!("pattern {pattern:?} must contain {PLACEHOLDER} once"));
+            return Err(format!(
+                "pattern {pattern:?} must contain {PLACEHOLDER} once"
+            ));
         }
-        Ok(PixelRoute::Path { prefix: prefix.into(), suffix: suffix.into(), kind })
+        Ok(PixelRoute::Path {
+            prefix: prefix.into(),
+            suffix: suffix.into(),
+            kind,
+        })
     }
 
     /// The pixel this request is for, if the route matches.
     pub fn extract<'a>(&self, path: &'a str, query: &'a str) -> Option<PixelRef<'a>> {
         let (id, kind) = match self {
-            PixelRoute::Path { prefix, suffix, kind } => {
-                let id = path.strip_prefix(prefix.as_str())?.strip_suffix(suffix.as_str())?;
+            PixelRoute::Path {
+                prefix,
+                suffix,
+                kind,
+            } => {
+                let id = path
+                    .strip_prefix(prefix.as_str())?
+                    .strip_suffix(suffix.as_str())?;
                 (id, *kind)
             }
             PixelRoute::Query { name, kind } => {
@@ -148,7 +175,9 @@ impl PixelRoute {
 pub fn is_pixel_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 /// Everything compiled from a [`FilterConfig`] that the request path needs.
@@ -163,8 +192,11 @@ pub struct Extractor {
 impl Extractor {
     /// Compile; the configuration must have passed [`FilterConfig::validate`].
     pub fn new(cfg: &FilterConfig) -> Result<Extractor, String> {
-        let pixel_routes =
-            cfg.pixel_routes.iter().map(PixelRoute::compile).collect::<Result<Vec<_>, _>>()?;
+        let pixel_routes = cfg
+            .pixel_routes
+            .iter()
+            .map(PixelRoute::compile)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Extractor {
             trusted_hops: cfg.trusted_hops,
             api_key_header: cfg.api_key_header.clone(),
@@ -175,7 +207,9 @@ impl Extractor {
 
     /// The first pixel route that matches.
     pub fn pixel<'a>(&self, path: &'a str, query: &'a str) -> Option<PixelRef<'a>> {
-        self.pixel_routes.iter().find_map(|r| r.extract(path, query))
+        self.pixel_routes
+            .iter()
+            .find_map(|r| r.extract(path, query))
     }
 }
 
@@ -192,7 +226,10 @@ mod tests {
         assert_eq!(parse_source_address("10.1.2.3"), Some(ip("10.1.2.3")));
         assert_eq!(parse_source_address("10.1.2.3:5678"), Some(ip("10.1.2.3")));
         assert_eq!(parse_source_address("2001:db8::1"), Some(ip("2001:db8::1")));
-        assert_eq!(parse_source_address("[2001:db8::1]:443"), Some(ip("2001:db8::1")));
+        assert_eq!(
+            parse_source_address("[2001:db8::1]:443"),
+            Some(ip("2001:db8::1"))
+        );
         assert_eq!(parse_source_address("nonsense"), None);
     }
 
@@ -205,21 +242,33 @@ mod tests {
     #[test]
     fn spoofed_entries_beyond_trusted_hops_are_ignored() {
         let peer = Some(ip("10.0.0.1")); // the trusted load balancer
-        // The client wrote "1.1.1.1" itself; the balancer appended the real address.
-        assert_eq!(client_ip(peer, Some("1.1.1.1, 203.0.113.7"), 1), Some(ip("203.0.113.7")));
-        assert_eq!(client_ip(peer, Some("1.1.1.1, 203.0.113.7, 10.0.0.9"), 2), Some(ip("203.0.113.7")));
+                                         // The client wrote "1.1.1.1" itself; the balancer appended the real address.
+        assert_eq!(
+            client_ip(peer, Some("1.1.1.1, 203.0.113.7"), 1),
+            Some(ip("203.0.113.7"))
+        );
+        assert_eq!(
+            client_ip(peer, Some("1.1.1.1, 203.0.113.7, 10.0.0.9"), 2),
+            Some(ip("203.0.113.7"))
+        );
     }
 
     #[test]
     fn envoy_appended_peer_is_skipped() {
         let peer = Some(ip("10.0.0.1"));
-        assert_eq!(client_ip(peer, Some("203.0.113.7, 10.0.0.1"), 1), Some(ip("203.0.113.7")));
+        assert_eq!(
+            client_ip(peer, Some("203.0.113.7, 10.0.0.1"), 1),
+            Some(ip("203.0.113.7"))
+        );
     }
 
     #[test]
     fn short_or_bad_xff_falls_back() {
         let peer = Some(ip("10.0.0.1"));
-        assert_eq!(client_ip(peer, Some("203.0.113.7"), 3), Some(ip("203.0.113.7")));
+        assert_eq!(
+            client_ip(peer, Some("203.0.113.7"), 3),
+            Some(ip("203.0.113.7"))
+        );
         assert_eq!(client_ip(peer, Some("garbage"), 1), peer);
         assert_eq!(client_ip(peer, None, 1), peer);
         assert_eq!(client_ip(peer, Some(" , "), 1), peer);
@@ -227,12 +276,19 @@ mod tests {
 
     fn jwt(payload: &str) -> String {
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!("Bearer {}.{}.sig", e.encode(r#"{"alg":"none"}"#), e.encode(payload))
+        format!(
+            "Bearer {}.{}.sig",
+            e.encode(r#"{"alg":"none"}"#),
+            e.encode(payload)
+        )
     }
 
     #[test]
     fn bearer_subject_reads_sub() {
-        assert_eq!(bearer_subject(&jwt(r#"{"sub":"acct-42"}"#)).as_deref(), Some("acct-42"));
+        assert_eq!(
+            bearer_subject(&jwt(r#"{"sub":"acct-42"}"#)).as_deref(),
+            Some("acct-42")
+        );
         assert_eq!(bearer_subject(&jwt(r#"{"sub":42}"#)).as_deref(), Some("42"));
         assert_eq!(bearer_subject(&jwt(r#"{"iss":"x"}"#)), None);
         assert_eq!(bearer_subject("Basic abc"), None);
@@ -245,14 +301,35 @@ mod tests {
         let gif = PixelRoute::compile(&PixelRouteSpec::Pattern("/p/{pixel}.gif".into())).unwrap();
         let js = PixelRoute::compile(&PixelRouteSpec::Pattern("/px/{pixel}.js".into())).unwrap();
         let q = PixelRoute::compile(&PixelRouteSpec::Pattern("?pid=".into())).unwrap();
-        assert_eq!(gif.extract("/p/abc.gif", ""), Some(PixelRef { id: "abc", kind: PixelKind::Beacon }));
-        assert_eq!(js.extract("/px/abc.js", ""), Some(PixelRef { id: "abc", kind: PixelKind::Script }));
-        assert_eq!(q.extract("/collect", "x=1&pid=abc"), Some(PixelRef { id: "abc", kind: PixelKind::Beacon }));
+        assert_eq!(
+            gif.extract("/p/abc.gif", ""),
+            Some(PixelRef {
+                id: "abc",
+                kind: PixelKind::Beacon
+            })
+        );
+        assert_eq!(
+            js.extract("/px/abc.js", ""),
+            Some(PixelRef {
+                id: "abc",
+                kind: PixelKind::Script
+            })
+        );
+        assert_eq!(
+            q.extract("/collect", "x=1&pid=abc"),
+            Some(PixelRef {
+                id: "abc",
+                kind: PixelKind::Beacon
+            })
+        );
         assert_eq!(gif.extract("/p/.gif", ""), None);
         assert_eq!(gif.extract("/p/a/b.gif", ""), None);
         assert_eq!(q.extract("/collect", "pidx=abc"), None);
         for bad in ["p/{pixel}", "/p/", "/{pixel}/{pixel}", "?", "?a&b="] {
-            assert!(PixelRoute::compile(&PixelRouteSpec::Pattern(bad.into())).is_err(), "{bad}");
+            assert!(
+                PixelRoute::compile(&PixelRouteSpec::Pattern(bad.into())).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -163,7 +163,9 @@ impl FromStr for Isolation {
         Isolation::ALL
             .into_iter()
             .find(|m| m.as_str() == s)
-            .ok_or_else(|| UnknownVariant::new("isolation", s, &["block", "read_only", "pixel_kill"]))
+            .ok_or_else(|| {
+                UnknownVariant::new("isolation", s, &["block", "read_only", "pixel_kill"])
+            })
     }
 }
 
@@ -194,7 +196,9 @@ pub fn normalize_host(host: &str) -> &str {
         return rest.split(']').next().unwrap_or(rest);
     }
     match h.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
         _ => h,
     }
 }

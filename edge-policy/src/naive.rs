@@ -75,7 +75,9 @@ pub fn evaluate(rules: &[Rule], f: &Facts<'_>, now_ms: u64) -> Verdict {
     let mut best: Option<(u8, u64, Action)> = None;
     let mut best_sim: Option<(u8, u64)> = None;
     for r in rules.iter().filter(|r| r.is_live(now_ms)) {
-        let Some((level, action)) = rule_effect(r, f) else { continue };
+        let Some((level, action)) = rule_effect(r, f) else {
+            continue;
+        };
         let enforced = r.mode == Mode::Enforce || matches!(r.kind, RuleKind::Allow(_));
         if enforced {
             if best.is_none_or(|(l, id, _)| (level, r.id) < (l, id)) {
@@ -86,7 +88,15 @@ pub fn evaluate(rules: &[Rule], f: &Facts<'_>, now_ms: u64) -> Verdict {
         }
     }
     match best {
-        Some((_, id, action)) => Verdict { action, rule: Some(id), simulated: None },
-        None => Verdict { action: Action::Allow, rule: None, simulated: best_sim.map(|(_, id)| id) },
+        Some((_, id, action)) => Verdict {
+            action,
+            rule: Some(id),
+            simulated: None,
+        },
+        None => Verdict {
+            action: Action::Allow,
+            rule: None,
+            simulated: best_sim.map(|(_, id)| id),
+        },
     }
 }

@@ -31,7 +31,11 @@ fn json(status: u16, error: &str, rule: Option<RuleId>, retry_after_s: Option<u3
     if let Some(id) = rule {
         headers.push(("x-edge-containment-rule", id.to_string()));
     }
-    LocalReply { status, headers, body: body.into_bytes() }
+    LocalReply {
+        status,
+        headers,
+        body: body.into_bytes(),
+    }
 }
 
 /// The reply for a verdict, or `None` when the request is forwarded.
@@ -69,7 +73,11 @@ mod tests {
     #[test]
     fn every_action_has_its_reply() {
         for action in Action::ALL {
-            let v = Verdict { action, rule: Some(7), simulated: None };
+            let v = Verdict {
+                action,
+                rule: Some(7),
+                simulated: None,
+            };
             let r = for_verdict(&v, 30);
             let status = r.as_ref().map(|r| r.status);
             let expected = match action {
@@ -89,8 +97,15 @@ mod tests {
 
     #[test]
     fn block_body_names_rule_only() {
-        let r = for_verdict(&Verdict { action: Action::Block, rule: Some(42), simulated: None }, 5)
-            .unwrap();
+        let r = for_verdict(
+            &Verdict {
+                action: Action::Block,
+                rule: Some(42),
+                simulated: None,
+            },
+            5,
+        )
+        .unwrap();
         assert_eq!(r.body, br#"{"error":"blocked","rule":42}"#);
     }
 }

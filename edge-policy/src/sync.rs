@@ -15,7 +15,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(initial_ms: u32, max_ms: u32) -> Backoff {
-        Backoff { initial_ms: initial_ms.max(1) as u64, max_ms: max_ms.max(1) as u64, failures: 0 }
+        Backoff {
+            initial_ms: initial_ms.max(1) as u64,
+            max_ms: max_ms.max(1) as u64,
+            failures: 0,
+        }
     }
 
     /// Record a failure and return the delay before the next try: a random point in the
@@ -76,8 +80,11 @@ fn accept(m: Update, current: Version) -> SyncOutcome {
         Update::Delta(d) if d.since == current => SyncOutcome::Update(m),
         Update::Delta(d) if d.version <= current => SyncOutcome::NotModified,
         Update::Delta(d) => SyncOutcome::Failed(
-            WireError::Body(format!("delta since {} does not apply to version {current}", d.since))
-                .to_string(),
+            WireError::Body(format!(
+                "delta since {} does not apply to version {current}",
+                d.since
+            ))
+            .to_string(),
         ),
     }
 }
@@ -110,19 +117,56 @@ mod tests {
 
     #[test]
     fn classify_responses() {
-        let snap = encode_snapshot(&Snapshot { version: 3, rules: vec![] });
-        assert!(matches!(classify(Some("200"), &snap, 0), SyncOutcome::Update(_)));
-        assert!(matches!(classify(Some("200"), &snap, 3), SyncOutcome::NotModified));
+        let snap = encode_snapshot(&Snapshot {
+            version: 3,
+            rules: vec![],
+        });
+        assert!(matches!(
+            classify(Some("200"), &snap, 0),
+            SyncOutcome::Update(_)
+        ));
+        assert!(matches!(
+            classify(Some("200"), &snap, 3),
+            SyncOutcome::NotModified
+        ));
         // A snapshot older than ours still wins: the control plane is the source of truth.
-        assert!(matches!(classify(Some("200"), &snap, 9), SyncOutcome::Update(_)));
-        let delta = encode_delta(&Delta { since: 3, version: 4, ..Default::default() });
-        assert!(matches!(classify(Some("200"), &delta, 3), SyncOutcome::Update(_)));
-        assert!(matches!(classify(Some("200"), &delta, 2), SyncOutcome::Failed(_)));
-        assert!(matches!(classify(Some("200"), &delta, 4), SyncOutcome::NotModified));
-        assert!(matches!(classify(Some("304"), b"", 3), SyncOutcome::NotModified));
-        assert!(matches!(classify(Some("401"), b"", 3), SyncOutcome::Unauthorized(401)));
-        assert!(matches!(classify(Some("200"), b"garbage", 3), SyncOutcome::Failed(_)));
-        assert!(matches!(classify(Some("500"), b"", 3), SyncOutcome::Failed(_)));
+        assert!(matches!(
+            classify(Some("200"), &snap, 9),
+            SyncOutcome::Update(_)
+        ));
+        let delta = encode_delta(&Delta {
+            since: 3,
+            version: 4,
+            ..Default::default()
+        });
+        assert!(matches!(
+            classify(Some("200"), &delta, 3),
+            SyncOutcome::Update(_)
+        ));
+        assert!(matches!(
+            classify(Some("200"), &delta, 2),
+            SyncOutcome::Failed(_)
+        ));
+        assert!(matches!(
+            classify(Some("200"), &delta, 4),
+            SyncOutcome::NotModified
+        ));
+        assert!(matches!(
+            classify(Some("304"), b"", 3),
+            SyncOutcome::NotModified
+        ));
+        assert!(matches!(
+            classify(Some("401"), b"", 3),
+            SyncOutcome::Unauthorized(401)
+        ));
+        assert!(matches!(
+            classify(Some("200"), b"garbage", 3),
+            SyncOutcome::Failed(_)
+        ));
+        assert!(matches!(
+            classify(Some("500"), b"", 3),
+            SyncOutcome::Failed(_)
+        ));
         assert!(matches!(classify(None, b"", 3), SyncOutcome::Failed(_)));
     }
 }

@@ -101,5 +101,9 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub const ALLOW: Verdict = Verdict { action: Action::Allow, rule: None, simulated: None };
+    pub const ALLOW: Verdict = Verdict {
+        action: Action::Allow,
+        rule: None,
+        simulated: None,
+    };
 }

@@ -66,7 +66,9 @@ pub enum WireError {
     TooShort(usize),
     #[error("policy message has bad magic bytes")]
     BadMagic,
-    #[error("policy message format version {0} is not supported (this build reads {FORMAT_VERSION})")]
+    #[error(
+        "policy message format version {0} is not supported (this build reads {FORMAT_VERSION})"
+    )]
     UnsupportedVersion(u8),
     #[error("policy message kind {0:#04x} is unknown")]
     UnknownKind(u8),
@@ -132,7 +134,10 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
         KIND_DELTA => {
             let d = decode_body::<Delta>(body)?;
             if d.since >= d.version {
-                return Err(WireError::DeltaBackwards { since: d.since, version: d.version });
+                return Err(WireError::DeltaBackwards {
+                    since: d.since,
+                    version: d.version,
+                });
             }
             Ok(Message::Delta(d))
         }
@@ -154,7 +159,10 @@ impl Snapshot {
     /// Rules end up sorted by id (the canonical order).
     pub fn apply(&self, delta: &Delta) -> Result<Snapshot, ApplyError> {
         if delta.since != self.version {
-            return Err(ApplyError::VersionMismatch { have: self.version, since: delta.since });
+            return Err(ApplyError::VersionMismatch {
+                have: self.version,
+                since: delta.since,
+            });
         }
         let mut by_id: std::collections::BTreeMap<RuleId, Rule> =
             self.rules.iter().map(|r| (r.id, r.clone())).collect();
@@ -164,7 +172,10 @@ impl Snapshot {
         for r in &delta.upserts {
             by_id.insert(r.id, r.clone());
         }
-        Ok(Snapshot { version: delta.version, rules: by_id.into_values().collect() })
+        Ok(Snapshot {
+            version: delta.version,
+            rules: by_id.into_values().collect(),
+        })
     }
 
     /// Sort rules by id (the canonical order, so equal policies compare equal).

@@ -33,7 +33,10 @@ impl Drop for TempDir {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 /// A plugin configuration for tests: fast sync, 1 s reports.
@@ -84,15 +87,29 @@ impl Edge {
             cmd.arg("--cluster").arg(format!("{name}={url}"));
         }
         cmd.env("RUST_LOG", "info");
-        let (mut proc, url) = tokio::task::block_in_place(|| Proc::start("edge-proxy", cmd, "edge-proxy listening on "));
-        let admin = tokio::task::block_in_place(|| proc.wait_for_line("edge-proxy admin on ", Duration::from_secs(10)))
-            .unwrap_or_else(|| panic!("no admin address; output:\n{}", proc.output_text()));
-        Edge { proc, url, admin, _dir: dir }
+        let (mut proc, url) = tokio::task::block_in_place(|| {
+            Proc::start("edge-proxy", cmd, "edge-proxy listening on ")
+        });
+        let admin = tokio::task::block_in_place(|| {
+            proc.wait_for_line("edge-proxy admin on ", Duration::from_secs(10))
+        })
+        .unwrap_or_else(|| panic!("no admin address; output:\n{}", proc.output_text()));
+        Edge {
+            proc,
+            url,
+            admin,
+            _dir: dir,
+        }
     }
 
     /// A counter or gauge from the admin `/stats` (Prometheus text); 0 when absent.
     pub async fn stat(&self, name_part: &str) -> u64 {
-        let text = reqwest::get(format!("{}/stats", self.admin)).await.unwrap().text().await.unwrap();
+        let text = reqwest::get(format!("{}/stats", self.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         text.lines()
             .filter(|l| !l.starts_with('#') && l.contains(name_part))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -121,12 +138,21 @@ pub async fn send(req: reqwest::RequestBuilder) -> Resp {
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let body = r.text().await.unwrap_or_default();
-    Resp { status, headers, body }
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// GET `path` as client `ip` (through a trusted X-Forwarded-For hop).
 pub async fn get_as(edge: &Edge, ip: &str, path: &str) -> Resp {
-    send(client().get(format!("{}{path}", edge.url)).header("x-forwarded-for", ip)).await
+    send(
+        client()
+            .get(format!("{}{path}", edge.url))
+            .header("x-forwarded-for", ip),
+    )
+    .await
 }
 
 /// Poll until `f` returns true, or panic after `timeout` with `what`.
@@ -140,30 +166,55 @@ where
         if f().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 #[track_caller]
 pub fn expect_blocked(r: &Resp, rule: u64) {
-    assert_eq!(r.status, 403, "expected 403 from rule {rule}, got {} {}", r.status, r.body);
-    let v: Value = serde_json::from_str(&r.body).unwrap_or_else(|_| panic!("403 body is not JSON: {}", r.body));
+    assert_eq!(
+        r.status, 403,
+        "expected 403 from rule {rule}, got {} {}",
+        r.status, r.body
+    );
+    let v: Value = serde_json::from_str(&r.body)
+        .unwrap_or_else(|_| panic!("403 body is not JSON: {}", r.body));
     assert_eq!(v["rule"], json!(rule), "{}", r.body);
     assert_eq!(v["error"], json!("blocked"), "{}", r.body);
 }
 
 #[track_caller]
 pub fn expect_upstream(r: &Resp) {
-    assert_eq!(r.status, 200, "expected the upstream's 200, got {} {}", r.status, r.body);
-    assert!(r.body.starts_with("upstream saw "), "not from upstream: {}", r.body);
+    assert_eq!(
+        r.status, 200,
+        "expected the upstream's 200, got {} {}",
+        r.status, r.body
+    );
+    assert!(
+        r.body.starts_with("upstream saw "),
+        "not from upstream: {}",
+        r.body
+    );
 }
 
 pub fn rule(id: u64, kind: RuleKind) -> Rule {
-    Rule { id, incident: Some(1), mode: Mode::Enforce, expires_at_ms: None, kind }
+    Rule {
+        id,
+        incident: Some(1),
+        mode: Mode::Enforce,
+        expires_at_ms: None,
+        kind,
+    }
 }
 
 pub fn block_ip(id: u64, net: &str) -> Rule {
-    let net: IpNet = net.parse().or_else(|_| net.parse::<IpAddr>().map(IpNet::from)).unwrap();
+    let net: IpNet = net
+        .parse()
+        .or_else(|_| net.parse::<IpAddr>().map(IpNet::from))
+        .unwrap();
     rule(id, RuleKind::Block(Target::Ip(net)))
 }

@@ -8,7 +8,9 @@ use edge_policy::config::FilterConfig;
 use serde_yaml_ng::Value;
 
 fn deploy_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("deploy")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("deploy")
 }
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -78,7 +80,12 @@ fn envoy_plugin_configuration_parses_and_names_a_defined_cluster() {
                 .get("config")
                 .and_then(|c| get(c, &["configuration", "value"]))
                 .and_then(Value::as_str)
-                .unwrap_or_else(|| panic!("{}: wasm filter without configuration.value", file.display()));
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{}: wasm filter without configuration.value",
+                        file.display()
+                    )
+                });
             let cfg = FilterConfig::parse(cfg_text.as_bytes())
                 .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             assert!(
@@ -87,16 +94,22 @@ fn envoy_plugin_configuration_parses_and_names_a_defined_cluster() {
                 file.display(),
                 cfg.control_plane.cluster
             );
-            let vm = m.get("config").and_then(|c| get(c, &["vm_config", "code", "local", "filename"]));
+            let vm = m
+                .get("config")
+                .and_then(|c| get(c, &["vm_config", "code", "local", "filename"]));
             assert!(
-                vm.and_then(Value::as_str).is_some_and(|f| f.ends_with("edge_filter.wasm")),
+                vm.and_then(Value::as_str)
+                    .is_some_and(|f| f.ends_with("edge_filter.wasm")),
                 "{}: vm_config must load edge_filter.wasm",
                 file.display()
             );
             checked += 1;
         }
     }
-    assert!(checked >= 1, "no Envoy wasm filter configuration found under deploy/");
+    assert!(
+        checked >= 1,
+        "no Envoy wasm filter configuration found under deploy/"
+    );
 }
 
 #[test]
@@ -107,8 +120,14 @@ fn istio_plugin_configuration_parses_and_names_a_defined_service() {
         .iter()
         .filter(|(_, d)| d.get("kind").and_then(Value::as_str) == Some("Service"))
         .flat_map(|(_, d)| {
-            let name = get(d, &["metadata", "name"]).and_then(Value::as_str).unwrap_or("").to_string();
-            let ns = get(d, &["metadata", "namespace"]).and_then(Value::as_str).unwrap_or("default").to_string();
+            let name = get(d, &["metadata", "name"])
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let ns = get(d, &["metadata", "namespace"])
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_string();
             get(d, &["spec", "ports"])
                 .and_then(Value::as_sequence)
                 .into_iter()
@@ -123,21 +142,47 @@ fn istio_plugin_configuration_parses_and_names_a_defined_service() {
         if doc.get("kind").and_then(Value::as_str) != Some("WasmPlugin") {
             continue;
         }
-        let plugin_cfg = get(doc, &["spec", "pluginConfig"]).expect("WasmPlugin without pluginConfig");
+        let plugin_cfg =
+            get(doc, &["spec", "pluginConfig"]).expect("WasmPlugin without pluginConfig");
         let json = serde_json::to_vec(plugin_cfg).unwrap();
         let cfg = FilterConfig::parse(&json).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         // outbound|PORT||SERVICE.NAMESPACE.svc.cluster.local
         let parts: Vec<&str> = cfg.control_plane.cluster.split('|').collect();
-        assert_eq!(parts.len(), 4, "{}: cluster {:?} is not an Istio outbound cluster", file.display(), cfg.control_plane.cluster);
+        assert_eq!(
+            parts.len(),
+            4,
+            "{}: cluster {:?} is not an Istio outbound cluster",
+            file.display(),
+            cfg.control_plane.cluster
+        );
         let port: u64 = parts[1].parse().expect("cluster port");
         let host: Vec<&str> = parts[3].split('.').collect();
-        assert!(host.len() >= 3 && host[2] == "svc", "{}: {:?}", file.display(), parts[3]);
+        assert!(
+            host.len() >= 3 && host[2] == "svc",
+            "{}: {:?}",
+            file.display(),
+            parts[3]
+        );
         let wanted = (host[0].to_string(), host[1].to_string(), port);
-        assert!(services.contains(&wanted), "{}: no Service {wanted:?} under deploy/ (have {services:?})", file.display());
+        assert!(
+            services.contains(&wanted),
+            "{}: no Service {wanted:?} under deploy/ (have {services:?})",
+            file.display()
+        );
         let strategy = get(doc, &["spec", "failStrategy"]).and_then(Value::as_str);
-        assert!(matches!(strategy, Some("FAIL_CLOSE" | "FAIL_OPEN")), "{}: failStrategy", file.display());
-        let sha = get(doc, &["spec", "sha256"]).and_then(Value::as_str).unwrap_or("");
-        assert!(sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()), "{}: sha256 pin", file.display());
+        assert!(
+            matches!(strategy, Some("FAIL_CLOSE" | "FAIL_OPEN")),
+            "{}: failStrategy",
+            file.display()
+        );
+        let sha = get(doc, &["spec", "sha256"])
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        assert!(
+            sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{}: sha256 pin",
+            file.display()
+        );
         checked += 1;
     }
     assert!(checked >= 1, "no Istio WasmPlugin found under deploy/");
@@ -148,16 +193,27 @@ fn compose_mounts_files_that_exist() {
     let compose = deploy_dir().join("compose.yaml");
     let text = std::fs::read_to_string(&compose).unwrap();
     let doc: Value = serde_yaml_ng::from_str(&text).unwrap();
-    let services = doc.get("services").and_then(Value::as_mapping).expect("services");
+    let services = doc
+        .get("services")
+        .and_then(Value::as_mapping)
+        .expect("services");
     let mut mounts = 0;
     for (_, svc) in services {
-        for v in svc.get("volumes").and_then(Value::as_sequence).into_iter().flatten() {
+        for v in svc
+            .get("volumes")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
             let Some(spec) = v.as_str() else { continue };
             let src = spec.split(':').next().unwrap();
             if !src.starts_with('.') || src.contains("/target/") {
                 continue; // named volume, or a build output
             }
-            assert!(deploy_dir().join(src).exists(), "compose mounts {src}, which does not exist");
+            assert!(
+                deploy_dir().join(src).exists(),
+                "compose mounts {src}, which does not exist"
+            );
             mounts += 1;
         }
     }

@@ -24,7 +24,15 @@ struct ControlPlane {
 fn start_cp_process(db_url: &str, listen: &str) -> (Proc, String) {
     let mut cmd = Command::new(edge_e2e::bin("control-plane"));
     // Fast expiry sweeps so an expired action leaves the policy promptly.
-    cmd.args(["--database-url", db_url, "serve", "--listen", listen, "--expiry-interval-ms", "200"]);
+    cmd.args([
+        "--database-url",
+        db_url,
+        "serve",
+        "--listen",
+        listen,
+        "--expiry-interval-ms",
+        "200",
+    ]);
     tokio::task::block_in_place(|| Proc::start("control-plane", cmd, "control-plane listening on "))
 }
 
@@ -33,10 +41,23 @@ impl ControlPlane {
         let dir = TempDir::new("cp");
         let db_url = format!("sqlite://{}", dir.0.join("ec.db").display());
         let out = Command::new(edge_e2e::bin("control-plane"))
-            .args(["--database-url", &db_url, "token", "create", "--role", "admin", "--name", "e2e-admin"])
+            .args([
+                "--database-url",
+                &db_url,
+                "token",
+                "create",
+                "--role",
+                "admin",
+                "--name",
+                "e2e-admin",
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let admin = String::from_utf8(out.stdout).unwrap().trim().to_string();
         let (proc, url) = start_cp_process(&db_url, "127.0.0.1:0");
         let mut cp = ControlPlane {
@@ -49,7 +70,10 @@ impl ControlPlane {
             edge_token_id: 0,
             dir,
         };
-        cp.responder = cp.token("e2e-responder", "responder").await["token"].as_str().unwrap().to_string();
+        cp.responder = cp.token("e2e-responder", "responder").await["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let edge = cp.token("e2e-edge", "edge").await;
         cp.edge_token = edge["token"].as_str().unwrap().to_string();
         cp.edge_token_id = edge["id"].as_i64().unwrap();
@@ -69,7 +93,9 @@ impl ControlPlane {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = reqwest::Client::new().request(method, format!("{}{path}", self.url)).bearer_auth(&self.responder);
+        let mut req = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.responder);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -80,7 +106,11 @@ impl ControlPlane {
 
     async fn incident(&self) -> i64 {
         let (s, v) = self
-            .call(reqwest::Method::POST, "/v1/incidents", Some(json!({"title": "e2e", "summary": "end-to-end test", "severity": "P1"})))
+            .call(
+                reqwest::Method::POST,
+                "/v1/incidents",
+                Some(json!({"title": "e2e", "summary": "end-to-end test", "severity": "P1"})),
+            )
             .await;
         assert_eq!(s, 201, "{v}");
         v["id"].as_i64().unwrap()
@@ -88,18 +118,32 @@ impl ControlPlane {
 
     /// Create an action; returns its id.
     async fn act(&self, incident: i64, body: Value) -> i64 {
-        let (s, v) = self.call(reqwest::Method::POST, &format!("/v1/incidents/{incident}/actions"), Some(body)).await;
+        let (s, v) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/incidents/{incident}/actions"),
+                Some(body),
+            )
+            .await;
         assert_eq!(s, 201, "{v}");
         v["id"].as_i64().unwrap()
     }
 
     async fn block(&self, incident: i64, ip: &str) -> i64 {
-        self.act(incident, json!({"kind": "block", "target": {"cidr": ip}, "reason": "e2e block"})).await
+        self.act(
+            incident,
+            json!({"kind": "block", "target": {"cidr": ip}, "reason": "e2e block"}),
+        )
+        .await
     }
 
     async fn lift(&self, action: i64) {
         let (s, v) = self
-            .call(reqwest::Method::POST, &format!("/v1/actions/{action}/lift"), Some(json!({"reason": "e2e lift"})))
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/actions/{action}/lift"),
+                Some(json!({"reason": "e2e lift"})),
+            )
             .await;
         assert_eq!(s, 200, "{v}");
     }
@@ -111,7 +155,11 @@ impl ControlPlane {
             .send()
             .await
             .unwrap();
-        r.headers()["x-policy-version"].to_str().unwrap().parse().unwrap()
+        r.headers()["x-policy-version"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 
     fn edge(&self, upstream: &str, edge_id: &str, token: &str, workers: u32) -> Edge {
@@ -120,7 +168,12 @@ impl ControlPlane {
             token,
             json!({"edge_id": edge_id, "sync": {"long_poll_wait_s": 20, "retry_initial_ms": 100, "retry_max_ms": 1000, "report_interval_s": 1}}),
         );
-        Edge::start(&cfg, &[("control-plane", self.url.clone())], upstream, workers)
+        Edge::start(
+            &cfg,
+            &[("control-plane", self.url.clone())],
+            upstream,
+            workers,
+        )
     }
 }
 
@@ -162,9 +215,15 @@ async fn block_then_lift_through_the_api_reaches_the_edge_within_a_second() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let first_403 = first_403.expect("the edge never blocked the address");
-    eprintln!("propagation: API answered in {api_done:?}, first 403 after {:?} from the 201", first_403 - api_done);
+    eprintln!(
+        "propagation: API answered in {api_done:?}, first 403 after {:?} from the 201",
+        first_403 - api_done
+    );
     // The figure goes to benches/RESULTS.md; here a generous bound on the behaviour.
-    assert!(first_403 - api_done < Duration::from_secs(3), "{first_403:?}");
+    assert!(
+        first_403 - api_done < Duration::from_secs(3),
+        "{first_403:?}"
+    );
     assert_eq!(status_as(&edge, "203.0.113.8").await, 200);
 
     cp.lift(action).await;
@@ -183,7 +242,13 @@ async fn an_expiring_action_stops_at_the_edge_without_another_call() {
     wait_status(&edge, "203.0.113.20", 200, "the block expires").await;
     let lasted = blocked_at.elapsed();
     assert!(lasted < Duration::from_secs(5), "expired after {lasted:?}");
-    let (_, actions) = cp.call(reqwest::Method::GET, &format!("/v1/actions?incident={inc}&status=all"), None).await;
+    let (_, actions) = cp
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/actions?incident={inc}&status=all"),
+            None,
+        )
+        .await;
     assert_eq!(actions["items"][0]["status"], "expired", "{actions}");
 }
 
@@ -201,16 +266,39 @@ async fn pixel_kill_switch_and_read_only_through_the_api() {
     })
     .await;
     // Probes sent before the kill took effect went through; from now on nothing may.
-    let reached = || up.seen().iter().filter(|s| s.path.contains("px-4711")).count();
+    let reached = || {
+        up.seen()
+            .iter()
+            .filter(|s| s.path.contains("px-4711"))
+            .count()
+    };
     let before = reached();
     let script = send(client().get(format!("{}/px/px-4711.js", edge.url))).await;
     assert_eq!(script.status, 200);
     assert_eq!(script.body, edge_policy::reply::NOOP_SCRIPT);
-    assert_eq!(send(client().get(format!("{}/p/px-4711.gif?e=buy", edge.url))).await.status, 204);
+    assert_eq!(
+        send(client().get(format!("{}/p/px-4711.gif?e=buy", edge.url)))
+            .await
+            .status,
+        204
+    );
     assert_eq!(reached(), before, "the killed pixel reached the upstream");
-    let post = send(client().post(format!("{}/orders", edge.url)).header("host", "shop.example").body("{}")).await;
+    let post = send(
+        client()
+            .post(format!("{}/orders", edge.url))
+            .header("host", "shop.example")
+            .body("{}"),
+    )
+    .await;
     assert_eq!(post.status, 503);
-    expect_upstream(&send(client().get(format!("{}/orders", edge.url)).header("host", "shop.example")).await);
+    expect_upstream(
+        &send(
+            client()
+                .get(format!("{}/orders", edge.url))
+                .header("host", "shop.example"),
+        )
+        .await,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,10 +315,14 @@ async fn two_edges_with_two_workers_converge_and_report() {
     let version = cp.current_version().await;
     let needle = format!("enforcing policy version {version} ");
     for e in [&a, &b] {
-        eventually("every worker VM of each edge enforces the current version", Duration::from_secs(10), || {
-            let n = e.proc.count_lines(&needle);
-            async move { n >= 2 }
-        })
+        eventually(
+            "every worker VM of each edge enforces the current version",
+            Duration::from_secs(10),
+            || {
+                let n = e.proc.count_lines(&needle);
+                async move { n >= 2 }
+            },
+        )
         .await;
     }
     // Blocked requests on both edges show up on the incident within a report interval.
@@ -240,20 +332,34 @@ async fn two_edges_with_two_workers_converge_and_report() {
         }
     }
     let path = format!("/v1/incidents/{inc}");
-    eventually("hit counts from both edges on the incident", Duration::from_secs(5), || {
-        let f = cp.call(reqwest::Method::GET, &path, None);
-        async move {
-            let (_, v) = f.await;
-            let act = v["actions"].as_array().and_then(|a| a.iter().find(|x| x["id"] == action).cloned());
-            let by_edge = act.map(|a| a["hits"]["by_edge"].clone()).unwrap_or(Value::Null);
-            by_edge["edge-a"].as_u64().unwrap_or(0) >= 3 && by_edge["edge-b"].as_u64().unwrap_or(0) >= 3
-        }
-    })
+    eventually(
+        "hit counts from both edges on the incident",
+        Duration::from_secs(5),
+        || {
+            let f = cp.call(reqwest::Method::GET, &path, None);
+            async move {
+                let (_, v) = f.await;
+                let act = v["actions"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|x| x["id"] == action).cloned());
+                let by_edge = act
+                    .map(|a| a["hits"]["by_edge"].clone())
+                    .unwrap_or(Value::Null);
+                by_edge["edge-a"].as_u64().unwrap_or(0) >= 3
+                    && by_edge["edge-b"].as_u64().unwrap_or(0) >= 3
+            }
+        },
+    )
     .await;
     let (_, edges) = cp.call(reqwest::Method::GET, "/v1/edges", None).await;
     let edges = edges.as_array().cloned().unwrap_or_default();
     for id in ["edge-a", "edge-b"] {
-        assert!(edges.iter().any(|e| e["edge_id"] == id && e["policy_version"] == json!(version)), "{edges:?}");
+        assert!(
+            edges
+                .iter()
+                .any(|e| e["edge_id"] == id && e["policy_version"] == json!(version)),
+            "{edges:?}"
+        );
     }
 }
 
@@ -268,13 +374,21 @@ async fn edges_survive_a_killed_control_plane_and_resume_after_restart() {
     let v_before = cp.current_version().await;
 
     cp.proc.kill(); // SIGKILL
-    eventually("the edge notices the control plane is gone", Duration::from_secs(15), || {
-        let n = edge.proc.count_lines("policy sync failed");
-        async move { n >= 1 }
-    })
+    eventually(
+        "the edge notices the control plane is gone",
+        Duration::from_secs(15),
+        || {
+            let n = edge.proc.count_lines("policy sync failed");
+            async move { n >= 1 }
+        },
+    )
     .await;
     for _ in 0..5 {
-        assert_eq!(status_as(&edge, "203.0.113.40").await, 403, "fail-static: the last policy holds");
+        assert_eq!(
+            status_as(&edge, "203.0.113.40").await,
+            403,
+            "fail-static: the last policy holds"
+        );
     }
 
     // Same port, same database.
@@ -284,8 +398,17 @@ async fn edges_survive_a_killed_control_plane_and_resume_after_restart() {
     assert_eq!(url, cp.url);
     cp.block(inc, "203.0.113.41").await;
     let v_after = cp.current_version().await;
-    assert!(v_after > v_before, "version reused: {v_after} after {v_before}");
-    wait_status(&edge, "203.0.113.41", 403, "a change made after the restart reaches the edge").await;
+    assert!(
+        v_after > v_before,
+        "version reused: {v_after} after {v_before}"
+    );
+    wait_status(
+        &edge,
+        "203.0.113.41",
+        403,
+        "a change made after the restart reaches the edge",
+    )
+    .await;
     assert_eq!(status_as(&edge, "203.0.113.40").await, 403);
     let _ = &cp.dir;
 }
@@ -318,27 +441,49 @@ async fn wrong_or_revoked_edge_tokens_are_refused_and_logged_and_the_policy_kept
         async move { n >= 1 }
     })
     .await;
-    assert_eq!(status_as(&edge, "203.0.113.50").await, 403, "the last good policy is kept");
-    assert_eq!(status_as(&edge, "203.0.113.51").await, 200, "a revoked edge gets no new policy");
+    assert_eq!(
+        status_as(&edge, "203.0.113.50").await,
+        403,
+        "the last good policy is kept"
+    );
+    assert_eq!(
+        status_as(&edge, "203.0.113.51").await,
+        200,
+        "a revoked edge gets no new policy"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quick_start_reaches_a_state_where_its_curl_commands_work() {
     let dir = TempDir::new("qs");
     let mut cmd = Command::new(edge_e2e::bin("quickstart"));
-    cmd.args(["--cp-listen", "127.0.0.1:0", "--edge-listen", "127.0.0.1:0", "--upstream-listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.0.join("data"))
-        .arg("--wasm")
-        .arg(edge_e2e::filter_wasm());
-    let (mut qs, _) = tokio::task::block_in_place(|| Proc::start("quickstart", cmd, "Press Ctrl-C to stop."));
+    cmd.args([
+        "--cp-listen",
+        "127.0.0.1:0",
+        "--edge-listen",
+        "127.0.0.1:0",
+        "--upstream-listen",
+        "127.0.0.1:0",
+    ])
+    .arg("--data-dir")
+    .arg(dir.0.join("data"))
+    .arg("--wasm")
+    .arg(edge_e2e::filter_wasm());
+    let (mut qs, _) =
+        tokio::task::block_in_place(|| Proc::start("quickstart", cmd, "Press Ctrl-C to stop."));
     let text = qs.output_text();
-    let commands: Vec<String> =
-        text.lines().filter_map(|l| l.trim_start().strip_prefix("$ ").map(str::to_string)).collect();
+    let commands: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("$ ").map(str::to_string))
+        .collect();
     assert_eq!(commands.len(), 3, "{text}");
     let run = |c: &str| {
         let out = Command::new("sh").arg("-c").arg(c).output().unwrap();
-        assert!(out.status.success(), "{c}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{c}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let incident: Value = serde_json::from_str(&run(&commands[0])).unwrap();
@@ -352,8 +497,15 @@ async fn the_quick_start_reaches_a_state_where_its_curl_commands_work() {
             assert!(out.contains("\"rule\":"), "{out}");
             break;
         }
-        assert!(Instant::now() < deadline, "the edge never answered 403: {out}");
+        assert!(
+            Instant::now() < deadline,
+            "the edge never answered 403: {out}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(tokio::task::block_in_place(|| qs.interrupt(Duration::from_secs(15))), "quickstart did not stop cleanly on Ctrl-C:\n{}", qs.output_text());
+    assert!(
+        tokio::task::block_in_place(|| qs.interrupt(Duration::from_secs(15))),
+        "quickstart did not stop cleanly on Ctrl-C:\n{}",
+        qs.output_text()
+    );
 }

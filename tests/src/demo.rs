@@ -51,13 +51,17 @@ async fn orders(State(c): State<Arc<DemoCounts>>) -> Json<serde_json::Value> {
     Json(json!({"orders": [{"id": 1, "total": "12.50"}, {"id": 2, "total": "7.00"}]}))
 }
 
-async fn create_order(State(c): State<Arc<DemoCounts>>) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+async fn create_order(
+    State(c): State<Arc<DemoCounts>>,
+) -> (axum::http::StatusCode, Json<serde_json::Value>) {
     c.api.fetch_add(1, Ordering::Relaxed);
     (axum::http::StatusCode::CREATED, Json(json!({"id": 3})))
 }
 
 async fn pixel_script(State(c): State<Arc<DemoCounts>>, Path(file): Path<String>) -> Response {
-    let Some(id) = file.strip_suffix(".js") else { return axum::http::StatusCode::NOT_FOUND.into_response() };
+    let Some(id) = file.strip_suffix(".js") else {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    };
     c.scripts.fetch_add(1, Ordering::Relaxed);
     let js = format!("(function(){{new Image().src='/p/{id}.gif?e=view&u='+encodeURIComponent(location.href);}})();\n");
     ([(header::CONTENT_TYPE, "application/javascript")], js).into_response()
@@ -68,7 +72,14 @@ async fn pixel_beacon(State(c): State<Arc<DemoCounts>>, Path(file): Path<String>
         return axum::http::StatusCode::NOT_FOUND.into_response();
     }
     c.beacons.fetch_add(1, Ordering::Relaxed);
-    ([(header::CONTENT_TYPE, "image/gif"), (header::CACHE_CONTROL, "no-store")], GIF).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, "image/gif"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        GIF,
+    )
+        .into_response()
 }
 
 async fn stats(State(c): State<Arc<DemoCounts>>) -> Json<serde_json::Value> {

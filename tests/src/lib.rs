@@ -15,14 +15,21 @@ pub fn target_dir() -> PathBuf {
     if let Ok(d) = std::env::var("CARGO_TARGET_DIR") {
         return PathBuf::from(d);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
 }
 
 /// The compiled filter. Built once by the README's test command; never rebuilt per test.
 pub fn filter_wasm() -> PathBuf {
-    let p = std::env::var("EDGE_FILTER_WASM").map(PathBuf::from).unwrap_or_else(|_| {
-        target_dir().join("wasm32-wasip1").join("wasm-release").join("edge_filter.wasm")
-    });
+    let p = std::env::var("EDGE_FILTER_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            target_dir()
+                .join("wasm32-wasip1")
+                .join("wasm-release")
+                .join("edge_filter.wasm")
+        });
     assert!(
         p.exists(),
         "{} is missing: build it first with \
@@ -36,8 +43,16 @@ pub fn filter_wasm() -> PathBuf {
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/e2e-<hash>
-    let dir = exe.parent().and_then(|p| p.parent()).expect("profile dir").to_path_buf();
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("profile dir")
+        .to_path_buf();
     let p = dir.join(name);
-    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        p.display()
+    );
     p
 }

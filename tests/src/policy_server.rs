@@ -106,16 +106,27 @@ impl PolicyServer {
 
     /// Total hits reported for a rule, over all reports.
     pub fn reported_hits(&self, rule: u64) -> u64 {
-        self.reports().iter().flat_map(|r| r.hits.iter()).filter(|h| h.rule_id == rule).map(|h| h.count).sum()
+        self.reports()
+            .iter()
+            .flat_map(|r| r.hits.iter())
+            .filter(|h| h.rule_id == rule)
+            .map(|h| h.count)
+            .sum()
     }
 
     fn answer(&self, since: Version) -> Option<Response> {
         let g = self.inner.lock().unwrap();
         match g.behaviour {
             Behaviour::Normal => {}
-            Behaviour::Garbage => return Some((StatusCode::OK, "this is not a policy").into_response()),
+            Behaviour::Garbage => {
+                return Some((StatusCode::OK, "this is not a policy").into_response())
+            }
             Behaviour::Status(s) => {
-                return Some(StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR).into_response())
+                return Some(
+                    StatusCode::from_u16(s)
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                        .into_response(),
+                )
             }
         }
         let (&version, current) = g.history.iter().next_back()?;
@@ -123,7 +134,9 @@ impl PolicyServer {
             return None;
         }
         let (kind, body) = match g.history.get(&since) {
-            Some(old) if g.deltas && since > 0 && since < version => ("delta", wire::encode_delta(&diff(old, current))),
+            Some(old) if g.deltas && since > 0 && since < version => {
+                ("delta", wire::encode_delta(&diff(old, current)))
+            }
             _ => ("snapshot", wire::encode_snapshot(current)),
         };
         Some(
@@ -131,7 +144,10 @@ impl PolicyServer {
                 [
                     (header::CONTENT_TYPE, wire::CONTENT_TYPE.to_string()),
                     (header::ETAG, format!("\"{version}\"")),
-                    (header::HeaderName::from_static("x-policy-kind"), kind.to_string()),
+                    (
+                        header::HeaderName::from_static("x-policy-kind"),
+                        kind.to_string(),
+                    ),
                 ],
                 body,
             )
@@ -147,13 +163,29 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Delta {
     Delta {
         since: old.version,
         version: new.version,
-        upserts: new.rules.iter().filter(|r| old_by_id.get(&r.id) != Some(r)).cloned().collect(),
-        removed: old.rules.iter().map(|r| r.id).filter(|id| !new_ids.contains(id)).collect(),
+        upserts: new
+            .rules
+            .iter()
+            .filter(|r| old_by_id.get(&r.id) != Some(r))
+            .cloned()
+            .collect(),
+        removed: old
+            .rules
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| !new_ids.contains(id))
+            .collect(),
     }
 }
 
-async fn poll(State(ps): State<PolicyServer>, Query(q): Query<PollQuery>, headers: HeaderMap) -> Response {
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+async fn poll(
+    State(ps): State<PolicyServer>,
+    Query(q): Query<PollQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     if auth != Some(format!("Bearer {}", ps.token).as_str()) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
@@ -165,11 +197,14 @@ async fn poll(State(ps): State<PolicyServer>, Query(q): Query<PollQuery>, header
     }
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(60));
     let _ = tokio::time::timeout(wait, rx.changed()).await;
-    ps.answer(since).unwrap_or_else(|| StatusCode::NOT_MODIFIED.into_response())
+    ps.answer(since)
+        .unwrap_or_else(|| StatusCode::NOT_MODIFIED.into_response())
 }
 
 async fn report(State(ps): State<PolicyServer>, headers: HeaderMap, body: Bytes) -> Response {
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     if auth != Some(format!("Bearer {}", ps.token).as_str()) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
@@ -178,7 +213,10 @@ async fn report(State(ps): State<PolicyServer>, headers: HeaderMap, body: Bytes)
             ps.inner.lock().unwrap().reports.push(r);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(e) => (StatusCode::BAD_REQUEST, serde_json::json!({"error": e.to_string()}).to_string()).into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": e.to_string()}).to_string(),
+        )
+            .into_response(),
     }
 }
-

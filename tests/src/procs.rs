@@ -17,12 +17,22 @@ impl Proc {
     /// Start `cmd`, then wait until a line of its output contains `ready_marker`; the rest of
     /// that line after the marker is returned (e.g. the bound address).
     pub fn start(name: &str, mut cmd: Command, ready_marker: &str) -> (Proc, String) {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let output = Arc::new(Mutex::new(Vec::new()));
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -38,10 +48,19 @@ impl Proc {
                 }
             });
         }
-        let mut p = Proc { name: name.into(), child, output };
+        let mut p = Proc {
+            name: name.into(),
+            child,
+            output,
+        };
         let rest = p
             .wait_for_line(ready_marker, Duration::from_secs(60))
-            .unwrap_or_else(|| panic!("{name} never printed {ready_marker:?}; output:\n{}", p.output_text()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "{name} never printed {ready_marker:?}; output:\n{}",
+                    p.output_text()
+                )
+            });
         (p, rest)
     }
 
@@ -70,12 +89,19 @@ impl Proc {
 
     fn find_line(&self, needle: &str) -> Option<String> {
         let lines = self.output.lock().unwrap();
-        lines.iter().find_map(|l| l.split_once(needle).map(|(_, r)| r.trim().to_string()))
+        lines
+            .iter()
+            .find_map(|l| l.split_once(needle).map(|(_, r)| r.trim().to_string()))
     }
 
     /// How many output lines contain `needle`.
     pub fn count_lines(&self, needle: &str) -> usize {
-        self.output.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+        self.output
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
     }
 
     pub fn output_text(&self) -> String {
@@ -106,7 +132,10 @@ impl Proc {
 
     /// SIGINT, then wait up to `timeout` for a clean exit. Returns whether it exited 0.
     pub fn interrupt(&mut self, timeout: Duration) -> bool {
-        let _ = Command::new("kill").arg("-INT").arg(self.pid().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.pid().to_string())
+            .status();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(s)) = self.child.try_wait() {

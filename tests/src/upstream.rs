@@ -33,12 +33,21 @@ impl Upstream {
 
     /// How many requests for exactly this path arrived.
     pub fn count(&self, path: &str) -> usize {
-        self.seen.lock().unwrap().iter().filter(|s| s.path == path).count()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.path == path)
+            .count()
     }
 }
 
 async fn record(State(up): State<Upstream>, req: Request) -> String {
-    let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     let headers = req
         .headers()
         .iter()
@@ -46,6 +55,10 @@ async fn record(State(up): State<Upstream>, req: Request) -> String {
         .collect();
     let method = req.method().to_string();
     let body = format!("upstream saw {method} {path}");
-    up.seen.lock().unwrap().push(Seen { method, path, headers });
+    up.seen.lock().unwrap().push(Seen {
+        method,
+        path,
+        headers,
+    });
     body
 }

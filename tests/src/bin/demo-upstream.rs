@@ -16,7 +16,10 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
-    println!("demo-upstream listening on http://{}", listener.local_addr()?);
+    println!(
+        "demo-upstream listening on http://{}",
+        listener.local_addr()?
+    );
     let app = edge_e2e::demo::router(Arc::new(edge_e2e::demo::DemoCounts::default()));
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

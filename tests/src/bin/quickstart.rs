@@ -24,7 +24,11 @@ struct Args {
     #[arg(long, env = "QUICKSTART_EDGE_LISTEN", default_value = "127.0.0.1:8000")]
     edge_listen: String,
     /// Where the demo upstream listens.
-    #[arg(long, env = "QUICKSTART_UPSTREAM_LISTEN", default_value = "127.0.0.1:9000")]
+    #[arg(
+        long,
+        env = "QUICKSTART_UPSTREAM_LISTEN",
+        default_value = "127.0.0.1:9000"
+    )]
     upstream_listen: String,
     /// Directory for the SQLite database and the plugin configuration (default: a fresh
     /// temporary directory, removed on exit). Must not hold a database already.
@@ -62,12 +66,18 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin_dir = match args.bin_dir {
         Some(d) => d,
-        None => std::env::current_exe()?.parent().context("binary directory")?.to_path_buf(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("binary directory")?
+            .to_path_buf(),
     };
     let bin = |name: &str| -> anyhow::Result<PathBuf> {
         let p = bin_dir.join(name);
         if !p.exists() {
-            bail!("{} is missing: build with `cargo build --release --bins`", p.display());
+            bail!(
+                "{} is missing: build with `cargo build --release --bins`",
+                p.display()
+            );
         }
         Ok(p)
     };
@@ -95,25 +105,47 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)?;
     let db = data_dir.join("edge-containment.db");
     if db.exists() {
-        bail!("{} already holds a database; choose another --data-dir", data_dir.display());
+        bail!(
+            "{} already holds a database; choose another --data-dir",
+            data_dir.display()
+        );
     }
     let db_url = format!("sqlite://{}", db.display());
 
     // 1. The demo upstream.
     let mut cmd = Command::new(bin("demo-upstream")?);
     cmd.args(["--listen", &args.upstream_listen]);
-    let (mut upstream, upstream_url) = Proc::start("demo-upstream", cmd, "demo-upstream listening on ");
+    let (mut upstream, upstream_url) =
+        Proc::start("demo-upstream", cmd, "demo-upstream listening on ");
 
     // 2. The control plane and its first (admin) token.
     let out = Command::new(bin("control-plane")?)
-        .args(["--database-url", &db_url, "token", "create", "--role", "admin", "--name", "quickstart-admin"])
+        .args([
+            "--database-url",
+            &db_url,
+            "token",
+            "create",
+            "--role",
+            "admin",
+            "--name",
+            "quickstart-admin",
+        ])
         .output()?;
     if !out.status.success() {
-        bail!("creating the admin token failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "creating the admin token failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let admin = String::from_utf8(out.stdout)?.trim().to_string();
     let mut cmd = Command::new(bin("control-plane")?);
-    cmd.args(["--database-url", &db_url, "serve", "--listen", &args.cp_listen]);
+    cmd.args([
+        "--database-url",
+        &db_url,
+        "serve",
+        "--listen",
+        &args.cp_listen,
+    ]);
     let (mut cp, cp_url) = Proc::start("control-plane", cmd, "control-plane listening on ");
 
     let http = reqwest::Client::new();
@@ -124,7 +156,10 @@ async fn main() -> anyhow::Result<()> {
             .json(&json!({"name": name, "role": role}));
         async move {
             let v: Value = req.send().await?.error_for_status()?.json().await?;
-            v["token"].as_str().map(str::to_string).context("no token in the answer")
+            v["token"]
+                .as_str()
+                .map(str::to_string)
+                .context("no token in the answer")
         }
     };
     let responder = token("quickstart-responder", "responder").await?;
@@ -143,16 +178,26 @@ async fn main() -> anyhow::Result<()> {
     let plugin_path = data_dir.join("plugin.json");
     std::fs::write(&plugin_path, serde_json::to_vec_pretty(&plugin)?)?;
     let mut cmd = Command::new(bin("edge-proxy")?);
-    cmd.args(["--listen", &args.edge_listen, "--upstream", &upstream_url, "--workers", "2"])
-        .arg("--wasm")
-        .arg(&wasm)
-        .arg("--plugin-config")
-        .arg(&plugin_path)
-        .arg("--cluster")
-        .arg(format!("control-plane={cp_url}"));
+    cmd.args([
+        "--listen",
+        &args.edge_listen,
+        "--upstream",
+        &upstream_url,
+        "--workers",
+        "2",
+    ])
+    .arg("--wasm")
+    .arg(&wasm)
+    .arg("--plugin-config")
+    .arg(&plugin_path)
+    .arg("--cluster")
+    .arg(format!("control-plane={cp_url}"));
     let (mut edge, edge_url) = Proc::start("edge-proxy", cmd, "edge-proxy listening on ");
     // Ready when the filter enforces the control plane's first policy.
-    if edge.wait_for_line("enforcing policy version", Duration::from_secs(30)).is_none() {
+    if edge
+        .wait_for_line("enforcing policy version", Duration::from_secs(30))
+        .is_none()
+    {
         bail!("the edge never received a policy:\n{}", edge.output_text());
     }
 
@@ -162,7 +207,9 @@ async fn main() -> anyhow::Result<()> {
     println!("Edge containment is running.");
     println!("  control plane  {cp_url}   (SQLite: {})", db.display());
     println!("  edge           {edge_url}   (edge-proxy + edge_filter.wasm, 2 workers)");
-    println!("  demo upstream  {upstream_url}   (page /, API /api/orders, pixel /px/demo-pixel.js)");
+    println!(
+        "  demo upstream  {upstream_url}   (page /, API /api/orders, pixel /px/demo-pixel.js)"
+    );
     println!("  admin token      {admin}");
     println!("  responder token  {responder}");
     println!();
@@ -177,10 +224,15 @@ async fn main() -> anyhow::Result<()> {
         "  $ curl -s -X POST {cp_url}/v1/incidents/1/actions {} {json_h} -d '{{\"kind\": \"block\", \"target\": {{\"cidr\": \"203.0.113.7\"}}, \"reason\": \"scraping orders\", \"expires_in\": \"1h\"}}'",
         auth(&responder)
     );
-    println!("  # 3. the edge answers 403 for that client (the edge trusts one X-Forwarded-For hop)");
+    println!(
+        "  # 3. the edge answers 403 for that client (the edge trusts one X-Forwarded-For hop)"
+    );
     println!("  $ curl -s -i {edge_url}/api/orders -H 'X-Forwarded-For: 203.0.113.7'");
     println!();
-    println!("The incident with per-action hit counts: curl -s {cp_url}/v1/incidents/1 {}", auth(&responder));
+    println!(
+        "The incident with per-action hit counts: curl -s {cp_url}/v1/incidents/1 {}",
+        auth(&responder)
+    );
     println!("Press Ctrl-C to stop.");
 
     tokio::signal::ctrl_c().await?;
