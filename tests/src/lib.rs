@@ -51,7 +51,7 @@ pub fn bin(name: &str) -> PathBuf {
     let p = dir.join(name);
     assert!(
         p.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first",
+        "{} is missing: `cargo test --workspace` builds it (or `cargo build --workspace --bins`)",
         p.display()
     );
     p
