@@ -1,4 +1,8 @@
-//! Policy generators shared by the benchmarks: realistic, deterministic rule sets.
+//! Shared by the benchmarks and load generators: realistic, deterministic rule sets, the
+//! filter's wasm files, a typical request, and small statistics helpers.
+
+pub mod stack;
+pub mod vmkit;
 
 use edge_policy::{IpNet, Ipv4Net, Ipv6Net, KeyHash, Mode, Rule, RuleKind, Snapshot, Target};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -45,7 +49,13 @@ pub fn policy(n_cidrs: usize, n_keys: usize, n_pixels: usize) -> Snapshot {
     let mut rules = Vec::with_capacity(n_cidrs + n_keys + n_pixels);
     let mut id = 1u64;
     let mut push = |kind: RuleKind, rules: &mut Vec<Rule>| {
-        rules.push(Rule { id, incident: Some(1), mode: Mode::Enforce, expires_at_ms: None, kind });
+        rules.push(Rule {
+            id,
+            incident: Some(1),
+            mode: Mode::Enforce,
+            expires_at_ms: None,
+            kind,
+        });
         id += 1;
     };
     for i in 0..n_cidrs {
@@ -54,14 +64,20 @@ pub fn policy(n_cidrs: usize, n_keys: usize, n_pixels: usize) -> Snapshot {
             if a >> 120 == 0xfd {
                 a ^= 1 << 127;
             }
-            IpNet::V6(Ipv6Net::new(Ipv6Addr::from(a), v6_len(&mut g)).unwrap_or_default().trunc())
+            IpNet::V6(
+                Ipv6Net::new(Ipv6Addr::from(a), v6_len(&mut g))
+                    .unwrap_or_default()
+                    .trunc(),
+            )
         } else {
             let mut a = g.next_u64() as u32;
             if a >> 24 == 10 || (v4_len(&mut g) < 8) {
                 a ^= 0x8000_0000;
             }
             let len = v4_len(&mut g);
-            let net = Ipv4Net::new(Ipv4Addr::from(a), len).unwrap_or_default().trunc();
+            let net = Ipv4Net::new(Ipv4Addr::from(a), len)
+                .unwrap_or_default()
+                .trunc();
             if net.contains(&Ipv4Addr::new(10, 1, 2, 3)) {
                 continue;
             }
@@ -70,10 +86,16 @@ pub fn policy(n_cidrs: usize, n_keys: usize, n_pixels: usize) -> Snapshot {
         push(RuleKind::Block(Target::Ip(net)), &mut rules);
     }
     for i in 0..n_keys {
-        push(RuleKind::Block(Target::ApiKey(KeyHash::of(&format!("leaked-key-{i}")))), &mut rules);
+        push(
+            RuleKind::Block(Target::ApiKey(KeyHash::of(&format!("leaked-key-{i}")))),
+            &mut rules,
+        );
     }
     for i in 0..n_pixels {
-        push(RuleKind::Block(Target::Pixel(format!("px-{i}"))), &mut rules);
+        push(
+            RuleKind::Block(Target::Pixel(format!("px-{i}"))),
+            &mut rules,
+        );
     }
     Snapshot { version: 1, rules }
 }
@@ -83,7 +105,9 @@ pub fn blocked_v4(s: &Snapshot) -> std::net::IpAddr {
     s.rules
         .iter()
         .find_map(|r| match &r.kind {
-            RuleKind::Block(Target::Ip(IpNet::V4(n))) if n.prefix_len() == 32 => Some(n.addr().into()),
+            RuleKind::Block(Target::Ip(IpNet::V4(n))) if n.prefix_len() == 32 => {
+                Some(n.addr().into())
+            }
             _ => None,
         })
         .unwrap_or_else(|| Ipv4Addr::new(10, 1, 2, 3).into())
@@ -91,3 +115,18 @@ pub fn blocked_v4(s: &Snapshot) -> std::net::IpAddr {
 
 /// An address no generated rule covers.
 pub const ALLOWED_V4: Ipv4Addr = Ipv4Addr::new(10, 1, 2, 3);
+
+/// Percentile (nearest rank) of sorted samples; `p` in 0..=100.
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+/// Median of unsorted samples (sorts them).
+pub fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    percentile(samples, 50.0).unwrap_or(f64::NAN)
+}

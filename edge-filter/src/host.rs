@@ -31,20 +31,98 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+#[allow(clashing_extern_declarations)]
+extern "C" {
+    // The SDK declares this import with its own enum types; same wasm signature.
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+}
+
+/// The request headers, fetched with one host call and read in place (no per-header
+/// allocation). Names are compared ASCII-case-insensitively; repeated headers are joined
+/// with `,` as `get_header_map_value` joins them.
+pub struct RequestHeaders {
+    buf: Vec<u8>,
+}
+
+impl RequestHeaders {
+    /// One `proxy_get_header_map_pairs` call; an error or a malformed map reads as empty.
+    pub fn fetch() -> RequestHeaders {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: the host writes a pointer to a buffer it allocated through this module's
+        // `proxy_on_memory_allocate` (a `Vec<u8>` of capacity `size` that was forgotten), as
+        // the SDK's own `get_map` assumes; ownership comes back to us here.
+        let buf = unsafe {
+            let status = proxy_get_header_map_pairs(
+                MapType::HttpRequestHeaders as u32,
+                &mut data,
+                &mut size,
+            );
+            if status != 0 || data.is_null() {
+                Vec::new()
+            } else {
+                Vec::from_raw_parts(data, size, size)
+            }
+        };
+        RequestHeaders { buf }
+    }
+
+    /// Every (name, value) pair; stops at the first malformed entry (never panics).
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        let b = self.buf.as_slice();
+        let u32_at = move |i: usize| -> Option<usize> {
+            let a: [u8; 4] = b.get(i..i + 4)?.try_into().ok()?;
+            Some(u32::from_le_bytes(a) as usize)
+        };
+        let n = u32_at(0).unwrap_or(0);
+        let mut data = 4usize.saturating_add(n.saturating_mul(8));
+        (0..n).map_while(move |i| {
+            let kl = u32_at(4 + i * 8)?;
+            let vl = u32_at(8 + i * 8)?;
+            let k = b.get(data..data.checked_add(kl)?)?;
+            let vs = data.checked_add(kl + 1)?;
+            let v = b.get(vs..vs.checked_add(vl)?)?;
+            data = vs.checked_add(vl + 1)?;
+            Some((std::str::from_utf8(k).ok()?, std::str::from_utf8(v).ok()?))
+        })
+    }
+
+    /// The value of `name` (several values joined with `,`).
+    pub fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        let mut found: Option<std::borrow::Cow<'_, str>> = None;
+        for (k, v) in self.pairs() {
+            if k.eq_ignore_ascii_case(name) {
+                found = Some(match found {
+                    None => std::borrow::Cow::Borrowed(v),
+                    Some(prev) => std::borrow::Cow::Owned(format!("{prev},{v}")),
+                });
+            }
+        }
+        found
+    }
 }
 
 pub fn call_response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name).ok().flatten()
+    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
+        .ok()
+        .flatten()
 }
 
 pub fn call_response_body(size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size).ok().flatten().unwrap_or_default()
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 pub fn plugin_configuration() -> Option<Vec<u8>> {
-    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten()
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+        .ok()
+        .flatten()
 }
 
 pub fn property_string(path: &[&str]) -> Option<String> {

@@ -27,7 +27,10 @@ fn send(r: &LocalReply) -> Action {
     let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let body = (!r.body.is_empty()).then_some(r.body.as_slice());
     if let Err(e) = hostcalls::send_http_response(r.status as u32, headers, body) {
-        host::error(&format!("edge-filter: could not send local reply {}: {e:?}", r.status));
+        host::error(&format!(
+            "edge-filter: could not send local reply {}: {e:?}",
+            r.status
+        ));
         return Action::Continue;
     }
     Action::Pause
@@ -35,7 +38,9 @@ fn send(r: &LocalReply) -> Action {
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(rt) = self.state.runtime() else { return Action::Continue };
+        let Some(rt) = self.state.runtime() else {
+            return Action::Continue;
+        };
         let cfg = &rt.cfg;
         let Some(matcher) = self.state.matcher() else {
             metrics::inc(rt.metrics.no_policy);
@@ -48,22 +53,50 @@ impl HttpContext for Request {
         let source = host::property_string(&["source", "address"]);
         let peer = source.as_deref().and_then(parse_source_address);
         if peer.is_none() && cfg.fail_mode == FailMode::Closed {
-            host::warn(&format!("edge-filter: unparseable source.address {source:?}; fail mode closed"));
+            host::warn(&format!(
+                "edge-filter: unparseable source.address {source:?}; fail mode closed"
+            ));
             return send(&reply::no_policy(cfg.retry_after_s));
         }
-        let xff = if cfg.trusted_hops > 0 { host::request_header("x-forwarded-for") } else { None };
-        let method = host::request_header(":method").unwrap_or_default();
-        let path_and_query = host::request_header(":path").unwrap_or_default();
-        let authority = host::request_header(":authority").unwrap_or_default();
-        let api_key = host::request_header(&rt.extractor.api_key_header);
-        let account = match &rt.extractor.account_header {
-            Some(h) => host::request_header(h),
-            None => None,
-        }
-        .or_else(|| host::request_header("authorization").as_deref().and_then(bearer_subject));
+        // One host call for every header the decision may need; lookups skipped for target
+        // kinds the policy does not contain (the JWT is only decoded for account rules).
+        let headers = host::RequestHeaders::fetch();
+        let xff = if cfg.trusted_hops > 0 {
+            headers.get("x-forwarded-for")
+        } else {
+            None
+        };
+        let method = headers.get(":method").unwrap_or_default();
+        let path_and_query = headers.get(":path").unwrap_or_default();
+        let authority = headers.get(":authority").unwrap_or_default();
+        let api_key = if matcher.has_api_keys() {
+            headers.get(&rt.extractor.api_key_header)
+        } else {
+            None
+        };
+        let account = if matcher.has_accounts() {
+            match &rt.extractor.account_header {
+                Some(h) => headers.get(h).map(|a| a.into_owned()),
+                None => None,
+            }
+            .or_else(|| {
+                headers
+                    .get("authorization")
+                    .as_deref()
+                    .and_then(bearer_subject)
+            })
+        } else {
+            None
+        };
 
         let (path, query) = split_path(&path_and_query);
-        let host_name = normalize_host(&authority).to_ascii_lowercase();
+        let host_name = normalize_host(&authority);
+        let host_name: std::borrow::Cow<'_, str> =
+            if host_name.bytes().any(|b| b.is_ascii_uppercase()) {
+                host_name.to_ascii_lowercase().into()
+            } else {
+                host_name.into()
+            };
         let facts = Facts {
             client_ip: client_ip(peer, xff.as_deref(), cfg.trusted_hops),
             method: &method,

@@ -25,7 +25,10 @@ impl Metrics {
     pub fn define() -> Metrics {
         let mut verdicts = [None; Action::ALL.len()];
         for (slot, action) in verdicts.iter_mut().zip(Action::ALL) {
-            *slot = define(MetricType::Counter, &format!("edge_containment.verdict.{}", action.as_str()));
+            *slot = define(
+                MetricType::Counter,
+                &format!("edge_containment.verdict.{}", action.as_str()),
+            );
         }
         Metrics {
             verdicts,

@@ -9,9 +9,9 @@ use proxy_wasm::types::ContextType;
 
 use edge_policy::config::FilterConfig;
 use edge_policy::facts::Extractor;
+use edge_policy::matcher::Update;
 use edge_policy::report::{EdgeReport, RuleHits};
 use edge_policy::sync::{classify, poll_path, Backoff, SyncOutcome};
-use edge_policy::matcher::Update;
 use edge_policy::wire;
 use edge_policy::Matcher;
 
@@ -43,6 +43,24 @@ pub struct Root {
     report_seq: u64,
     /// Whether the last sync was refused for the token (logged once per streak).
     unauthorized: bool,
+    /// Base version of the shared snapshot this VM last decoded.
+    shared_base: Option<u64>,
+}
+
+/// Apply shared deltas (wire-encoded) in order, skipping those already applied; stops at
+/// the first one that does not follow.
+fn apply_deltas(m: &mut Matcher, deltas: &[Vec<u8>]) {
+    for bytes in deltas {
+        match Matcher::decode_update(bytes) {
+            Ok(Update::Delta(d)) if d.version <= m.version() => continue,
+            Ok(Update::Delta(d)) => {
+                if m.apply_delta(&d).is_err() {
+                    return;
+                }
+            }
+            _ => return,
+        }
+    }
 }
 
 impl Root {
@@ -57,6 +75,7 @@ impl Root {
             pending_report: None,
             report_seq: 0,
             unauthorized: false,
+            shared_base: None,
         }
     }
 
@@ -64,33 +83,87 @@ impl Root {
         self.calls.iter().any(|(_, k)| *k == kind)
     }
 
-    /// Pick up a policy another VM published.
+    /// Pick up a policy another VM published: apply its shared deltas in place when this VM
+    /// is on the shared chain, else decode the shared snapshot (and the deltas on top).
     fn adopt_shared(&mut self) {
-        let Some(shared_version) = shared::shared_version() else { return };
-        if shared_version == self.state.version() && self.state.matcher().is_some() {
+        let Some((shared_version, base)) = shared::shared_versions() else {
+            return;
+        };
+        let mine = self.state.version();
+        if shared_version == mine && self.state.matcher().is_some() {
             return;
         }
-        let Some(bytes) = shared::shared_policy() else { return };
+        let deltas = shared::shared_deltas();
+        let taken = self.state.matcher.borrow_mut().take();
+        if let Some(mut m) = taken {
+            if base <= mine && mine < shared_version {
+                // No other reference exists outside a request, so this does not copy.
+                let before = m.version();
+                apply_deltas(Rc::make_mut(&mut m), &deltas);
+                let reached = m.version();
+                *self.state.matcher.borrow_mut() = Some(m);
+                if reached != before {
+                    self.installed();
+                }
+                if reached == shared_version {
+                    return;
+                }
+            } else {
+                *self.state.matcher.borrow_mut() = Some(m);
+            }
+        }
+        // Decode the snapshot only when it is not the one this VM already tried.
+        if self.shared_base == Some(base) && self.state.matcher().is_some() {
+            return;
+        }
+        let Some(bytes) = shared::shared_policy() else {
+            return;
+        };
+        self.shared_base = Some(base);
         match Matcher::decode_update(&bytes) {
-            Ok(Update::Snapshot(m)) => self.install(*m),
-            Ok(Update::Delta(_)) => host::error("edge-filter: shared policy holds a delta; ignored"),
-            Err(e) => host::error(&format!("edge-filter: shared policy is malformed ({e}); keeping version {}", self.state.version())),
+            Ok(Update::Snapshot(mut m)) => {
+                apply_deltas(&mut m, &deltas);
+                if m.version() > mine || self.state.matcher().is_none() {
+                    self.install(*m);
+                }
+            }
+            Ok(Update::Delta(_)) => {
+                host::error("edge-filter: shared policy holds a delta; ignored")
+            }
+            Err(e) => host::error(&format!(
+                "edge-filter: shared policy is malformed ({e}); keeping version {}",
+                self.state.version()
+            )),
         }
     }
 
     fn install(&self, m: Matcher) {
-        let (version, rules) = (m.version(), m.len());
         *self.state.matcher.borrow_mut() = Some(Rc::new(m));
+        self.installed();
+    }
+
+    /// Metrics and log line for the matcher just installed.
+    fn installed(&self) {
+        let Some(m) = self.state.matcher() else {
+            return;
+        };
+        let (version, rules) = (m.version(), m.len());
         if let Some(rt) = self.state.runtime() {
             metrics::set(rt.metrics.policy_version, version);
         }
-        host::info(&format!("edge-filter: enforcing policy version {version} ({rules} rules)"));
+        host::info(&format!(
+            "edge-filter: enforcing policy version {version} ({rules} rules)"
+        ));
     }
 
     fn dispatch_sync(&mut self, rt: &Runtime, now: u64) {
         let cfg = &rt.cfg;
         let version = self.state.version();
-        let path = poll_path(&cfg.control_plane.policy_path, version, cfg.sync.long_poll_wait_s);
+        let path = poll_path(
+            &cfg.control_plane.policy_path,
+            version,
+            cfg.sync.long_poll_wait_s,
+        );
         let auth = format!("Bearer {}", cfg.edge_token);
         let etag = format!("\"{version}\"");
         let mut headers = vec![
@@ -106,7 +179,13 @@ impl Root {
         let timeout = Duration::from_millis(
             cfg.sync.long_poll_wait_s as u64 * 1000 + cfg.sync.timeout_margin_ms as u64,
         );
-        match hostcalls::dispatch_http_call(&cfg.control_plane.cluster, headers, None, vec![], timeout) {
+        match hostcalls::dispatch_http_call(
+            &cfg.control_plane.cluster,
+            headers,
+            None,
+            vec![],
+            timeout,
+        ) {
             Ok(token) => self.calls.push((token, Call::Sync)),
             Err(e) => {
                 host::error(&format!(
@@ -131,7 +210,9 @@ impl Root {
         match classify(status.as_deref(), &body, version) {
             SyncOutcome::Update(msg) => {
                 if let Err(reason) = self.apply(msg, &body) {
-                    host::error(&format!("edge-filter: policy update rejected ({reason}); keeping version {version}"));
+                    host::error(&format!(
+                        "edge-filter: policy update rejected ({reason}); keeping version {version}"
+                    ));
                     self.sync_failed(rt, now);
                     return;
                 }
@@ -155,7 +236,9 @@ impl Root {
                 self.sync_failed(rt, now);
             }
             SyncOutcome::Failed(reason) => {
-                host::warn(&format!("edge-filter: policy sync failed ({reason}); keeping policy version {version}"));
+                host::warn(&format!(
+                    "edge-filter: policy sync failed ({reason}); keeping policy version {version}"
+                ));
                 self.sync_failed(rt, now);
             }
         }
@@ -176,22 +259,46 @@ impl Root {
 
     /// Apply a new policy here and publish it to the other VMs.
     fn apply(&mut self, update: Update, body: &[u8]) -> Result<(), String> {
-        let (matcher, bytes) = match update {
+        match update {
             // Shared as received: the bytes are already an encoded snapshot.
-            Update::Snapshot(m) => (*m, None),
-            Update::Delta(d) => {
-                let mut m = self.state.matcher().map(|m| (*m).clone()).ok_or("delta without a base policy")?;
-                m.apply_delta(&d).map_err(|e| e.to_string())?;
-                let bytes = wire::encode_snapshot(&m.to_snapshot());
-                (m, Some(bytes))
+            Update::Snapshot(m) => {
+                let version = m.version();
+                if let Err(e) = shared::publish(body, version) {
+                    host::warn(&format!("edge-filter: could not share policy version {version} with other workers: {e:?}"));
+                }
+                self.install(*m);
             }
-        };
-        let version = matcher.version();
-        let published = shared::publish(bytes.as_deref().unwrap_or(body), version);
-        if let Err(e) = published {
-            host::warn(&format!("edge-filter: could not share policy version {version} with other workers: {e:?}"));
+            Update::Delta(d) => {
+                let mut m = self
+                    .state
+                    .matcher
+                    .borrow_mut()
+                    .take()
+                    .ok_or("delta without a base policy")?;
+                // In place: no request holds the matcher between callbacks, so no copy.
+                let applied = Rc::make_mut(&mut m)
+                    .apply_delta(&d)
+                    .map_err(|e| e.to_string());
+                *self.state.matcher.borrow_mut() = Some(m);
+                applied?;
+                let version = d.version;
+                // Other VMs apply the same delta; a fresh snapshot only when the log is full.
+                let published = match shared::publish_delta(body, d.since, version) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => match self.state.matcher() {
+                        Some(m) => {
+                            shared::publish(&wire::encode_snapshot(&m.to_snapshot()), version)
+                        }
+                        None => Ok(()),
+                    },
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = published {
+                    host::warn(&format!("edge-filter: could not share policy version {version} with other workers: {e:?}"));
+                }
+                self.installed();
+            }
         }
-        self.install(matcher);
         Ok(())
     }
 
@@ -230,7 +337,13 @@ impl Root {
             ("content-type", "application/json"),
         ];
         let timeout = Duration::from_millis(cfg.sync.timeout_margin_ms as u64);
-        match hostcalls::dispatch_http_call(&cfg.control_plane.cluster, headers, Some(&body), vec![], timeout) {
+        match hostcalls::dispatch_http_call(
+            &cfg.control_plane.cluster,
+            headers,
+            Some(&body),
+            vec![],
+            timeout,
+        ) {
             Ok(token) => self.calls.push((token, Call::Report)),
             Err(e) => {
                 metrics::inc(rt.metrics.reports_failed);
@@ -247,17 +360,29 @@ impl Root {
             Some(s) if (200..300).contains(&s) => self.pending_report = None,
             other => {
                 metrics::inc(rt.metrics.reports_failed);
-                host::warn(&format!("edge-filter: hit report not accepted (status {other:?}); will resend"));
+                host::warn(&format!(
+                    "edge-filter: hit report not accepted (status {other:?}); will resend"
+                ));
             }
         }
     }
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
-        let Some(pos) = self.calls.iter().position(|(t, _)| *t == token_id) else { return };
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(pos) = self.calls.iter().position(|(t, _)| *t == token_id) else {
+            return;
+        };
         let (_, kind) = self.calls.swap_remove(pos);
-        let Some(rt) = self.state.runtime() else { return };
+        let Some(rt) = self.state.runtime() else {
+            return;
+        };
         match kind {
             Call::Sync => self.on_sync_response(&rt, body_size),
             Call::Report => self.on_report_response(&rt),
@@ -268,7 +393,9 @@ impl Context for Root {
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let Some(bytes) = host::plugin_configuration() else {
-            host::error("edge-filter: invalid plugin configuration: field `.`: configuration is empty");
+            host::error(
+                "edge-filter: invalid plugin configuration: field `.`: configuration is empty",
+            );
             return false;
         };
         let cfg = match FilterConfig::parse(&bytes) {
@@ -281,7 +408,9 @@ impl RootContext for Root {
         let extractor = match Extractor::new(&cfg) {
             Ok(x) => x,
             Err(e) => {
-                host::error(&format!("edge-filter: invalid plugin configuration: field `pixel_routes`: {e}"));
+                host::error(&format!(
+                    "edge-filter: invalid plugin configuration: field `pixel_routes`: {e}"
+                ));
                 return false;
             }
         };
@@ -299,7 +428,11 @@ impl RootContext for Root {
         ));
         let now = host::now_ms();
         self.next_report_ms = now + cfg.sync.report_interval_s as u64 * 1000;
-        *self.state.runtime.borrow_mut() = Some(Rc::new(Runtime { cfg, extractor, metrics: Metrics::define() }));
+        *self.state.runtime.borrow_mut() = Some(Rc::new(Runtime {
+            cfg,
+            extractor,
+            metrics: Metrics::define(),
+        }));
         // A policy other workers already hold is enforced at once.
         self.adopt_shared();
         self.on_tick();
@@ -307,23 +440,32 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        let Some(rt) = self.state.runtime() else { return };
+        let Some(rt) = self.state.runtime() else {
+            return;
+        };
         let now = host::now_ms();
         self.adopt_shared();
-        if !self.in_flight(Call::Sync) && now >= self.next_sync_ms && shared::try_lead(self.vm_id, now, LEASE_MS) {
+        if !self.in_flight(Call::Sync)
+            && now >= self.next_sync_ms
+            && shared::try_lead(self.vm_id, now, LEASE_MS)
+        {
             self.dispatch_sync(&rt, now);
         }
-        if rt.cfg.sync.report_interval_s > 0 && !self.in_flight(Call::Report) && now >= self.next_report_ms {
+        if rt.cfg.sync.report_interval_s > 0
+            && !self.in_flight(Call::Report)
+            && now >= self.next_report_ms
+        {
             self.report(&rt, now);
         }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request { state: self.state.clone() }))
+        Some(Box::new(Request {
+            state: self.state.clone(),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
 }
-

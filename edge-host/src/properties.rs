@@ -13,14 +13,17 @@ pub(crate) fn split_path(raw: &[u8]) -> AbiResult<Vec<String>> {
 /// Looks a property up. Values set with `proxy_set_property` win; unknown paths are `None`
 /// (the host answers `NotFound`).
 pub(crate) fn get(state: &HostState, path: &[String]) -> Option<Vec<u8>> {
-    let joined = path.join(".");
-    if let Some(ctx) = state.http_ctx() {
-        if let Some(v) = ctx.properties.get(&joined) {
+    let set_here = state.http_ctx().is_some_and(|c| !c.properties.is_empty());
+    if set_here || !state.root_properties.is_empty() {
+        let joined = path.join(".");
+        if let Some(ctx) = state.http_ctx() {
+            if let Some(v) = ctx.properties.get(&joined) {
+                return Some(v.clone());
+            }
+        }
+        if let Some(v) = state.root_properties.get(&joined) {
             return Some(v.clone());
         }
-    }
-    if let Some(v) = state.root_properties.get(&joined) {
-        return Some(v.clone());
     }
     let opts = &state.plugin.opts;
     let segs: Vec<&str> = path.iter().map(String::as_str).collect();

@@ -47,8 +47,19 @@ pub(crate) struct HttpCtx {
 }
 
 impl HttpCtx {
-    pub fn new(head: RequestHead, request_id: String) -> Self {
+    /// The context keeps `head` without its regular headers (they live, lower-cased, in
+    /// `request_headers`), so a request is copied once, not twice.
+    pub fn new(head: &RequestHead, request_id: String) -> Self {
         let request_headers = head.header_map();
+        let head = RequestHead {
+            method: head.method.clone(),
+            path: head.path.clone(),
+            authority: head.authority.clone(),
+            scheme: head.scheme.clone(),
+            headers: Vec::new(),
+            source: head.source,
+            body_empty: head.body_empty,
+        };
         HttpCtx {
             head,
             request_id,
@@ -86,7 +97,8 @@ pub(crate) struct HostState {
     /// The response being delivered during `proxy_on_http_call_response`.
     pub call_response: Option<HttpCallResponse>,
     pub memory: Option<Memory>,
-    pub alloc: Option<TypedFunc<u32, u32>>,
+    /// The guest allocator (behind an `Arc`: cloning a `TypedFunc` per call is not free).
+    pub alloc: Option<Arc<TypedFunc<u32, u32>>>,
     /// Partial lines written to WASI stdout / stderr.
     pub stdio: [Vec<u8>; 2],
 }

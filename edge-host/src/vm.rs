@@ -73,7 +73,9 @@ impl Exports {
 /// One instance of the plugin (one Envoy worker's VM). Synchronous; `Send` but not shared.
 pub struct Vm {
     store: Store<HostState>,
-    exports: Exports,
+    /// Behind an `Arc` so a callback can be taken without cloning its `TypedFunc` (which
+    /// clones registered function types: measurable on the per-request path).
+    exports: std::sync::Arc<Exports>,
     plugin: Plugin,
     next_context: u32,
     poisoned: Option<GuestTrap>,
@@ -130,14 +132,14 @@ impl Vm {
             .map_err(anyhow::Error::from)
             .context("the module exports neither proxy_on_memory_allocate nor malloc")?;
         store.data_mut().memory = Some(memory);
-        store.data_mut().alloc = Some(alloc);
+        store.data_mut().alloc = Some(std::sync::Arc::new(alloc));
         let exports = Exports::resolve(&instance, &mut store)?;
         let init = instance
             .get_typed_func::<(), ()>(&mut store, "_initialize")
             .ok();
         let mut vm = Vm {
             store,
-            exports,
+            exports: std::sync::Arc::new(exports),
             plugin: plugin.clone(),
             next_context: ROOT + 1,
             poisoned: None,
@@ -243,18 +245,18 @@ impl Vm {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("x-request-id"))
             .map_or_else(|| format!("{:08x}-{:08x}", s.vm, id), |(_, v)| v.clone());
-        let ctx = HttpCtx::new(req.clone(), request_id);
+        let ctx = HttpCtx::new(req, request_id);
         let n = ctx.request_headers.len() as u32;
         s.http.insert(id, ctx);
-        let create = self.exports.on_context_create.clone();
+        let ex = self.exports.clone();
         self.store.data_mut().effective_context = id;
-        self.invoke("proxy_on_context_create", &create, (id, ROOT))?;
-        let action = match self.exports.on_request_headers.clone() {
+        self.invoke("proxy_on_context_create", &ex.on_context_create, (id, ROOT))?;
+        let action = match &ex.on_request_headers {
             Some(f) => {
                 self.store.data_mut().effective_context = id;
                 self.invoke(
                     "proxy_on_request_headers",
-                    &f,
+                    f,
                     (id, n, u32::from(req.body_empty)),
                 )?
             }
@@ -332,12 +334,13 @@ impl Vm {
             )
             .collect();
         let n = c.response_headers.len() as u32;
-        let action = match self.exports.on_response_headers.clone() {
+        let ex = self.exports.clone();
+        let action = match &ex.on_response_headers {
             Some(f) => {
                 self.store.data_mut().effective_context = id;
                 self.invoke(
                     "proxy_on_response_headers",
-                    &f,
+                    f,
                     (id, n, u32::from(resp.body_empty)),
                 )?
             }
@@ -409,18 +412,19 @@ impl Vm {
         if !self.store.data().http.contains_key(&id) {
             return Ok(());
         }
+        let ex = self.exports.clone();
         let result = (|| {
-            if let Some(f) = self.exports.on_done.clone() {
+            if let Some(f) = &ex.on_done {
                 self.store.data_mut().effective_context = id;
-                self.invoke("proxy_on_done", &f, id)?;
+                self.invoke("proxy_on_done", f, id)?;
             }
-            if let Some(f) = self.exports.on_log.clone() {
+            if let Some(f) = &ex.on_log {
                 self.store.data_mut().effective_context = id;
-                self.invoke("proxy_on_log", &f, id)?;
+                self.invoke("proxy_on_log", f, id)?;
             }
-            if let Some(f) = self.exports.on_delete.clone() {
+            if let Some(f) = &ex.on_delete {
                 self.store.data_mut().effective_context = id;
-                self.invoke("proxy_on_delete", &f, id)?;
+                self.invoke("proxy_on_delete", f, id)?;
             }
             Ok(())
         })();
@@ -520,6 +524,14 @@ impl Vm {
     /// Id of this VM instance (unique within its plugin).
     pub fn instance_id(&self) -> u64 {
         self.store.data().vm
+    }
+
+    /// Size of the guest's linear memory in bytes (it only grows; for sizing and benches).
+    pub fn memory_bytes(&self) -> usize {
+        self.store
+            .data()
+            .memory
+            .map_or(0, |m| m.data_size(&self.store))
     }
 }
 

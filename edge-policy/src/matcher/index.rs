@@ -310,6 +310,10 @@ pub(super) struct StrTable {
 }
 
 impl StrTable {
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
     pub fn insert(
         &mut self,
         bh: &DefaultHashBuilder,
