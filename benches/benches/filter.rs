@@ -2,8 +2,8 @@
 //! native matcher on the same facts (the floor) and a no-op proxy-wasm filter in the same
 //! host (the host's own cost).
 //!
-//!   CARGO_TARGET_DIR=/work/tgt-bench cargo build --profile wasm-release --target wasm32-wasip1 -p edge-filter -p conformance-filter
-//!   CARGO_TARGET_DIR=/work/tgt-bench cargo bench -p edge-benches --bench filter
+//!   cargo build --profile wasm-release --target wasm32-wasip1 -p edge-filter -p conformance-filter
+//!   cargo bench -p edge-benches --bench filter
 //!
 //! Policies: N CIDR rules (80% IPv4, 20% IPv6, realistic prefix lengths) + 10k API keys +
 //! 1k pixels, N in {0, 1k, 100k, 1M}. One request = `on_request` (context create + request

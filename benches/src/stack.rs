@@ -12,7 +12,7 @@ use anyhow::{bail, Context as _};
 
 use crate::vmkit::wasm_path;
 
-const BUILD: &str = "CARGO_TARGET_DIR=/work/tgt-bench cargo build --release --bins";
+const BUILD: &str = "cargo build --release --bins";
 
 /// A release binary of the workspace (`control-plane`, `edge-proxy`).
 pub fn bin_path(name: &str) -> anyhow::Result<PathBuf> {

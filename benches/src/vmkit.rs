@@ -10,11 +10,11 @@ use edge_host::{FilterOutcome, HostOptions, HttpContextId, Plugin, RequestHead, 
 pub const POLICY_KEY: &str = "edge_containment.policy.v1";
 pub const VERSION_KEY: &str = "edge_containment.policy_version.v1";
 
-const BUILD: &str = "CARGO_TARGET_DIR=/work/tgt-bench cargo build --profile wasm-release \
+const BUILD: &str = "cargo build --profile wasm-release \
                      --target wasm32-wasip1 -p edge-filter -p conformance-filter";
 
 /// Finds a built artifact `sub/name` under `$CARGO_TARGET_DIR` (which wins when it has
-/// one), else the most recently built of the workspace `target/` and `/work/tgt-bench`.
+/// one), else the workspace `target/`.
 pub fn find_built(sub: &str, name: &str) -> Result<PathBuf, Vec<PathBuf>> {
     let ws = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut dirs = Vec::new();
@@ -26,7 +26,6 @@ pub fn find_built(sub: &str, name: &str) -> Result<PathBuf, Vec<PathBuf>> {
         dirs.push(p);
     }
     dirs.push(ws.join("target").join(sub).join(name));
-    dirs.push(PathBuf::from("/work/tgt-bench").join(sub).join(name));
     dirs.iter()
         .filter(|p| p.is_file())
         .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())

@@ -1,8 +1,8 @@
 //! Control-plane load: N concurrent long-polling edges plus a fixed rate of containment
 //! writes against the real `control-plane` binary (SQLite) on 127.0.0.1.
 //!
-//!   CARGO_TARGET_DIR=/work/tgt-bench cargo build --release --bins
-//!   CARGO_TARGET_DIR=/work/tgt-bench cargo run --release -p edge-benches --bin cp_load [-- --edges 100,1000,5000 --rate 50 --secs 60]
+//!   cargo build --release --bins
+//!   cargo run --release -p edge-benches --bin cp_load [-- --edges 100,1000,5000 --rate 50 --secs 60]
 //!
 //! Each edge loops `GET /v1/edge/policy?since=V&wait=30` with an edge token, as the filter's
 //! sync leader does (next poll at once after an answer). Writes are open-loop: one

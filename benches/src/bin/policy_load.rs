@@ -2,7 +2,7 @@
 //! decode, index, publish to shared data), the VM's linear memory afterwards, a 100-rule
 //! delta, and the other VMs adopting the shared policy. Also the wire encodings compared.
 //!
-//!   CARGO_TARGET_DIR=/work/tgt-bench cargo run --release -p edge-benches --bin policy_load [-- --sizes 100000,1000000 --repeat 3 --strict-cas]
+//!   cargo run --release -p edge-benches --bin policy_load [-- --sizes 100000,1000000 --repeat 3 --strict-cas]
 
 use std::time::{Duration, Instant};
 

@@ -2,9 +2,9 @@
 //! plain fixed-interval poll (the baseline), against the real `control-plane` and
 //! `edge-proxy` binaries on 127.0.0.1.
 //!
-//!   CARGO_TARGET_DIR=/work/tgt-bench cargo build --release --bins
-//!   CARGO_TARGET_DIR=/work/tgt-bench cargo build --profile wasm-release --target wasm32-wasip1 -p edge-filter
-//!   CARGO_TARGET_DIR=/work/tgt-bench cargo run --release -p edge-benches --bin propagation [-- --trials 100]
+//!   cargo build --release --bins
+//!   cargo build --profile wasm-release --target wasm32-wasip1 -p edge-filter
+//!   cargo run --release -p edge-benches --bin propagation [-- --trials 100]
 
 use std::time::{Duration, Instant};
 
