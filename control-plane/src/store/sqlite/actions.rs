@@ -14,6 +14,21 @@ use crate::store::{ActionFilter, ActionRecord, ActionStatus, HitRecord, PolicyAn
 /// Actor name of changes the control plane makes by itself (expiry).
 pub const SYSTEM_ACTOR: &str = "system";
 
+/// Record that `version` changed `action_id`: the change log deltas are computed from. Every
+/// write that bumps the policy version for an action goes through here.
+async fn record_policy_change(
+    c: &mut SqliteConnection,
+    version: i64,
+    action_id: i64,
+) -> CoreResult<()> {
+    sqlx::query("INSERT INTO policy_changes (version, action_id) VALUES (?, ?)")
+        .bind(version)
+        .bind(action_id)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
 fn describe(a: &ActionRecord) -> String {
     let what = match a.kind {
         ActionKind::Isolate => format!(
@@ -52,11 +67,7 @@ async fn sweep_expired(c: &mut SqliteConnection, now: i64, version: i64) -> Core
         .bind(before.id)
         .execute(&mut *c)
         .await?;
-        sqlx::query("INSERT INTO policy_changes (version, action_id) VALUES (?, ?)")
-            .bind(version)
-            .bind(before.id)
-            .execute(&mut *c)
-            .await?;
+        record_policy_change(c, version, before.id).await?;
         let after = rows::get_action(c, before.id).await?;
         let event = Event {
             actor: SYSTEM_ACTOR,
@@ -136,11 +147,7 @@ impl SqliteStore {
         .bind(new.expires_at_ms)
         .fetch_one(&mut *c)
         .await?;
-        sqlx::query("INSERT INTO policy_changes (version, action_id) VALUES (?, ?)")
-            .bind(version)
-            .bind(id)
-            .execute(&mut *c)
-            .await?;
+        record_policy_change(c, version, id).await?;
         let rec = rows::get_action(c, id).await?;
         let event = Event {
             actor,
@@ -198,11 +205,7 @@ impl SqliteStore {
         .bind(id)
         .execute(&mut *c)
         .await?;
-        sqlx::query("INSERT INTO policy_changes (version, action_id) VALUES (?, ?)")
-            .bind(version)
-            .bind(id)
-            .execute(&mut *c)
-            .await?;
+        record_policy_change(c, version, id).await?;
         let after = rows::get_action(c, id).await?;
         let event = Event {
             actor,
