@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use edge_host::{FilterOutcome, HostOptions, HttpContextId, Plugin, RequestHead, Vm};
 
-/// Shared-data keys the filter reads its policy from (see `edge-filter/src/shared.rs`).
-pub const POLICY_KEY: &str = "edge_containment.policy.v1";
-pub const VERSION_KEY: &str = "edge_containment.policy_version.v1";
+pub use edge_policy::shared::{DELTAS_KEY, VERSION_KEY};
 
 const BUILD: &str = "cargo build --profile wasm-release \
                      --target wasm32-wasip1 -p edge-filter -p conformance-filter";
@@ -96,13 +94,26 @@ pub fn noop_plugin() -> anyhow::Result<Plugin> {
         .context("loading conformance_filter.wasm")
 }
 
-/// Seeds a policy into the plugin's shared data, as a leader VM would publish it.
+/// Seeds a policy into the plugin's shared data, as a leader VM would publish it
+/// (layout: `edge_policy::shared`).
 pub fn seed_policy(plugin: &Plugin, encoded_snapshot: &[u8], version: u64) -> anyhow::Result<()> {
+    use edge_policy::shared::{part_key, split, Announcement};
+    const SEED: u64 = 0x5eed;
+    let mut parts = 0;
+    for (i, part) in split(encoded_snapshot).enumerate() {
+        plugin
+            .shared_data_set(&part_key(SEED, i), part, 0)
+            .map_err(|s| anyhow::anyhow!("shared_data_set policy part {i}: {s:?}"))?;
+        parts += 1;
+    }
+    let a = Announcement {
+        version,
+        base: version,
+        snapshot: SEED,
+        parts,
+    };
     plugin
-        .shared_data_set(POLICY_KEY, encoded_snapshot, 0)
-        .map_err(|s| anyhow::anyhow!("shared_data_set policy: {s:?}"))?;
-    plugin
-        .shared_data_set(VERSION_KEY, &version.to_le_bytes(), 0)
+        .shared_data_set(VERSION_KEY, &a.encode(), 0)
         .map_err(|s| anyhow::anyhow!("shared_data_set version: {s:?}"))
 }
 

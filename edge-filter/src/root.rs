@@ -9,11 +9,13 @@ use proxy_wasm::types::ContextType;
 
 use edge_policy::config::FilterConfig;
 use edge_policy::facts::Extractor;
-use edge_policy::matcher::Update;
+use edge_policy::matcher::{Pieces, Update};
 use edge_policy::report::{EdgeReport, RuleHits};
+use edge_policy::shared::PART_LEN;
 use edge_policy::sync::{classify, poll_path, Backoff, SyncOutcome};
 use edge_policy::wire;
 use edge_policy::Matcher;
+use proxy_wasm::types::BufferType;
 
 use crate::http::Request;
 use crate::metrics::{self, Metrics};
@@ -43,8 +45,32 @@ pub struct Root {
     report_seq: u64,
     /// Whether the last sync was refused for the token (logged once per streak).
     unauthorized: bool,
-    /// Base version of the shared snapshot this VM last decoded.
-    shared_base: Option<u64>,
+    /// The shared snapshot (publication id) this VM last decoded.
+    shared_snapshot: Option<u64>,
+}
+
+/// The body of the sync response being handled, read [`PART_LEN`] bytes at a time: a big
+/// snapshot never has to be copied into the VM whole.
+struct ResponseBody {
+    size: usize,
+}
+
+impl Pieces for ResponseBody {
+    fn piece(&mut self, i: usize, out: &mut Vec<u8>) -> Result<bool, String> {
+        let start = i.saturating_mul(PART_LEN);
+        if start >= self.size {
+            return Ok(false);
+        }
+        let len = PART_LEN.min(self.size - start);
+        match hostcalls::get_buffer(BufferType::HttpCallResponseBody, start, len) {
+            Ok(Some(bytes)) if !bytes.is_empty() => {
+                *out = bytes;
+                Ok(true)
+            }
+            Ok(_) => Err(format!("response body ends before byte {start}")),
+            Err(e) => Err(format!("reading the response body: {e:?}")),
+        }
+    }
 }
 
 /// Apply shared deltas (wire-encoded) in order, skipping those already applied; stops at
@@ -75,7 +101,7 @@ impl Root {
             pending_report: None,
             report_seq: 0,
             unauthorized: false,
-            shared_base: None,
+            shared_snapshot: None,
         }
     }
 
@@ -86,9 +112,10 @@ impl Root {
     /// Pick up a policy another VM published: apply its shared deltas in place when this VM
     /// is on the shared chain, else decode the shared snapshot (and the deltas on top).
     fn adopt_shared(&mut self) {
-        let Some((shared_version, base)) = shared::shared_versions() else {
+        let Some(announced) = shared::announced() else {
             return;
         };
+        let (shared_version, base) = (announced.version, announced.base);
         let mine = self.state.version();
         if shared_version == mine && self.state.matcher().is_some() {
             return;
@@ -113,14 +140,11 @@ impl Root {
             }
         }
         // Decode the snapshot only when it is not the one this VM already tried.
-        if self.shared_base == Some(base) && self.state.matcher().is_some() {
+        if self.shared_snapshot == Some(announced.snapshot) && self.state.matcher().is_some() {
             return;
         }
-        let Some(bytes) = shared::shared_policy() else {
-            return;
-        };
-        self.shared_base = Some(base);
-        match Matcher::decode_update(&bytes) {
+        self.shared_snapshot = Some(announced.snapshot);
+        match Matcher::decode_pieces(&mut shared::SharedParts(announced)) {
             Ok(Update::Snapshot(mut m)) => {
                 apply_deltas(&mut m, &deltas);
                 if m.version() > mine || self.state.matcher().is_none() {
@@ -129,6 +153,10 @@ impl Root {
             }
             Ok(Update::Delta(_)) => {
                 host::error("edge-filter: shared policy holds a delta; ignored")
+            }
+            // Replaced while this VM read it: the next tick reads the new one.
+            Err(_) if shared::announced().map(|a| a.snapshot) != Some(announced.snapshot) => {
+                self.shared_snapshot = None;
             }
             Err(e) => host::error(&format!(
                 "edge-filter: shared policy is malformed ({e}); keeping version {}",
@@ -205,11 +233,11 @@ impl Root {
     fn on_sync_response(&mut self, rt: &Runtime, body_size: usize) {
         let now = host::now_ms();
         let status = host::call_response_header(":status");
-        let body = host::call_response_body(body_size);
+        let mut body = ResponseBody { size: body_size };
         let version = self.state.version();
-        match classify(status.as_deref(), &body, version) {
+        match classify(status.as_deref(), &mut body, version) {
             SyncOutcome::Update(msg) => {
-                if let Err(reason) = self.apply(msg, &body) {
+                if let Err(reason) = self.apply(msg, &mut body) {
                     host::error(&format!(
                         "edge-filter: policy update rejected ({reason}); keeping version {version}"
                     ));
@@ -217,6 +245,9 @@ impl Root {
                     return;
                 }
                 metrics::inc(rt.metrics.sync_ok);
+                // A big snapshot can take longer than the lease: renew it at once, so no
+                // other VM starts polling while this one goes on.
+                shared::try_lead(self.vm_id, host::now_ms(), LEASE_MS);
                 self.sync_ok(rt, now);
             }
             SyncOutcome::NotModified => {
@@ -258,13 +289,38 @@ impl Root {
     }
 
     /// Apply a new policy here and publish it to the other VMs.
-    fn apply(&mut self, update: Update, body: &[u8]) -> Result<(), String> {
+    fn apply(&mut self, update: Update, body: &mut ResponseBody) -> Result<(), String> {
         match update {
-            // Shared as received: the bytes are already an encoded snapshot.
+            // Shared as received, part by part: the body is already an encoded snapshot.
             Update::Snapshot(m) => {
                 let version = m.version();
-                if let Err(e) = shared::publish(body, version) {
-                    host::warn(&format!("edge-filter: could not share policy version {version} with other workers: {e:?}"));
+                let mut publication = shared::Publication::new(host::random_u64());
+                let mut part = Vec::new();
+                let mut copied = Ok(());
+                for i in 0.. {
+                    match body.piece(i, &mut part) {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => {
+                            copied = Err(e);
+                            break;
+                        }
+                    }
+                    if let Err(e) = publication.part(&part) {
+                        copied = Err(format!("{e:?}"));
+                        break;
+                    }
+                }
+                drop(part);
+                let shared = match copied {
+                    Ok(()) => publication.commit(version).map_err(|e| format!("{e:?}")),
+                    Err(e) => {
+                        publication.abandon();
+                        Err(e)
+                    }
+                };
+                if let Err(e) = shared {
+                    host::warn(&format!("edge-filter: could not share policy version {version} with other workers: {e}"));
                 }
                 self.install(*m);
             }
@@ -282,12 +338,21 @@ impl Root {
                 *self.state.matcher.borrow_mut() = Some(m);
                 applied?;
                 let version = d.version;
-                // Other VMs apply the same delta; a fresh snapshot only when the log is full.
-                let published = match shared::publish_delta(body, d.since, version) {
+                let bytes = host::call_response_body(body.size);
+                // Other VMs apply the same delta; a fresh snapshot only when the log is full,
+                // written from the matcher a part at a time.
+                let published = match shared::publish_delta(&bytes, d.since, version) {
                     Ok(true) => Ok(()),
                     Ok(false) => match self.state.matcher() {
                         Some(m) => {
-                            shared::publish(&wire::encode_snapshot(&m.to_snapshot()), version)
+                            let mut publication = shared::Publication::new(host::random_u64());
+                            match m.encode_snapshot_pieces(PART_LEN, &mut |p| publication.part(p)) {
+                                Ok(()) => publication.commit(version),
+                                Err(e) => {
+                                    publication.abandon();
+                                    Err(e)
+                                }
+                            }
                         }
                         None => Ok(()),
                     },

@@ -1,32 +1,16 @@
-//! The policy shared between the worker VMs of one proxy through shared data.
-//!
-//! Keys:
-//! - [`POLICY_KEY`]: an encoded snapshot (wire format), the base of the shared policy;
-//! - [`DELTAS_KEY`]: the encoded deltas (wire format) received since that snapshot, in order,
-//!   each framed by its length (u32 LE), so a VM that is one version behind applies a small
-//!   delta instead of decoding the whole snapshot again;
-//! - [`VERSION_KEY`]: the newest version (8 bytes LE), then the base snapshot's version
-//!   (8 bytes LE), so each VM can check for a new policy without copying anything big;
-//! - [`LEADER_KEY`]: the sync lease (owner id and expiry, 8 + 8 bytes LE): only the VM that
-//!   holds it talks to the control plane.
+//! The policy shared between the worker VMs of one proxy, through shared data. The layout
+//! (keys, values, parts) is `edge_policy::shared`; this module only moves bytes.
 //!
 //! Small keys are written with the CAS just read, which hosts with strict CAS (a set with
-//! CAS 0 on an existing key fails) require. The snapshot (megabytes for a large policy) is
-//! first written with CAS 0, which Envoy treats as unconditional, so it is never copied back
-//! into the VM; only a strict host answers `CasMismatch`, and then it is read for its CAS.
+//! CAS 0 on an existing key fails) require. Snapshot parts go to fresh keys, which every
+//! host accepts with CAS 0, so nothing big is read back into the VM.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
+use edge_policy::matcher::Pieces;
+use edge_policy::shared::{self as layout, Announcement, DELTAS_KEY, LEADER_KEY, VERSION_KEY};
 use edge_policy::Version;
-
-pub const POLICY_KEY: &str = "edge_containment.policy.v1";
-pub const DELTAS_KEY: &str = "edge_containment.policy_deltas.v1";
-pub const VERSION_KEY: &str = "edge_containment.policy_version.v1";
-pub const LEADER_KEY: &str = "edge_containment.sync_leader.v1";
-
-/// Past this many bytes of deltas the leader publishes a fresh snapshot instead.
-const DELTAS_MAX_BYTES: usize = 1 << 20;
 
 fn cas_of(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Status> {
     hostcalls::get_shared_data(key)
@@ -46,88 +30,134 @@ fn put(key: &str, value: &[u8]) -> Result<(), Status> {
     Err(last)
 }
 
-/// Write a big value: unconditionally where the host allows it (no read back), else as [`put`].
-fn put_big(key: &str, value: &[u8]) -> Result<(), Status> {
+/// Write a value without reading it back where the host allows that (a fresh key, or any key
+/// on Envoy); else as [`put`].
+fn put_blind(key: &str, value: &[u8]) -> Result<(), Status> {
     match hostcalls::set_shared_data(key, Some(value), None) {
         Err(Status::CasMismatch) => put(key, value),
         other => other,
     }
 }
 
-fn version_value(version: Version, base: Version) -> [u8; 16] {
-    let mut v = [0u8; 16];
-    v[..8].copy_from_slice(&version.to_le_bytes());
-    v[8..].copy_from_slice(&base.to_le_bytes());
-    v
+/// A snapshot being published, part by part; other VMs see it once [`Publication::commit`]
+/// announces it.
+pub struct Publication {
+    id: u64,
+    parts: usize,
 }
 
-/// Publish a snapshot for every VM: the snapshot, no deltas, then the version announcing it.
-pub fn publish(snapshot_bytes: &[u8], version: Version) -> Result<(), Status> {
-    put_big(POLICY_KEY, snapshot_bytes)?;
-    put(DELTAS_KEY, &[])?;
-    put(VERSION_KEY, &version_value(version, version))
+impl Publication {
+    pub fn new(id: u64) -> Publication {
+        Publication { id, parts: 0 }
+    }
+
+    /// Append the next part (about [`layout::PART_LEN`] bytes of the message).
+    pub fn part(&mut self, bytes: &[u8]) -> Result<(), Status> {
+        put_blind(&layout::part_key(self.id, self.parts), bytes)?;
+        self.parts += 1;
+        Ok(())
+    }
+
+    /// Announce the snapshot (with an empty delta log) and clear the parts of the one it
+    /// replaces. On an error its own parts are cleared instead.
+    pub fn commit(self, version: Version) -> Result<(), Status> {
+        let old = announced();
+        let result = u32::try_from(self.parts)
+            .map_err(|_| Status::BadArgument)
+            .and_then(|parts| {
+                put(DELTAS_KEY, &[])?;
+                put(
+                    VERSION_KEY,
+                    &Announcement {
+                        version,
+                        base: version,
+                        snapshot: self.id,
+                        parts,
+                    }
+                    .encode(),
+                )
+            });
+        match (&result, old) {
+            (Ok(()), Some(old)) if old.snapshot != self.id => {
+                clear(old.snapshot, old.parts as usize)
+            }
+            (Err(_), _) => clear(self.id, self.parts),
+            _ => {}
+        }
+        result
+    }
+
+    /// Give up: clear the parts written so far.
+    pub fn abandon(self) {
+        clear(self.id, self.parts);
+    }
+}
+
+/// Empty the parts of a snapshot (proxy-wasm cannot delete a key; an empty value frees it).
+fn clear(id: u64, parts: usize) {
+    for i in 0..parts {
+        let _ = put_blind(&layout::part_key(id, i), &[]);
+    }
 }
 
 /// Publish a delta on top of the shared policy. `Ok(false)` when it cannot be appended (the
 /// shared policy is not at `since`, or the delta log is full): publish a snapshot instead.
 pub fn publish_delta(delta_bytes: &[u8], since: Version, version: Version) -> Result<bool, Status> {
-    let Some((shared, base)) = shared_versions() else {
+    let Some(a) = announced() else {
         return Ok(false);
     };
-    if shared != since {
+    if a.version != since {
         return Ok(false);
     }
     let (log, cas) = cas_of(DELTAS_KEY)?;
     let mut log = log.unwrap_or_default();
-    let Ok(len) = u32::try_from(delta_bytes.len()) else {
-        return Ok(false);
-    };
-    if log.len() + delta_bytes.len() + 4 > DELTAS_MAX_BYTES {
+    if !layout::append_delta(&mut log, delta_bytes) {
         return Ok(false);
     }
-    log.extend_from_slice(&len.to_le_bytes());
-    log.extend_from_slice(delta_bytes);
     match hostcalls::set_shared_data(DELTAS_KEY, Some(&log), cas) {
         Ok(()) => {}
         Err(Status::CasMismatch) => return Ok(false),
         Err(e) => return Err(e),
     }
-    put(VERSION_KEY, &version_value(version, base))?;
+    put(VERSION_KEY, &Announcement { version, ..a }.encode())?;
     Ok(true)
 }
 
-/// The version other VMs announced and the version of the shared snapshot it builds on.
-pub fn shared_versions() -> Option<(Version, Version)> {
+/// What the VMs announced: the newest version and where its snapshot is.
+pub fn announced() -> Option<Announcement> {
     let (bytes, _) = cas_of(VERSION_KEY).ok()?;
-    let bytes = bytes?;
-    let version = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
-    let base = bytes
-        .get(8..16)
-        .and_then(|b| b.try_into().ok())
-        .map_or(version, u64::from_le_bytes);
-    Some((version, base))
+    Announcement::decode(&bytes?)
 }
 
-/// The shared snapshot bytes.
-pub fn shared_policy() -> Option<Vec<u8>> {
-    cas_of(POLICY_KEY).ok()?.0
+/// The parts of an announced snapshot, read one at a time.
+pub struct SharedParts(pub Announcement);
+
+impl Pieces for SharedParts {
+    fn piece(&mut self, i: usize, out: &mut Vec<u8>) -> Result<bool, String> {
+        if i >= self.0.parts as usize {
+            return Ok(false);
+        }
+        match cas_of(&layout::part_key(self.0.snapshot, i)) {
+            Ok((Some(bytes), _)) if !bytes.is_empty() => {
+                *out = bytes;
+                Ok(true)
+            }
+            Ok(_) => Err(format!("shared snapshot part {i} is gone (replaced)")),
+            Err(e) => Err(format!("shared snapshot part {i}: {e:?}")),
+        }
+    }
 }
 
-/// The shared deltas, oldest first (a malformed frame ends the list).
+/// The shared deltas, oldest first.
 pub fn shared_deltas() -> Vec<Vec<u8>> {
     let log = cas_of(DELTAS_KEY)
         .ok()
         .and_then(|(v, _)| v)
         .unwrap_or_default();
-    let mut out = Vec::new();
-    let mut rest = log.as_slice();
-    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
-        let len = u32::from_le_bytes(*len) as usize;
-        let Some(frame) = tail.get(..len) else { break };
-        out.push(frame.to_vec());
-        rest = &tail[len..];
-    }
-    out
+    layout::deltas(&log)
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 /// Take or renew the sync lease. Returns true when this VM holds it now.

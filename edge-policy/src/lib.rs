@@ -13,6 +13,7 @@ pub mod model;
 pub mod naive;
 pub mod reply;
 pub mod report;
+pub mod shared;
 pub mod sync;
 pub mod verdict;
 pub mod wire;

@@ -40,7 +40,7 @@ mod decode;
 mod index;
 mod slab;
 
-pub use decode::Update;
+pub use decode::{Pieces, SlicePieces, Update};
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
@@ -251,6 +251,16 @@ impl Matcher {
     /// The policy this matcher enforces, rules sorted by id, each exactly as received.
     pub fn to_snapshot(&self) -> Snapshot {
         let mut rules = Vec::with_capacity(self.len());
+        self.for_each_rule(&mut |r| rules.push(r));
+        rules.sort_unstable_by_key(|r| r.id);
+        Snapshot {
+            version: self.version,
+            rules,
+        }
+    }
+
+    /// Every rule, rebuilt one at a time in storage order (not sorted).
+    pub fn for_each_rule(&self, each: &mut dyn FnMut(Rule)) {
         for s in self.v4.live_slots() {
             let net = self
                 .v4
@@ -258,7 +268,9 @@ impl Matcher {
                 .zip(self.v4.aux(s))
                 .and_then(|(&a, l)| Ipv4Net::new(Ipv4Addr::from(a), l).ok());
             if let (Some(net), Some(m)) = (net, self.v4.meta(s)) {
-                rules.extend(self.rule_of(m, Target::Ip(IpNet::V4(net)), None));
+                if let Some(r) = self.rule_of(m, Target::Ip(IpNet::V4(net)), None) {
+                    each(r);
+                }
             }
         }
         for s in self.v6.live_slots() {
@@ -268,12 +280,16 @@ impl Matcher {
                 .zip(self.v6.aux(s))
                 .and_then(|(&a, l)| Ipv6Net::new(Ipv6Addr::from(a), l).ok());
             if let (Some(net), Some(m)) = (net, self.v6.meta(s)) {
-                rules.extend(self.rule_of(m, Target::Ip(IpNet::V6(net)), None));
+                if let Some(r) = self.rule_of(m, Target::Ip(IpNet::V6(net)), None) {
+                    each(r);
+                }
             }
         }
         for s in self.keys.live_slots() {
             if let (Some(&k), Some(m)) = (self.keys.key(s), self.keys.meta(s)) {
-                rules.extend(self.rule_of(m, Target::ApiKey(KeyHash(k)), None));
+                if let Some(r) = self.rule_of(m, Target::ApiKey(KeyHash(k)), None) {
+                    each(r);
+                }
             }
         }
         for s in self.strs.live_slots() {
@@ -297,12 +313,9 @@ impl Matcher {
                 StrKind::Pixel => Target::Pixel(text),
                 StrKind::Account => Target::Account(text),
             };
-            rules.extend(self.rule_of(m, target, scope));
-        }
-        rules.sort_unstable_by_key(|r| r.id);
-        Snapshot {
-            version: self.version,
-            rules,
+            if let Some(r) = self.rule_of(m, target, scope) {
+                each(r);
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! The policy sync decisions the filter makes, free of any proxy: back-off, what a
 //! response means, and what to ask for next.
 
-use crate::matcher::{Matcher, Update};
+use crate::matcher::{Matcher, Pieces, Update};
 use crate::model::Version;
 use crate::wire::WireError;
 
@@ -56,12 +56,13 @@ pub enum SyncOutcome {
 }
 
 /// Classify a sync call's response. `status` is None when the callout failed (no `:status`).
-pub fn classify(status: Option<&str>, body: &[u8], current: Version) -> SyncOutcome {
+/// The body is read in pieces, so a big snapshot is compiled without a copy of it in memory.
+pub fn classify(status: Option<&str>, body: &mut dyn Pieces, current: Version) -> SyncOutcome {
     let Some(status) = status else {
         return SyncOutcome::Failed("callout failed: no response from the control plane".into());
     };
     match status.trim().parse::<u16>() {
-        Ok(200) => match Matcher::decode_update(body) {
+        Ok(200) => match Matcher::decode_pieces(body) {
             Ok(m) => accept(m, current),
             Err(e) => SyncOutcome::Failed(format!("malformed policy: {e}")),
         },
@@ -97,6 +98,7 @@ pub fn poll_path(policy_path: &str, since: Version, wait_s: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::matcher::SlicePieces;
     use crate::wire::{encode_delta, encode_snapshot, Delta, Snapshot};
 
     #[test]
@@ -115,6 +117,11 @@ mod tests {
         }
     }
 
+    fn pieces(b: &[u8]) -> SlicePieces<'_> {
+        // Small pieces, so messages span several of them.
+        SlicePieces { bytes: b, len: 3 }
+    }
+
     #[test]
     fn classify_responses() {
         let snap = encode_snapshot(&Snapshot {
@@ -122,16 +129,16 @@ mod tests {
             rules: vec![],
         });
         assert!(matches!(
-            classify(Some("200"), &snap, 0),
+            classify(Some("200"), &mut pieces(&snap), 0),
             SyncOutcome::Update(_)
         ));
         assert!(matches!(
-            classify(Some("200"), &snap, 3),
+            classify(Some("200"), &mut pieces(&snap), 3),
             SyncOutcome::NotModified
         ));
         // A snapshot older than ours still wins: the control plane is the source of truth.
         assert!(matches!(
-            classify(Some("200"), &snap, 9),
+            classify(Some("200"), &mut pieces(&snap), 9),
             SyncOutcome::Update(_)
         ));
         let delta = encode_delta(&Delta {
@@ -140,33 +147,36 @@ mod tests {
             ..Default::default()
         });
         assert!(matches!(
-            classify(Some("200"), &delta, 3),
+            classify(Some("200"), &mut pieces(&delta), 3),
             SyncOutcome::Update(_)
         ));
         assert!(matches!(
-            classify(Some("200"), &delta, 2),
+            classify(Some("200"), &mut pieces(&delta), 2),
             SyncOutcome::Failed(_)
         ));
         assert!(matches!(
-            classify(Some("200"), &delta, 4),
+            classify(Some("200"), &mut pieces(&delta), 4),
             SyncOutcome::NotModified
         ));
         assert!(matches!(
-            classify(Some("304"), b"", 3),
+            classify(Some("304"), &mut pieces(b""), 3),
             SyncOutcome::NotModified
         ));
         assert!(matches!(
-            classify(Some("401"), b"", 3),
+            classify(Some("401"), &mut pieces(b""), 3),
             SyncOutcome::Unauthorized(401)
         ));
         assert!(matches!(
-            classify(Some("200"), b"garbage", 3),
+            classify(Some("200"), &mut pieces(b"garbage"), 3),
             SyncOutcome::Failed(_)
         ));
         assert!(matches!(
-            classify(Some("500"), b"", 3),
+            classify(Some("500"), &mut pieces(b""), 3),
             SyncOutcome::Failed(_)
         ));
-        assert!(matches!(classify(None, b"", 3), SyncOutcome::Failed(_)));
+        assert!(matches!(
+            classify(None, &mut pieces(b""), 3),
+            SyncOutcome::Failed(_)
+        ));
     }
 }

@@ -4,4 +4,5 @@
 mod common;
 mod deploy;
 mod filter;
+mod sharing;
 mod system;

@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use edge_benches::vmkit::{filter_plugin_with, run_request, typical_request, VERSION_KEY};
+use edge_benches::vmkit::{
+    filter_plugin_with, run_request, typical_request, DELTAS_KEY, VERSION_KEY,
+};
 use edge_benches::{blocked_v4, median, policy, Gen};
 use edge_host::{HttpCallResponse, Plugin, Vm};
 use edge_policy::{wire, IpNet, Ipv4Net, Matcher, Mode, Rule, RuleKind, Target};
@@ -51,8 +53,8 @@ fn deliver(vm: &mut Vm, body: Vec<u8>) -> anyhow::Result<Duration> {
 
 fn shared_version(p: &Plugin) -> u64 {
     p.shared_data_get(VERSION_KEY)
-        .and_then(|(v, _)| v.get(..8).and_then(|b| b.try_into().ok()))
-        .map_or(0, u64::from_le_bytes)
+        .and_then(|(v, _)| edge_policy::shared::Announcement::decode(&v))
+        .map_or(0, |a| a.version)
 }
 
 fn delta_100(since: u64, first_id: u64, remove_from: u64) -> Vec<u8> {
@@ -88,6 +90,7 @@ struct Row {
     follower_delta: Vec<f64>,
     adopt_start: Vec<f64>,
     mem_after_delta: usize,
+    mem_follower: usize,
 }
 
 fn run(n: usize, repeat: usize, strict_cas: bool) -> anyhow::Result<Row> {
@@ -106,6 +109,7 @@ fn run(n: usize, repeat: usize, strict_cas: bool) -> anyhow::Result<Row> {
         follower_delta: vec![],
         adopt_start: vec![],
         mem_after_delta: 0,
+        mem_follower: 0,
     };
     for _ in 0..repeat {
         // Long callbacks allowed here so the measurement shows the time, not a trap.
@@ -124,6 +128,7 @@ fn run(n: usize, repeat: usize, strict_cas: bool) -> anyhow::Result<Row> {
         let t = Instant::now();
         let mut follower = Vm::start(&plugin)?;
         row.adopt_start.push(ms(t.elapsed()));
+        row.mem_follower = follower.memory_bytes();
         if n > 0 && run_request(&mut follower, &blocked) != 403 {
             bail!("follower does not enforce the shared policy");
         }
@@ -137,7 +142,7 @@ fn run(n: usize, repeat: usize, strict_cas: bool) -> anyhow::Result<Row> {
         }
         if std::env::var_os("POLICY_LOAD_DEBUG").is_some() {
             let d = plugin
-                .shared_data_get("edge_containment.policy_deltas.v1")
+                .shared_data_get(DELTAS_KEY)
                 .map(|(v, c)| (v.len(), c));
             let v = plugin.shared_data_get(VERSION_KEY);
             eprintln!("deltas key: {d:?}, version key: {v:?}");
@@ -203,12 +208,12 @@ fn main() -> anyhow::Result<()> {
         encodings(n)?;
     }
     println!("\n## policy load in the VM (edge_filter.wasm in edge-host), median of {repeat}\n");
-    println!("| CIDR rules (+10k keys, 1k pixels) | snapshot bytes | snapshot fetched→enforced (ms) | VM memory before → after load | 100-rule delta at leader (ms) | follower adopts delta on tick (ms) | new VM start adopting snapshot (ms) | VM memory after delta |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| CIDR rules (+10k keys, 1k pixels) | snapshot bytes | snapshot fetched→enforced (ms) | VM memory before → after load | 100-rule delta at leader (ms) | follower adopts delta on tick (ms) | new VM start adopting snapshot (ms) | its VM memory | leader VM memory after delta |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for n in sizes {
         let mut r = run(n, repeat, strict_cas)?;
         println!(
-            "| {} | {:.1} MiB | {:.1} (runs {:?}) | {:.1} → {:.1} MiB | {:.2} (runs {:?}) | {:.2} | {:.1} | {:.1} MiB |",
+            "| {} | {:.1} MiB | {:.1} (runs {:?}) | {:.1} → {:.1} MiB | {:.2} (runs {:?}) | {:.2} | {:.1} | {:.1} MiB | {:.1} MiB |",
             r.n,
             mib(r.bytes),
             median(&mut r.load),
@@ -219,6 +224,7 @@ fn main() -> anyhow::Result<()> {
             r.delta.iter().map(|x| (x * 100.0).round() / 100.0).collect::<Vec<_>>(),
             median(&mut r.follower_delta),
             median(&mut r.adopt_start),
+            mib(r.mem_follower),
             mib(r.mem_after_delta),
         );
     }

@@ -189,6 +189,24 @@ fn run(uniform: bool) {
         mib(PEAK.load(Ordering::Relaxed) - before),
         mib(LIVE.load(Ordering::Relaxed) - before),
     );
+    drop(m);
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let t = Instant::now();
+    let mut pieces = edge_policy::matcher::SlicePieces {
+        bytes: &encoded,
+        len: edge_policy::shared::PART_LEN,
+    };
+    let m = match Matcher::decode_pieces(&mut pieces) {
+        Ok(edge_policy::matcher::Update::Snapshot(m)) => *m,
+        other => panic!("not a snapshot: {:?}", other.map(|_| ())),
+    };
+    println!(
+        "Matcher::decode_pieces (1 MiB parts): {:?}; peak {:.1} MiB over the bytes; matcher {:.1} MiB",
+        t.elapsed(),
+        mib(PEAK.load(Ordering::Relaxed) - before),
+        mib(LIVE.load(Ordering::Relaxed) - before),
+    );
     drop(encoded);
     let mut s = 42u64;
     let mut allowed4 = None;

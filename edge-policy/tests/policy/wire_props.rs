@@ -1,6 +1,6 @@
 //! Wire format properties: round trips, and no panic on any input.
 
-use edge_policy::matcher::Update;
+use edge_policy::matcher::{Pieces, SlicePieces, Update};
 use edge_policy::wire::{self, Message};
 use edge_policy::{Delta, Matcher, Snapshot};
 use proptest::prelude::*;
@@ -91,6 +91,134 @@ proptest! {
             (a, b) => prop_assert!(false, "streaming {:?} vs decode {:?}", a.map(|_| ()), b),
         }
     }
+}
+
+/// Reads `bytes` in pieces of `len`, failing at piece `fail_at` when set.
+struct Flaky<'a> {
+    inner: SlicePieces<'a>,
+    fail_at: Option<usize>,
+}
+
+impl Pieces for Flaky<'_> {
+    fn piece(&mut self, i: usize, out: &mut Vec<u8>) -> Result<bool, String> {
+        if Some(i) == self.fail_at {
+            return Err(format!("part {i} is gone"));
+        }
+        self.inner.piece(i, out)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Reading a message in pieces of any size decodes to the same policy (or the same
+    /// error) as reading it whole.
+    #[test]
+    fn piecewise_decode_agrees_with_whole(
+        m in arb_message(),
+        len in 1usize..40,
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        cut in any::<prop::sample::Index>(),
+        truncate in any::<bool>(),
+    ) {
+        let mut bytes = wire::encode(&m);
+        for (i, b) in flips {
+            let i = i.index(bytes.len());
+            bytes[i] = b;
+        }
+        if truncate {
+            bytes.truncate(cut.index(bytes.len() + 1));
+        }
+        let whole = Matcher::decode_update(&bytes);
+        let pieces = Matcher::decode_pieces(&mut SlicePieces { bytes: &bytes, len });
+        match (pieces, whole) {
+            (Ok(Update::Snapshot(a)), Ok(Update::Snapshot(b))) => {
+                prop_assert_eq!(a.version(), b.version());
+                prop_assert_eq!(a.to_snapshot(), b.to_snapshot());
+            }
+            (Ok(Update::Delta(a)), Ok(Update::Delta(b))) => prop_assert_eq!(a, b),
+            (Err(a), Err(b)) => prop_assert_eq!(std::mem::discriminant(&a), std::mem::discriminant(&b)),
+            (a, b) => prop_assert!(false, "pieces {:?} vs whole {:?}", a.map(|_| ()), b.map(|_| ())),
+        }
+    }
+
+    /// A matcher's snapshot written in pieces is the wire encoding of its rules (in storage
+    /// order), and decodes back to the same policy.
+    #[test]
+    fn piecewise_encode_is_the_wire_encoding(
+        version in any::<u64>(),
+        rules in prop::collection::vec(arb_rule(0..u64::MAX), 0..40),
+        len in 1usize..64,
+    ) {
+        let m = Matcher::new(&Snapshot { version, rules });
+        let mut joined = Vec::new();
+        let mut sizes = Vec::new();
+        m.encode_snapshot_pieces(len, &mut |p: &[u8]| -> Result<(), ()> {
+            sizes.push(p.len());
+            joined.extend_from_slice(p);
+            Ok(())
+        }).unwrap();
+        // Every piece but the last is at least `len` bytes.
+        prop_assert!(sizes.iter().rev().skip(1).all(|&n| n >= len), "{:?}", sizes);
+        let mut in_order = Vec::new();
+        m.for_each_rule(&mut |r| in_order.push(r));
+        prop_assert_eq!(&joined, &wire::encode_snapshot(&Snapshot { version, rules: in_order }));
+        match Matcher::decode_pieces(&mut SlicePieces { bytes: &joined, len }) {
+            Ok(Update::Snapshot(back)) => prop_assert_eq!(back.to_snapshot(), m.to_snapshot()),
+            other => prop_assert!(false, "{:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[test]
+fn piecewise_decode_reports_a_failing_source_and_trailing_bytes() {
+    use edge_policy::WireError;
+    use edge_policy::{Rule, RuleKind, Target};
+    let rules = (1..=50)
+        .map(|id| Rule {
+            id,
+            incident: None,
+            mode: edge_policy::Mode::Enforce,
+            expires_at_ms: None,
+            kind: RuleKind::Block(Target::Host(format!("host-{id}.example"))),
+        })
+        .collect();
+    let bytes = wire::encode_snapshot(&Snapshot { version: 4, rules });
+    for fail_at in [0, 1, 5] {
+        let got = Matcher::decode_pieces(&mut Flaky {
+            inner: SlicePieces {
+                bytes: &bytes,
+                len: 16,
+            },
+            fail_at: Some(fail_at),
+        });
+        match got {
+            Err(WireError::Body(e)) => {
+                assert!(e.contains(&format!("part {fail_at} is gone")), "{e}")
+            }
+            Err(WireError::TooShort(0)) if fail_at == 0 => {}
+            other => panic!("fail at {fail_at}: {:?}", other.map(|_| ())),
+        }
+    }
+    // The source failing after the last rule is still an error: the message may go on.
+    let pieces = bytes.len().div_ceil(16);
+    assert!(Matcher::decode_pieces(&mut Flaky {
+        inner: SlicePieces {
+            bytes: &bytes,
+            len: 16
+        },
+        fail_at: Some(pieces),
+    })
+    .is_err());
+    let mut longer = bytes.clone();
+    longer.extend_from_slice(&[0; 40]);
+    assert!(matches!(
+        Matcher::decode_pieces(&mut SlicePieces {
+            bytes: &longer,
+            len: 16
+        }),
+        Err(WireError::TrailingBytes(40))
+    ));
 }
 
 #[test]
