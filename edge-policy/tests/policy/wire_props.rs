@@ -27,6 +27,22 @@ fn arb_message() -> impl Strategy<Value = Message> {
     ]
 }
 
+/// `bytes` with some bytes overwritten, then cut short at `cut` when given.
+fn damaged(
+    mut bytes: Vec<u8>,
+    flips: Vec<(prop::sample::Index, u8)>,
+    cut: Option<prop::sample::Index>,
+) -> Vec<u8> {
+    for (i, b) in flips {
+        let i = i.index(bytes.len());
+        bytes[i] = b;
+    }
+    if let Some(cut) = cut {
+        bytes.truncate(cut.index(bytes.len() + 1));
+    }
+    bytes
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -52,14 +68,7 @@ proptest! {
         cut in any::<prop::sample::Index>(),
         truncate in any::<bool>(),
     ) {
-        let mut bytes = wire::encode(&m);
-        for (i, b) in flips {
-            let i = i.index(bytes.len());
-            bytes[i] = b;
-        }
-        if truncate {
-            bytes.truncate(cut.index(bytes.len() + 1));
-        }
+        let bytes = damaged(wire::encode(&m), flips, truncate.then_some(cut));
         match wire::decode(&bytes) {
             Ok(Message::Delta(d)) => prop_assert!(d.since < d.version),
             Ok(Message::Snapshot(_)) | Err(_) => {}
@@ -77,11 +86,7 @@ proptest! {
         m in arb_message(),
         flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
     ) {
-        let mut bytes = wire::encode(&m);
-        for (i, b) in flips {
-            let i = i.index(bytes.len());
-            bytes[i] = b;
-        }
+        let bytes = damaged(wire::encode(&m), flips, None);
         match (Matcher::decode_update(&bytes), wire::decode(&bytes)) {
             (Ok(Update::Snapshot(got)), Ok(Message::Snapshot(s))) => {
                 prop_assert_eq!(got.to_snapshot(), Matcher::new(&s).to_snapshot());
@@ -121,14 +126,7 @@ proptest! {
         cut in any::<prop::sample::Index>(),
         truncate in any::<bool>(),
     ) {
-        let mut bytes = wire::encode(&m);
-        for (i, b) in flips {
-            let i = i.index(bytes.len());
-            bytes[i] = b;
-        }
-        if truncate {
-            bytes.truncate(cut.index(bytes.len() + 1));
-        }
+        let bytes = damaged(wire::encode(&m), flips, truncate.then_some(cut));
         let whole = Matcher::decode_update(&bytes);
         let pieces = Matcher::decode_pieces(&mut SlicePieces { bytes: &bytes, len });
         match (pieces, whole) {
