@@ -71,8 +71,9 @@ impl RequestHeaders {
         RequestHeaders { buf }
     }
 
-    /// Every (name, value) pair; stops at the first malformed entry (never panics).
-    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+    /// Every (name, value) pair as bytes; stops at the first malformed entry (never panics).
+    /// UTF-8 is only checked for the values a caller asks for.
+    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         let b = self.buf.as_slice();
         let u32_at = move |i: usize| -> Option<usize> {
             let a: [u8; 4] = b.get(i..i + 4)?.try_into().ok()?;
@@ -87,20 +88,26 @@ impl RequestHeaders {
             let vs = data.checked_add(kl + 1)?;
             let v = b.get(vs..vs.checked_add(vl)?)?;
             data = vs.checked_add(vl + 1)?;
-            Some((std::str::from_utf8(k).ok()?, std::str::from_utf8(v).ok()?))
+            Some((k, v))
         })
     }
 
-    /// The value of `name` (several values joined with `,`).
+    /// The value of `name` (several values joined with `,`); a value that is not UTF-8 is
+    /// skipped, as the host's `get_header_map_value` would not return it either.
     pub fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        let name = name.as_bytes();
         let mut found: Option<std::borrow::Cow<'_, str>> = None;
         for (k, v) in self.pairs() {
-            if k.eq_ignore_ascii_case(name) {
-                found = Some(match found {
-                    None => std::borrow::Cow::Borrowed(v),
-                    Some(prev) => std::borrow::Cow::Owned(format!("{prev},{v}")),
-                });
+            if k.len() != name.len() || !k.eq_ignore_ascii_case(name) {
+                continue;
             }
+            let Ok(v) = std::str::from_utf8(v) else {
+                continue;
+            };
+            found = Some(match found {
+                None => std::borrow::Cow::Borrowed(v),
+                Some(prev) => std::borrow::Cow::Owned(format!("{prev},{v}")),
+            });
         }
         found
     }

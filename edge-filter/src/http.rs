@@ -106,7 +106,15 @@ impl HttpContext for Request {
             account: account.as_deref(),
             pixel: rt.extractor.pixel(path, query),
         };
-        let verdict = matcher.evaluate(&facts, host::now_ms());
+        // The clock only matters when some rule expires.
+        let now = if matcher.has_expiring() {
+            host::now_ms()
+        } else {
+            0
+        };
+        let mut key_cache = self.state.key_cache.borrow_mut();
+        let verdict = matcher.evaluate_with(&facts, &mut |k| key_cache.hash(k), now);
+        drop(key_cache);
 
         rt.metrics.verdict(verdict.action);
         if let Some(rule) = verdict.rule {

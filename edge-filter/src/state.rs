@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use edge_policy::config::FilterConfig;
 use edge_policy::facts::Extractor;
+use edge_policy::matcher::KeyHashCache;
 use edge_policy::{Matcher, RuleId, Version};
 
 use crate::metrics::Metrics;
@@ -17,14 +18,29 @@ pub struct Runtime {
     pub metrics: Metrics,
 }
 
+/// API keys whose SHA-256 a VM remembers.
+const KEY_CACHE_SLOTS: usize = 1024;
+
 /// What one VM knows.
-#[derive(Default)]
 pub struct VmState {
     pub runtime: RefCell<Option<Rc<Runtime>>>,
     /// The compiled policy; None until a policy was received.
     pub matcher: RefCell<Option<Rc<Matcher>>>,
     /// Requests decided per rule since the last report.
     pub hits: RefCell<HashMap<RuleId, u64>>,
+    /// SHA-256 of recently seen API keys.
+    pub key_cache: RefCell<KeyHashCache>,
+}
+
+impl Default for VmState {
+    fn default() -> Self {
+        VmState {
+            runtime: RefCell::default(),
+            matcher: RefCell::default(),
+            hits: RefCell::default(),
+            key_cache: RefCell::new(KeyHashCache::new(KEY_CACHE_SLOTS)),
+        }
+    }
 }
 
 impl VmState {

@@ -89,6 +89,8 @@ pub struct Matcher {
     paths: StrTable,
     /// How many path prefixes of each key length: lookups cut paths no longer than the max.
     path_lens: BTreeMap<usize, u32>,
+    /// How many rules have an expiry.
+    expiring: usize,
 }
 
 impl Default for Matcher {
@@ -110,6 +112,7 @@ impl Default for Matcher {
             hosts: StrTable::default(),
             paths: StrTable::default(),
             path_lens: BTreeMap::new(),
+            expiring: 0,
         }
     }
 }
@@ -217,6 +220,12 @@ impl Matcher {
     /// Whether any rule targets an API key: when not, a request's key need not be read.
     pub fn has_api_keys(&self) -> bool {
         !self.key_index.is_empty()
+    }
+
+    /// Whether any rule has an expiry: when not, [`Matcher::evaluate`] ignores `now_ms`, so
+    /// the caller need not ask for the time.
+    pub fn has_expiring(&self) -> bool {
+        self.expiring > 0
     }
 
     /// Whether any rule targets an account: when not, a request's account (header or bearer
@@ -353,6 +362,18 @@ impl Matcher {
     /// Decide on a request. `now_ms` is Unix time in milliseconds. Equal to
     /// [`crate::naive::evaluate`] over the same rules; allocates nothing.
     pub fn evaluate(&self, facts: &Facts<'_>, now_ms: u64) -> Verdict {
+        self.evaluate_with(facts, &mut KeyHash::of, now_ms)
+    }
+
+    /// [`Matcher::evaluate`], with `key_hash` computing the SHA-256 of `facts.api_key` (only
+    /// called when the policy has API-key rules): a [`KeyHashCache`] saves hashing a key
+    /// seen before. `key_hash` must return `KeyHash::of` of its argument.
+    pub fn evaluate_with(
+        &self,
+        facts: &Facts<'_>,
+        key_hash: &mut dyn FnMut(&str) -> KeyHash,
+        now_ms: u64,
+    ) -> Verdict {
         let mut acc = Acc {
             facts,
             now_ms,
@@ -376,7 +397,7 @@ impl Matcher {
             None => {}
         }
         if let Some(key) = facts.api_key.filter(|_| !self.key_index.is_empty()) {
-            let h = KeyHash::of(key).0;
+            let h = key_hash(key).0;
             for &s in self.key_index.iter_hash(bh.hash_one(h)) {
                 if self.keys.key(s) == Some(&h) {
                     acc.consider(self.keys.meta(s));
@@ -514,6 +535,9 @@ impl Matcher {
         };
         match placed {
             Some(l) => {
+                if meta.flags & slab::FLAG_EXPIRES != 0 {
+                    self.expiring += 1;
+                }
                 let (v4, v6, ks, ss) = (&self.v4, &self.v6, &self.keys, &self.strs);
                 self.ids
                     .insert_unique(bh.hash_one(r.id), l, |&x| hash_loc(bh, v4, v6, ks, ss, x));
@@ -586,6 +610,9 @@ impl Matcher {
         };
         if let Some(m) = meta {
             self.incidents.release(bh, m.incident);
+            if m.flags & slab::FLAG_EXPIRES != 0 {
+                self.expiring = self.expiring.saturating_sub(1);
+            }
         }
         true
     }
@@ -711,6 +738,46 @@ impl Acc<'_, '_> {
                 rule: None,
                 simulated: self.best_sim.map(|(_, id)| id),
             },
+        }
+    }
+}
+
+/// Remembers the SHA-256 of recently seen API keys (a client sends the same key on every
+/// request; hashing it costs more than the rest of a lookup inside the VM). Direct-mapped,
+/// fixed size; a key is stored whole and compared exactly, so a collision only evicts.
+pub struct KeyHashCache {
+    hasher: DefaultHashBuilder,
+    slots: Vec<Option<(Box<str>, KeyHash)>>,
+}
+
+impl KeyHashCache {
+    /// Keys longer than this are hashed every time (not stored).
+    pub const MAX_KEY_LEN: usize = 256;
+
+    /// A cache of `slots` entries (at least 1).
+    pub fn new(slots: usize) -> KeyHashCache {
+        KeyHashCache {
+            hasher: DefaultHashBuilder::default(),
+            slots: vec![None; slots.max(1)],
+        }
+    }
+
+    /// `KeyHash::of(key)`, from the cache when `key` was seen before.
+    pub fn hash(&mut self, key: &str) -> KeyHash {
+        if key.len() > Self::MAX_KEY_LEN {
+            return KeyHash::of(key);
+        }
+        let i = (self.hasher.hash_one(key) % self.slots.len() as u64) as usize;
+        let Some(slot) = self.slots.get_mut(i) else {
+            return KeyHash::of(key);
+        };
+        match slot {
+            Some((k, h)) if **k == *key => *h,
+            _ => {
+                let h = KeyHash::of(key);
+                *slot = Some((Box::from(key), h));
+                h
+            }
         }
     }
 }

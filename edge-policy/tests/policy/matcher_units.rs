@@ -320,6 +320,54 @@ fn expired_rules_stop_matching_without_rebuild() {
 }
 
 #[test]
+fn key_hash_cache_always_answers_the_sha256() {
+    use edge_policy::matcher::KeyHashCache;
+    use edge_policy::KeyHash;
+    let long = "k".repeat(KeyHashCache::MAX_KEY_LEN + 1);
+    for slots in [1, 7, 1024] {
+        let mut c = KeyHashCache::new(slots);
+        for round in 0..3 {
+            for i in 0..50 {
+                let key = format!("key-{i}");
+                assert_eq!(
+                    c.hash(&key),
+                    KeyHash::of(&key),
+                    "slots {slots} round {round}"
+                );
+            }
+            assert_eq!(c.hash(&long), KeyHash::of(&long));
+            assert_eq!(c.hash(""), KeyHash::of(""));
+        }
+    }
+}
+
+/// `has_expiring` (the filter skips reading the clock without such rules) follows upserts,
+/// replacements and removals.
+#[test]
+fn has_expiring_tracks_rules_with_an_expiry() {
+    let mut r = block(1, Target::Ip(net("192.0.2.0/24")));
+    r.expires_at_ms = Some(1_000);
+    let plain = block(2, Target::Host("example.com".into()));
+    let mut m = Matcher::new(&snapshot(1, vec![r.clone(), plain.clone()]));
+    assert!(m.has_expiring());
+    let mut replaced = r.clone();
+    replaced.expires_at_ms = None;
+    let step = |since, upserts, removed| Delta {
+        since,
+        version: since + 1,
+        upserts,
+        removed,
+    };
+    m.apply_delta(&step(1, vec![replaced], vec![])).unwrap();
+    assert!(!m.has_expiring(), "the only expiring rule was replaced");
+    m.apply_delta(&step(2, vec![r.clone()], vec![])).unwrap();
+    assert!(m.has_expiring());
+    m.apply_delta(&step(3, vec![], vec![1])).unwrap();
+    assert!(!m.has_expiring(), "removed");
+    assert!(!Matcher::new(&snapshot(1, vec![plain])).has_expiring());
+}
+
+#[test]
 fn delta_upsert_remove_replace() {
     let s1 = snapshot(
         1,
