@@ -24,13 +24,13 @@ mod worker;
 pub mod proxy;
 
 pub use map::{decode_map, encode_map};
-pub use options::{FailMode, HostOptions, LogLevel};
+pub use options::{FailMode, HostOptions, LogLevel, DEFAULT_CALLBACK_DEADLINE};
 pub use plugin::{prometheus_name, Plugin};
 pub use shared::{LogLine, MetricKind, MetricSnapshot};
 pub use status::Status;
 pub use types::{
-    FilterOutcome, GuestTrap, HttpCallResponse, HttpContextId, PendingHttpCall, RequestHead,
-    ResponseHead, ResponseOutcome,
+    FilterOutcome, GuestTrap, HeaderList, HttpCallResponse, HttpContextId, PendingHttpCall,
+    RequestHead, ResponseHead, ResponseOutcome,
 };
 pub use vm::Vm;
 pub use worker::{Outcome, Worker, WorkerHandle};

@@ -5,11 +5,18 @@ use crate::status::Status;
 
 /// Encodes header pairs into the proxy-wasm map format.
 pub fn encode_map<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_map_into(pairs, &mut out);
+    out
+}
+
+/// Appends the encoding of `pairs` to `out`.
+pub(crate) fn encode_map_into<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)], out: &mut Vec<u8>) {
     let payload: usize = pairs
         .iter()
         .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 2)
         .sum();
-    let mut out = Vec::with_capacity(4 + pairs.len() * 8 + payload);
+    out.reserve(4 + pairs.len() * 8 + payload);
     out.extend_from_slice(&len_u32(pairs.len()).to_le_bytes());
     for (k, v) in pairs {
         out.extend_from_slice(&len_u32(k.as_ref().len()).to_le_bytes());
@@ -21,7 +28,6 @@ pub fn encode_map<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
         out.extend_from_slice(v.as_ref());
         out.push(0);
     }
-    out
 }
 
 /// Size in bytes of the encoding of `pairs`, without building it.

@@ -4,7 +4,11 @@
 use wasmtime::Caller;
 
 use crate::state::HostState;
-use crate::status::{AbiResult, Status};
+use crate::status::{code, AbiResult, Status};
+
+/// Largest scratch buffer kept between host calls (a bigger one, e.g. a large body copied
+/// into the guest, is freed after use).
+const MAX_SCRATCH: usize = 64 * 1024;
 
 fn range(ptr: u32, len: u32) -> AbiResult<std::ops::Range<usize>> {
     let start = ptr as usize;
@@ -12,6 +16,16 @@ fn range(ptr: u32, len: u32) -> AbiResult<std::ops::Range<usize>> {
         .checked_add(len as usize)
         .ok_or(Status::InvalidMemoryAccess)?;
     Ok(start..end)
+}
+
+/// The `len` bytes at `ptr` of guest memory `data`, borrowed (an empty slice when `len` is
+/// 0, wherever `ptr` points, as [`read`]).
+pub(crate) fn slice(data: &[u8], ptr: u32, len: u32) -> AbiResult<&[u8]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    data.get(range(ptr, len)?)
+        .ok_or(Status::InvalidMemoryAccess)
 }
 
 /// Copies `len` bytes at `ptr` out of guest memory.
@@ -74,8 +88,13 @@ pub(crate) fn return_bytes(
     ret_ptr: u32,
     ret_size: u32,
 ) -> wasmtime::Result<AbiResult> {
-    if let Err(s) = check(caller, ret_ptr, 4).and_then(|()| check(caller, ret_size, 4)) {
-        return Ok(Err(s));
+    let Some(mem) = caller.data().memory else {
+        return Ok(Err(Status::InternalFailure));
+    };
+    let addressable = |m: &[u8], ptr| range(ptr, 4).is_ok_and(|r| m.get(r).is_some());
+    let m = mem.data(&*caller);
+    if !addressable(m, ret_ptr) || !addressable(m, ret_size) {
+        return Ok(Err(Status::InvalidMemoryAccess));
     }
     let Ok(size) = u32::try_from(data.len()) else {
         return Ok(Err(Status::InvalidMemoryAccess));
@@ -89,8 +108,42 @@ pub(crate) fn return_bytes(
     if ptr == 0 && size != 0 {
         return Ok(Err(Status::InternalFailure));
     }
-    if let Err(s) = write(caller, ptr, data) {
-        return Ok(Err(s));
+    // One borrow of guest memory (it may have grown in the allocator) for the three writes.
+    let m = mem.data_mut(&mut *caller);
+    let mut put = |at: u32, bytes: &[u8]| -> AbiResult {
+        let len = u32::try_from(bytes.len()).map_err(|_| Status::InvalidMemoryAccess)?;
+        m.get_mut(range(at, len)?)
+            .ok_or(Status::InvalidMemoryAccess)?
+            .copy_from_slice(bytes);
+        Ok(())
+    };
+    Ok(put(ptr, data)
+        .and_then(|()| put(ret_ptr, &ptr.to_le_bytes()))
+        .and_then(|()| put(ret_size, &size.to_le_bytes())))
+}
+
+/// Like [`return_bytes`] for bytes built on the spot: `fill` gets guest memory (to read
+/// arguments in place), the host state, and an empty buffer to write the result into (the
+/// VM's reusable scratch buffer, so nothing is allocated per call). An error from `fill` is
+/// returned as the call's status. The outer `Err` is a trap raised by the guest's allocator.
+pub(crate) fn return_built(
+    caller: &mut Caller<'_, HostState>,
+    ret_ptr: u32,
+    ret_size: u32,
+    fill: impl FnOnce(&[u8], &HostState, &mut Vec<u8>) -> AbiResult,
+) -> wasmtime::Result<u32> {
+    let Some(mem) = caller.data().memory else {
+        return Ok(Status::InternalFailure.code());
+    };
+    let (data, state) = mem.data_and_store_mut(&mut *caller);
+    let mut out = std::mem::take(&mut state.scratch);
+    out.clear();
+    let status = match fill(data, state, &mut out) {
+        Ok(()) => code(return_bytes(caller, &out, ret_ptr, ret_size)?),
+        Err(s) => s.code(),
+    };
+    if out.capacity() <= MAX_SCRATCH {
+        caller.data_mut().scratch = out;
     }
-    Ok(write_u32(caller, ret_ptr, ptr).and_then(|()| write_u32(caller, ret_size, size)))
+    Ok(status)
 }

@@ -75,6 +75,9 @@ impl LogLevel {
     }
 }
 
+/// Default of [`HostOptions::callback_deadline`].
+pub const DEFAULT_CALLBACK_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Options of one plugin (one filter configuration), shared by all its VMs.
 #[derive(Debug, Clone)]
 pub struct HostOptions {
@@ -97,7 +100,12 @@ pub struct HostOptions {
     pub strict_cas: bool,
     /// `source.address` as `ip:port` (Envoy) or bare `ip` (false).
     pub source_address_with_port: bool,
-    /// Wall-clock budget of each guest callback; a guest running longer traps.
+    /// Wall-clock budget of each guest callback; a guest running longer traps (the VM is
+    /// poisoned and [`crate::Worker`] re-creates it). Envoy has no per-callback deadline:
+    /// this one is only there to stop a runaway loop, so it is generous by default
+    /// ([`DEFAULT_CALLBACK_DEADLINE`]), well above legitimate long callbacks such as
+    /// decoding and indexing a million-rule policy in `on_configure` or in a call response
+    /// (0.5-0.7 s on a small machine, more on a busy one).
     pub callback_deadline: Duration,
     /// Level returned by `proxy_get_log_level` (the guest filters below it).
     pub log_level: LogLevel,
@@ -123,7 +131,7 @@ impl Default for HostOptions {
             allow_host_port_upstreams: false,
             strict_cas: false,
             source_address_with_port: true,
-            callback_deadline: Duration::from_millis(500),
+            callback_deadline: DEFAULT_CALLBACK_DEADLINE,
             log_level: LogLevel::Info,
             node_id: "edge-host".into(),
             destination_address: None,

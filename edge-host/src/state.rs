@@ -1,6 +1,8 @@
 //! Per-VM state held in the wasmtime `Store`.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,11 +30,47 @@ pub(crate) struct LocalReply {
     pub body: Vec<u8>,
 }
 
-/// State of one HTTP context (one request).
+/// Spare contexts a VM keeps for reuse (see [`HttpCtx::recycle`]).
+const MAX_SPARE_CONTEXTS: usize = 32;
+/// A finished context holding more than this many bytes of buffers is dropped, not kept.
+const MAX_RETAINED_BYTES: usize = 16 * 1024;
+
+/// Hasher for the ids the host assigns (context ids, call tokens): a multiplicative hash,
+/// much cheaper than SipHash on the per-request path. These keys are not chosen by a client.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(*b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A map keyed by a host-assigned id.
+pub(crate) type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+
+/// State of one HTTP context (one request). Contexts are recycled: a finished one is
+/// reset and reused by a later request of the same VM, so its strings and vectors keep
+/// their allocations ([`HttpCtx::start`]).
 pub(crate) struct HttpCtx {
+    /// The request as it reached the filter, without its regular headers (they live,
+    /// lower-cased, in `request_headers`).
     pub head: RequestHead,
     pub request_id: String,
-    pub request_headers: Vec<(String, String)>,
+    /// Shared with the [`crate::FilterOutcome::Continue`] handed out for this request;
+    /// copied on write if still shared when the filter changes it.
+    pub request_headers: Arc<Vec<(String, String)>>,
     pub request_trailers: Vec<(String, String)>,
     pub response_headers: Vec<(String, String)>,
     pub response_trailers: Vec<(String, String)>,
@@ -46,24 +84,17 @@ pub(crate) struct HttpCtx {
     pub properties: HashMap<String, Vec<u8>>,
 }
 
+fn set_string(dst: &mut String, src: &str) {
+    dst.clear();
+    dst.push_str(src);
+}
+
 impl HttpCtx {
-    /// The context keeps `head` without its regular headers (they live, lower-cased, in
-    /// `request_headers`), so a request is copied once, not twice.
-    pub fn new(head: &RequestHead, request_id: String) -> Self {
-        let request_headers = head.header_map();
-        let head = RequestHead {
-            method: head.method.clone(),
-            path: head.path.clone(),
-            authority: head.authority.clone(),
-            scheme: head.scheme.clone(),
-            headers: Vec::new(),
-            source: head.source,
-            body_empty: head.body_empty,
-        };
+    fn empty() -> Self {
         HttpCtx {
-            head,
-            request_id,
-            request_headers,
+            head: RequestHead::get("", "", std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+            request_id: String::new(),
+            request_headers: Arc::default(),
             request_trailers: Vec::new(),
             response_headers: Vec::new(),
             response_trailers: Vec::new(),
@@ -77,6 +108,80 @@ impl HttpCtx {
             properties: HashMap::new(),
         }
     }
+
+    /// A context for request `id` of VM `vm`: a spare one of `state` if there is one (its
+    /// allocations reused), else a new one. `x-request-id` (else `VM-ID` in hex) is the
+    /// property `request.id`.
+    pub fn start(state: &mut HostState, head: &RequestHead, id: u32) -> Box<HttpCtx> {
+        let mut ctx = state
+            .spare
+            .pop()
+            .unwrap_or_else(|| Box::new(HttpCtx::empty()));
+        let h = &mut ctx.head;
+        set_string(&mut h.method, &head.method);
+        set_string(&mut h.path, &head.path);
+        set_string(&mut h.authority, &head.authority);
+        set_string(&mut h.scheme, &head.scheme);
+        h.headers.clear();
+        h.source = head.source;
+        h.body_empty = head.body_empty;
+        ctx.request_id.clear();
+        match head
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("x-request-id"))
+        {
+            Some((_, v)) => ctx.request_id.push_str(v),
+            None => {
+                let _ = write!(ctx.request_id, "{:08x}-{id:08x}", state.vm);
+            }
+        }
+        match Arc::get_mut(&mut ctx.request_headers) {
+            Some(map) => head.fill_header_map(map),
+            // Still shared with the outcome of an earlier request: leave that one alone.
+            None => ctx.request_headers = Arc::new(head.header_map()),
+        }
+        ctx.request_trailers.clear();
+        ctx.response_headers.clear();
+        ctx.response_trailers.clear();
+        ctx.request_body.clear();
+        ctx.response_body.clear();
+        ctx.response_code = None;
+        ctx.local_reply = None;
+        ctx.request_resumed = false;
+        ctx.response_resumed = false;
+        ctx.reset = false;
+        ctx.properties.clear();
+        ctx
+    }
+
+    /// Puts a finished context aside for reuse, unless the VM already keeps enough spares
+    /// or this one holds large buffers (those are freed with it).
+    pub fn recycle(mut self: Box<Self>, state: &mut HostState) {
+        if state.spare.len() >= MAX_SPARE_CONTEXTS {
+            return;
+        }
+        self.local_reply = None;
+        self.properties.clear();
+        let pairs = |v: &[(String, String)]| -> usize {
+            v.iter().map(|(k, x)| k.capacity() + x.capacity()).sum()
+        };
+        let h = &self.head;
+        let retained = h.method.capacity()
+            + h.path.capacity()
+            + h.authority.capacity()
+            + h.scheme.capacity()
+            + self.request_id.capacity()
+            + pairs(&self.request_headers)
+            + pairs(&self.request_trailers)
+            + pairs(&self.response_headers)
+            + pairs(&self.response_trailers)
+            + self.request_body.capacity()
+            + self.response_body.capacity();
+        if retained <= MAX_RETAINED_BYTES {
+            state.spare.push(self);
+        }
+    }
 }
 
 pub(crate) struct HostState {
@@ -86,13 +191,17 @@ pub(crate) struct HostState {
     pub vm: u64,
     pub root_context: u32,
     pub effective_context: u32,
-    pub http: HashMap<u32, HttpCtx>,
+    pub http: IdMap<Box<HttpCtx>>,
+    /// Finished contexts kept for reuse ([`HttpCtx::recycle`]). Boxed like the live ones in
+    /// `http`, so moving a context between the two moves a pointer, not ~400 bytes.
+    #[allow(clippy::vec_box)]
+    pub spare: Vec<Box<HttpCtx>>,
     pub root_properties: HashMap<String, Vec<u8>>,
     pub tick_period: Option<Duration>,
     pub next_tick: Option<Instant>,
     pub pending_calls: Vec<PendingHttpCall>,
     /// Token -> context that dispatched the call.
-    pub call_owner: HashMap<u32, u32>,
+    pub call_owner: IdMap<u32>,
     pub next_token: u32,
     /// The response being delivered during `proxy_on_http_call_response`.
     pub call_response: Option<HttpCallResponse>,
@@ -101,6 +210,9 @@ pub(crate) struct HostState {
     pub alloc: Option<Arc<TypedFunc<u32, u32>>>,
     /// Partial lines written to WASI stdout / stderr.
     pub stdio: [Vec<u8>; 2],
+    /// Reusable buffer for bytes on their way into the guest (a property value, an encoded
+    /// header map); taken and put back around the copy.
+    pub scratch: Vec<u8>,
 }
 
 impl HostState {
@@ -111,27 +223,29 @@ impl HostState {
             vm,
             root_context: 1,
             effective_context: 1,
-            http: HashMap::new(),
+            http: IdMap::default(),
+            spare: Vec::new(),
             root_properties: HashMap::new(),
             tick_period: None,
             next_tick: None,
             pending_calls: Vec::new(),
-            call_owner: HashMap::new(),
+            call_owner: IdMap::default(),
             next_token: 1,
             call_response: None,
             memory: None,
             alloc: None,
             stdio: [Vec::new(), Vec::new()],
+            scratch: Vec::new(),
         }
     }
 
     /// The HTTP context the guest is currently acting for, if it is one.
     pub fn http_ctx(&self) -> Option<&HttpCtx> {
-        self.http.get(&self.effective_context)
+        self.http.get(&self.effective_context).map(|c| &**c)
     }
 
     pub fn http_ctx_mut(&mut self) -> Option<&mut HttpCtx> {
-        self.http.get_mut(&self.effective_context)
+        self.http.get_mut(&self.effective_context).map(|c| &mut **c)
     }
 
     /// A header map by ABI map type. `None` for unknown types; maps that do not exist in the
@@ -142,7 +256,7 @@ impl HostState {
         match t {
             REQUEST_HEADERS | REQUEST_TRAILERS | RESPONSE_HEADERS | RESPONSE_TRAILERS => {
                 Some(self.http_ctx().map_or(EMPTY, |c| match t {
-                    REQUEST_HEADERS => &c.request_headers,
+                    REQUEST_HEADERS => c.request_headers.as_slice(),
                     REQUEST_TRAILERS => &c.request_trailers,
                     RESPONSE_HEADERS => &c.response_headers,
                     _ => &c.response_trailers,
@@ -163,7 +277,9 @@ impl HostState {
     pub fn map_mut(&mut self, t: u32) -> Option<&mut Vec<(String, String)>> {
         use map_type::*;
         match t {
-            REQUEST_HEADERS => self.http_ctx_mut().map(|c| &mut c.request_headers),
+            REQUEST_HEADERS => self
+                .http_ctx_mut()
+                .map(|c| Arc::make_mut(&mut c.request_headers)),
             REQUEST_TRAILERS => self.http_ctx_mut().map(|c| &mut c.request_trailers),
             RESPONSE_HEADERS => self.http_ctx_mut().map(|c| &mut c.response_headers),
             RESPONSE_TRAILERS => self.http_ctx_mut().map(|c| &mut c.response_trailers),

@@ -1,6 +1,8 @@
 //! Data types crossing the host API.
 
 use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A request as the host sees it when it reaches the filter.
@@ -37,16 +39,43 @@ impl RequestHead {
     /// `:scheme`, then the regular headers with lower-cased names.
     pub fn header_map(&self) -> Vec<(String, String)> {
         let mut map = Vec::with_capacity(self.headers.len() + 4);
-        map.push((":authority".to_string(), self.authority.clone()));
-        map.push((":path".to_string(), self.path.clone()));
-        map.push((":method".to_string(), self.method.clone()));
-        map.push((":scheme".to_string(), self.scheme.clone()));
-        map.extend(
-            self.headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone())),
-        );
+        self.fill_header_map(&mut map);
         map
+    }
+
+    /// Overwrites `map` with [`RequestHead::header_map`], reusing the strings already in it
+    /// (no allocation when they are large enough: a recycled context's map).
+    pub(crate) fn fill_header_map(&self, map: &mut Vec<(String, String)>) {
+        let pseudo = [
+            (":authority", self.authority.as_str()),
+            (":path", self.path.as_str()),
+            (":method", self.method.as_str()),
+            (":scheme", self.scheme.as_str()),
+        ];
+        let regular = self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let mut n = 0;
+        for (i, (k, v)) in pseudo.into_iter().chain(regular).enumerate() {
+            // Names are usually lower case already (hyper's, HTTP/2's): a read-only scan is
+            // cheaper than rewriting every byte.
+            let lower = i >= pseudo.len()
+                && k.bytes()
+                    .fold(false, |upper, b| upper | b.is_ascii_uppercase());
+            match map.get_mut(i) {
+                Some((key, value)) => {
+                    key.clear();
+                    key.push_str(k);
+                    if lower {
+                        key.make_ascii_lowercase();
+                    }
+                    value.clear();
+                    value.push_str(v);
+                }
+                None if lower => map.push((k.to_ascii_lowercase(), v.to_owned())),
+                None => map.push((k.to_owned(), v.to_owned())),
+            }
+            n = i + 1;
+        }
+        map.truncate(n);
     }
 
     /// Adds a header (builder style).
@@ -80,6 +109,65 @@ impl HttpContextId {
     }
 }
 
+/// Header pairs handed out by the host (the request headers of
+/// [`FilterOutcome::Continue`]). Reads like a `[(String, String)]` (it derefs to one).
+/// Cloning is cheap: the list is shared, reference counted, with the HTTP context it came
+/// from, which copies it before the filter changes it, so a holder never sees later edits.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct HeaderList(pub(crate) Arc<Vec<(String, String)>>);
+
+impl HeaderList {
+    /// The pairs as an owned vector (copied only if the list is still shared).
+    pub fn into_vec(self) -> Vec<(String, String)> {
+        Arc::unwrap_or_clone(self.0)
+    }
+}
+
+impl Deref for HeaderList {
+    type Target = [(String, String)];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for HeaderList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter()).finish()
+    }
+}
+
+impl From<Vec<(String, String)>> for HeaderList {
+    fn from(pairs: Vec<(String, String)>) -> Self {
+        HeaderList(Arc::new(pairs))
+    }
+}
+
+impl From<HeaderList> for Vec<(String, String)> {
+    fn from(list: HeaderList) -> Self {
+        list.into_vec()
+    }
+}
+
+impl PartialEq<Vec<(String, String)>> for HeaderList {
+    fn eq(&self, other: &Vec<(String, String)>) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<[(String, String)]> for HeaderList {
+    fn eq(&self, other: &[(String, String)]) -> bool {
+        self.0.as_slice() == other
+    }
+}
+
+impl<'a> IntoIterator for &'a HeaderList {
+    type Item = &'a (String, String);
+    type IntoIter = std::slice::Iter<'a, (String, String)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
 /// What the filter decided on request headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FilterOutcome {
@@ -87,7 +175,7 @@ pub enum FilterOutcome {
     /// including the pseudo-headers `:method`, `:path`, `:authority`, `:scheme`.
     Continue {
         context: HttpContextId,
-        headers: Vec<(String, String)>,
+        headers: HeaderList,
     },
     /// Answer with this response (`proxy_send_local_response`, or a stream reset as 502).
     LocalResponse {
@@ -163,4 +251,45 @@ pub struct GuestTrap {
     pub message: String,
     /// True when the callback was stopped by the epoch deadline.
     pub deadline_exceeded: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_map_lower_cases_names_and_reuses_a_map() {
+        let mut head = RequestHead::get("/p", "h", ([127, 0, 0, 1], 1).into());
+        head.headers = vec![
+            ("X-Up".into(), "V".into()),
+            ("low".into(), "w".into()),
+            ("MiXeD-1".into(), "".into()),
+        ];
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        let expected = pairs(&[
+            (":authority", "h"),
+            (":path", "/p"),
+            (":method", "GET"),
+            (":scheme", "http"),
+            ("x-up", "V"),
+            ("low", "w"),
+            ("mixed-1", ""),
+        ]);
+        assert_eq!(head.header_map(), expected);
+        // Refilling a longer map truncates it; a shorter one grows.
+        let mut map = pairs(&[("A", "1"); 9]);
+        head.fill_header_map(&mut map);
+        assert_eq!(map, expected);
+        head.headers.truncate(1);
+        head.fill_header_map(&mut map);
+        assert_eq!(map, expected[..5]);
+        head.headers.push(("Z".into(), "z".into()));
+        head.headers.push(("Y".into(), "y".into()));
+        head.fill_header_map(&mut map);
+        assert_eq!(map[5..], pairs(&[("z", "z"), ("y", "y")]));
+    }
 }

@@ -1,6 +1,7 @@
 //! One VM = one Envoy worker: a wasmtime `Store` with one instance of the plugin, driven
 //! synchronously through the proxy-wasm callbacks.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -10,8 +11,8 @@ use crate::plugin::Plugin;
 use crate::shared::QueueWaker;
 use crate::state::{HostState, HttpCtx};
 use crate::types::{
-    FilterOutcome, GuestTrap, HttpCallResponse, HttpContextId, PendingHttpCall, RequestHead,
-    ResponseHead, ResponseOutcome,
+    FilterOutcome, GuestTrap, HeaderList, HttpCallResponse, HttpContextId, PendingHttpCall,
+    RequestHead, ResponseHead, ResponseOutcome,
 };
 
 /// Status returned to the client when the filter resets the stream.
@@ -75,7 +76,7 @@ pub struct Vm {
     store: Store<HostState>,
     /// Behind an `Arc` so a callback can be taken without cloning its `TypedFunc` (which
     /// clones registered function types: measurable on the per-request path).
-    exports: std::sync::Arc<Exports>,
+    exports: Arc<Exports>,
     plugin: Plugin,
     next_context: u32,
     poisoned: Option<GuestTrap>,
@@ -132,14 +133,14 @@ impl Vm {
             .map_err(anyhow::Error::from)
             .context("the module exports neither proxy_on_memory_allocate nor malloc")?;
         store.data_mut().memory = Some(memory);
-        store.data_mut().alloc = Some(std::sync::Arc::new(alloc));
+        store.data_mut().alloc = Some(Arc::new(alloc));
         let exports = Exports::resolve(&instance, &mut store)?;
         let init = instance
             .get_typed_func::<(), ()>(&mut store, "_initialize")
             .ok();
         let mut vm = Vm {
             store,
-            exports: std::sync::Arc::new(exports),
+            exports: Arc::new(exports),
             plugin: plugin.clone(),
             next_context: ROOT + 1,
             poisoned: None,
@@ -240,12 +241,7 @@ impl Vm {
         let id = self.next_context;
         self.next_context = self.next_context.checked_add(1).unwrap_or(ROOT + 1);
         let s = self.store.data_mut();
-        let request_id = req
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("x-request-id"))
-            .map_or_else(|| format!("{:08x}-{:08x}", s.vm, id), |(_, v)| v.clone());
-        let ctx = HttpCtx::new(req, request_id);
+        let ctx = HttpCtx::start(s, req, id);
         let n = ctx.request_headers.len() as u32;
         s.http.insert(id, ctx);
         let ex = self.exports.clone();
@@ -289,7 +285,7 @@ impl Vm {
         if continued || ctx.request_resumed {
             return FilterOutcome::Continue {
                 context,
-                headers: ctx.request_headers.clone(),
+                headers: HeaderList(Arc::clone(&ctx.request_headers)),
             };
         }
         FilterOutcome::Paused { context }
@@ -428,7 +424,10 @@ impl Vm {
             }
             Ok(())
         })();
-        self.store.data_mut().http.remove(&id);
+        let s = self.store.data_mut();
+        if let Some(ctx) = s.http.remove(&id) {
+            ctx.recycle(s);
+        }
         result
     }
 

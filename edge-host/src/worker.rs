@@ -17,8 +17,8 @@ use crate::httpcall::{self, HttpClient};
 use crate::options::FailMode;
 use crate::plugin::Plugin;
 use crate::types::{
-    FilterOutcome, GuestTrap, HttpCallResponse, HttpContextId, RequestHead, ResponseHead,
-    ResponseOutcome,
+    FilterOutcome, GuestTrap, HeaderList, HttpCallResponse, HttpContextId, RequestHead,
+    ResponseHead, ResponseOutcome,
 };
 use crate::vm::Vm;
 
@@ -33,7 +33,7 @@ pub enum Outcome {
     /// Forward the request with these headers (pseudo-headers included).
     Continue {
         context: HttpContextId,
-        headers: Vec<(String, String)>,
+        headers: HeaderList,
     },
     /// Answer with this response.
     LocalResponse {
@@ -100,7 +100,7 @@ fn fail_request(mode: FailMode, head: &RequestHead) -> Outcome {
     match mode {
         FailMode::Open => Outcome::Continue {
             context: NO_CONTEXT,
-            headers: head.header_map(),
+            headers: head.header_map().into(),
         },
         FailMode::Closed => Outcome::LocalResponse {
             context: NO_CONTEXT,

@@ -3,7 +3,7 @@
 
 use wasmtime::{Caller, Linker};
 
-use crate::memory::{read, return_bytes, write_u32};
+use crate::memory::{read, return_built, write_u32};
 use crate::state::HostState;
 use crate::status::{code, AbiResult, Status};
 
@@ -59,12 +59,14 @@ pub(super) fn link(l: &mut Linker<HostState>) -> anyhow::Result<()> {
         |mut c: C<'_>, t: u32, start: u32, max: u32, rp: u32, rs: u32| -> wasmtime::Result<u32> {
             // An absent or empty buffer (or a window past its end) reads as NotFound, which
             // the SDK maps to `None`.
-            let data = match buffer(c.data(), t) {
-                Ok(b) if !window(b, start, max).is_empty() => window(b, start, max).to_vec(),
-                Ok(_) => return Ok(Status::NotFound.code()),
-                Err(s) => return Ok(s.code()),
-            };
-            Ok(code(return_bytes(&mut c, &data, rp, rs)?))
+            return_built(&mut c, rp, rs, |_, state, out| {
+                let data = window(buffer(state, t)?, start, max);
+                if data.is_empty() {
+                    return Err(Status::NotFound);
+                }
+                out.extend_from_slice(data);
+                Ok(())
+            })
         },
     )?;
     l.func_wrap(

@@ -2,8 +2,8 @@
 
 use wasmtime::{Caller, Linker};
 
-use crate::map::{decode_map, encode_map, encoded_map_size};
-use crate::memory::{read_str, return_bytes, write_u32};
+use crate::map::{decode_map, encode_map_into, encoded_map_size};
+use crate::memory::{read_str, return_built, slice, write_u32};
 use crate::state::HostState;
 use crate::status::{code, AbiResult, Status};
 
@@ -13,18 +13,24 @@ fn read_key(c: &mut C<'_>, ptr: u32, len: u32) -> AbiResult<String> {
     Ok(read_str(c, ptr, len)?.to_ascii_lowercase())
 }
 
-fn get_value(c: &mut C<'_>, t: u32, kp: u32, kl: u32) -> AbiResult<String> {
-    let key = read_key(c, kp, kl)?;
-    let map = c.data().map(t).ok_or(Status::BadArgument)?;
-    let values: Vec<&str> = map
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case(&key))
-        .map(|(_, v)| v.as_str())
-        .collect();
-    if values.is_empty() {
-        return Err(Status::NotFound);
+/// Appends the value of header `key` in map `t` to `out`: every value of the key, in order,
+/// joined with `,` (as Envoy does for a repeated header). Keys match case-insensitively.
+fn get_value(state: &HostState, t: u32, key: &[u8], out: &mut Vec<u8>) -> AbiResult {
+    let key = std::str::from_utf8(key).map_err(|_| Status::BadArgument)?;
+    let map = state.map(t).ok_or(Status::BadArgument)?;
+    let mut found = false;
+    for (_, v) in map.iter().filter(|(k, _)| k.eq_ignore_ascii_case(key)) {
+        if found {
+            out.push(b',');
+        }
+        out.extend_from_slice(v.as_bytes());
+        found = true;
     }
-    Ok(values.join(","))
+    if found {
+        Ok(())
+    } else {
+        Err(Status::NotFound)
+    }
 }
 
 fn modify(
@@ -72,11 +78,10 @@ pub(super) fn link(l: &mut Linker<HostState>) -> anyhow::Result<()> {
         "env",
         "proxy_get_header_map_pairs",
         |mut c: C<'_>, t: u32, rp: u32, rs: u32| -> wasmtime::Result<u32> {
-            let Some(map) = c.data().map(t) else {
-                return Ok(Status::BadArgument.code());
-            };
-            let bytes = encode_map(map);
-            Ok(code(return_bytes(&mut c, &bytes, rp, rs)?))
+            return_built(&mut c, rp, rs, |_, state, out| {
+                encode_map_into(state.map(t).ok_or(Status::BadArgument)?, out);
+                Ok(())
+            })
         },
     )?;
     l.func_wrap(
@@ -99,10 +104,9 @@ pub(super) fn link(l: &mut Linker<HostState>) -> anyhow::Result<()> {
         "env",
         "proxy_get_header_map_value",
         |mut c: C<'_>, t: u32, kp: u32, kl: u32, rp: u32, rs: u32| -> wasmtime::Result<u32> {
-            match get_value(&mut c, t, kp, kl) {
-                Ok(v) => Ok(code(return_bytes(&mut c, v.as_bytes(), rp, rs)?)),
-                Err(s) => Ok(s.code()),
-            }
+            return_built(&mut c, rp, rs, |mem, state, out| {
+                get_value(state, t, slice(mem, kp, kl)?, out)
+            })
         },
     )?;
     l.func_wrap(

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wasmtime::{Caller, Linker};
 
-use crate::memory::{check, read, read_str, return_bytes, write_u32, write_u64};
+use crate::memory::{check, read, read_str, return_built, slice, write_u32, write_u64};
 use crate::options::LogLevel;
 use crate::properties;
 use crate::state::HostState;
@@ -133,14 +133,9 @@ pub(super) fn link(l: &mut Linker<HostState>) -> anyhow::Result<()> {
         "env",
         "proxy_get_property",
         |mut c: C<'_>, p: u32, len: u32, rp: u32, rs: u32| -> wasmtime::Result<u32> {
-            let path = match read(&mut c, p, len).and_then(|b| properties::split_path(&b)) {
-                Ok(path) => path,
-                Err(s) => return Ok(s.code()),
-            };
-            match properties::get(c.data(), &path) {
-                Some(v) => Ok(code(return_bytes(&mut c, &v, rp, rs)?)),
-                None => Ok(Status::NotFound.code()),
-            }
+            return_built(&mut c, rp, rs, |mem, state, out| {
+                properties::get(state, slice(mem, p, len)?, out)
+            })
         },
     )?;
     l.func_wrap(

@@ -49,6 +49,12 @@ pub struct Args {
     #[arg(long, env = "EDGE_PROXY_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
 
+    /// Wall-clock budget of one filter callback in milliseconds; a callback running longer
+    /// traps (and the VM is re-created). Only a guard against runaway loops: it must stay
+    /// above the longest legitimate callback (adopting a large policy, up to a second).
+    #[arg(long, env = "EDGE_PROXY_CALLBACK_DEADLINE_MS", default_value_t = crate::options::DEFAULT_CALLBACK_DEADLINE.as_millis() as u64)]
+    pub callback_deadline_ms: u64,
+
     /// Plugin name (property `plugin_name`).
     #[arg(long, env = "EDGE_PROXY_PLUGIN_NAME", default_value = "edge")]
     pub plugin_name: String,
@@ -90,6 +96,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         clusters: parse_clusters(&args.clusters)?,
         fail_mode: args.fail_mode,
         destination_address: Some(addr),
+        callback_deadline: std::time::Duration::from_millis(args.callback_deadline_ms),
         ..HostOptions::default()
     };
     let plugin = Plugin::load_file(&args.wasm, opts)?;
