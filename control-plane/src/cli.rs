@@ -124,6 +124,19 @@ pub struct ServeArgs {
     /// Largest accepted access-log batch (`POST /v1/evidence/access-logs`), in bytes.
     #[arg(long, env = "EC_MAX_EVIDENCE_BYTES", default_value_t = 8 << 20)]
     pub max_evidence_bytes: usize,
+    /// Waiting edge long-polls are woken at most once per this many milliseconds: the first
+    /// policy change after a quiet interval at once, later ones together at the interval's
+    /// end, with the latest version (0: on every change). Bounds the work a burst of writes
+    /// causes with many edges; adds at most this much to propagation during a burst.
+    #[arg(long, env = "EC_POLICY_WAKE_INTERVAL_MS", default_value_t = crate::DEFAULT_POLICY_WAKE_INTERVAL_MS,
+        value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub policy_wake_interval_ms: u64,
+    /// How long a successful bearer-token check is reused without a database query, in
+    /// milliseconds (0: never). Revocations through this process apply at once whatever the
+    /// value; it bounds how long a revocation made elsewhere (another replica) takes.
+    #[arg(long, env = "EC_TOKEN_CACHE_TTL_MS", default_value_t = crate::DEFAULT_TOKEN_CACHE_TTL_MS,
+        value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub token_cache_ttl_ms: u64,
 }
 
 impl ServeArgs {
@@ -155,6 +168,8 @@ impl ServeArgs {
             holidays,
             dpo_contact,
             max_evidence_bytes: self.max_evidence_bytes,
+            policy_wake_interval: Duration::from_millis(self.policy_wake_interval_ms),
+            token_cache_ttl: Duration::from_millis(self.token_cache_ttl_ms),
         })
     }
 }
@@ -311,6 +326,53 @@ mod tests {
             crate::clock::rfc3339(years_before(t, -5)),
             "2031-03-01T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn wake_interval_and_token_ttl_flags() {
+        let serve = |args: &[&str]| match Cli::try_parse_from(
+            ["cp", "serve"].iter().chain(args.iter()).copied(),
+        ) {
+            Ok(Cli {
+                command: Some(Command::Serve(a)),
+                ..
+            }) => Ok(a.settings().unwrap()),
+            Ok(other) => panic!("parsed as {other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        let d = serve(&[]).unwrap();
+        assert_eq!(
+            d.policy_wake_interval,
+            Duration::from_millis(crate::DEFAULT_POLICY_WAKE_INTERVAL_MS)
+        );
+        assert_eq!(
+            d.token_cache_ttl,
+            Duration::from_millis(crate::DEFAULT_TOKEN_CACHE_TTL_MS)
+        );
+        let s = serve(&[
+            "--policy-wake-interval-ms",
+            "0",
+            "--token-cache-ttl-ms",
+            "2500",
+        ])
+        .unwrap();
+        assert_eq!(s.policy_wake_interval, Duration::ZERO);
+        assert_eq!(s.token_cache_ttl, Duration::from_millis(2500));
+        for (bad, flag) in [
+            (
+                &["--policy-wake-interval-ms", "10001"][..],
+                "--policy-wake-interval-ms",
+            ),
+            (
+                &["--policy-wake-interval-ms=-1"],
+                "--policy-wake-interval-ms",
+            ),
+            (&["--token-cache-ttl-ms", "60001"], "--token-cache-ttl-ms"),
+            (&["--token-cache-ttl-ms", "soon"], "--token-cache-ttl-ms"),
+        ] {
+            let err = serve(bad).unwrap_err();
+            assert!(err.contains(flag), "{bad:?}: {err}");
+        }
     }
 
     #[test]

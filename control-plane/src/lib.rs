@@ -13,8 +13,10 @@ pub mod error;
 pub mod expiry;
 pub mod extract;
 pub mod metrics;
+pub mod policy_feed;
 pub mod record;
 pub mod store;
+pub mod token_cache;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +29,11 @@ use crate::clock::Clock;
 use crate::domain::action::GuardRails;
 use crate::domain::deadline::Holidays;
 use crate::store::Store;
+
+/// Default of [`Settings::policy_wake_interval`] (`--policy-wake-interval-ms`).
+pub const DEFAULT_POLICY_WAKE_INTERVAL_MS: u64 = 250;
+/// Default of [`Settings::token_cache_ttl`] (`--token-cache-ttl-ms`).
+pub const DEFAULT_TOKEN_CACHE_TTL_MS: u64 = 5000;
 
 /// Settings the handlers need.
 #[derive(Clone, Debug)]
@@ -42,6 +49,12 @@ pub struct Settings {
     pub dpo_contact: Option<String>,
     /// Largest accepted access-log batch (`POST /v1/evidence/access-logs`), in bytes.
     pub max_evidence_bytes: usize,
+    /// Waiting long-polls are woken at most once per this interval: the first commit after a
+    /// quiet interval at once, later ones together at the interval's end (zero: every commit).
+    pub policy_wake_interval: Duration,
+    /// How long a successful token check is reused without asking the database (zero: never).
+    /// Revocations through this process apply at once; this bounds the others.
+    pub token_cache_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -53,6 +66,8 @@ impl Default for Settings {
             holidays: Holidays::default(),
             dpo_contact: None,
             max_evidence_bytes: 8 << 20,
+            policy_wake_interval: Duration::from_millis(DEFAULT_POLICY_WAKE_INTERVAL_MS),
+            token_cache_ttl: Duration::from_millis(DEFAULT_TOKEN_CACHE_TTL_MS),
         }
     }
 }
@@ -64,6 +79,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<metrics::Metrics>,
+    /// The edge policy as served: committed version, coalesced wake-ups, cached answers.
+    pub policy: Arc<policy_feed::PolicyFeed>,
+    /// Successful token checks, reused for `token_cache_ttl`.
+    pub tokens: Arc<token_cache::TokenCache>,
     /// Becomes `true` when the server shuts down (long-polls answer at once).
     pub shutdown: watch::Receiver<bool>,
 }
@@ -76,11 +95,23 @@ impl AppState {
         settings: Settings,
     ) -> (AppState, watch::Sender<bool>) {
         let (tx, rx) = watch::channel(false);
+        let metrics = Arc::new(metrics::Metrics::new());
+        let policy = Arc::new(policy_feed::PolicyFeed::new(
+            store.clone(),
+            settings.policy_wake_interval,
+            &metrics,
+        ));
+        let tokens = Arc::new(token_cache::TokenCache::new(
+            settings.token_cache_ttl,
+            token_cache::TOKEN_CACHE_CAPACITY,
+        ));
         let state = AppState {
             store,
             clock,
             settings: Arc::new(settings),
-            metrics: Arc::new(metrics::Metrics::new()),
+            metrics,
+            policy,
+            tokens,
             shutdown: rx,
         };
         (state, tx)

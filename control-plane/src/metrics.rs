@@ -25,6 +25,12 @@ pub struct Metrics {
     /// Set at scrape time from the policy clock.
     pub deadlines_overdue: IntGaugeVec,
     pub evidence_lines: IntCounterVec,
+    /// Edge policy answers by cache result (`hit`, `miss`, `uncached`).
+    pub policy_cache: IntCounterVec,
+    /// Long-poll wake-ups: policy versions published to waiting edges (coalesced commits).
+    pub policy_wakeups: IntCounter,
+    /// Token checks by cache result (`hit`, `miss`).
+    pub token_cache: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -88,6 +94,27 @@ impl Metrics {
             &["result"],
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let policy_cache = IntCounterVec::new(
+            Opts::new(
+                "policy_cache_total",
+                "Edge policy answers by cache result (hit: shared, miss: computed and kept, uncached: computed, cache full)",
+            ),
+            &["result"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let policy_wakeups = IntCounter::new(
+            "policy_wakeups_total",
+            "Policy versions published to waiting long-polls (commits within the wake interval count once)",
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let token_cache = IntCounterVec::new(
+            Opts::new(
+                "token_cache_total",
+                "Bearer-token checks by cache result (hit, miss)",
+            ),
+            &["result"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
         let m = Metrics {
             registry,
             http_requests,
@@ -99,6 +126,9 @@ impl Metrics {
             actions_expired,
             deadlines_overdue,
             evidence_lines,
+            policy_cache,
+            policy_wakeups,
+            token_cache,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.http_requests.clone()),
@@ -110,6 +140,9 @@ impl Metrics {
             Box::new(m.actions_expired.clone()),
             Box::new(m.deadlines_overdue.clone()),
             Box::new(m.evidence_lines.clone()),
+            Box::new(m.policy_cache.clone()),
+            Box::new(m.policy_wakeups.clone()),
+            Box::new(m.token_cache.clone()),
         ];
         for c in collectors {
             if let Err(e) = m.registry.register(c) {
@@ -151,6 +184,10 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     let status = resp.status().as_u16();
     if status >= 500 {
         tracing::warn!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request");
+    } else if status < 400 && route.starts_with("/v1/edge/") {
+        // Every edge polls and reports all the time (thousands of lines a second for a
+        // fleet): their successful requests are in the metrics, and logged at debug only.
+        tracing::debug!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request");
     } else {
         tracing::info!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request");
     }
@@ -176,5 +213,20 @@ mod tests {
         let text = m.render();
         assert!(text.contains("edge_cp_policy_version 3"), "{text}");
         assert!(text.contains("edge_cp_http_requests_total"), "{text}");
+        for r in crate::policy_feed::CacheResult::ALL {
+            m.policy_cache.with_label_values(&[r.as_str()]).inc();
+        }
+        m.policy_wakeups.inc();
+        m.token_cache.with_label_values(&["hit"]).inc();
+        let text = m.render();
+        for r in crate::policy_feed::CacheResult::ALL {
+            let line = format!("edge_cp_policy_cache_total{{result=\"{}\"}} 1", r.as_str());
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+        assert!(text.contains("edge_cp_policy_wakeups_total 1"), "{text}");
+        assert!(
+            text.contains("edge_cp_token_cache_total{result=\"hit\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -5,6 +5,8 @@ mod common;
 
 #[path = "api/bad_input.rs"]
 mod bad_input;
+#[path = "api/caching.rs"]
+mod caching;
 #[path = "api/deadlines.rs"]
 mod deadlines;
 #[path = "api/evidence.rs"]

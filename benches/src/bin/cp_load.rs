@@ -7,8 +7,9 @@
 //! Each edge loops `GET /v1/edge/policy?since=V&wait=30` with an edge token, as the filter's
 //! sync leader does (next poll at once after an answer). Writes are open-loop: one
 //! `POST /v1/incidents/{id}/actions` (block a fresh address) every 1/rate s, each timed on
-//! its own. Errors: any write that is not 201/200, any poll that is not 200/304, any
-//! transport error.
+//! its own, from a thread and runtime of its own (so a write is not queued behind the
+//! generator's poll tasks). Errors: any write that is not 201/200, any poll that is not
+//! 200/304, any transport error.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -104,6 +105,70 @@ async fn edge_loop(
     }
 }
 
+/// Open-loop writes: one block every 1/rate s for `secs`, each timed on its own; returns the
+/// latencies (ms) of the successful ones.
+async fn write_loop(
+    cp: String,
+    responder: String,
+    incident: u64,
+    rate: u32,
+    secs: u64,
+    k: Arc<Counters>,
+    first_error: Arc<Mutex<Option<String>>>,
+) -> anyhow::Result<Vec<f64>> {
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(45))
+        .build()?;
+    let lat = Arc::new(Mutex::new(Vec::new()));
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let total = rate as u64 * secs;
+    let mut writes = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        tick.tick().await;
+        let (c, cp, responder, lat, k, fe) = (
+            c.clone(),
+            cp.clone(),
+            responder.clone(),
+            lat.clone(),
+            k.clone(),
+            first_error.clone(),
+        );
+        writes.push(tokio::spawn(async move {
+            let ip = format!(
+                "100.{}.{}.{}",
+                64 + i / 65_000,
+                (i / 250) % 260 % 256,
+                i % 250 + 1
+            );
+            let t = Instant::now();
+            match block(&c, &cp, &responder, incident, &ip).await {
+                Ok(s) if s.is_success() => lat
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(t.elapsed().as_secs_f64() * 1e3),
+                Ok(s) => {
+                    k.write_errors.fetch_add(1, Ordering::Relaxed);
+                    fe.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(format!("write {ip}: HTTP {s}"));
+                }
+                Err(e) => {
+                    k.write_errors.fetch_add(1, Ordering::Relaxed);
+                    fe.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(format!("write {ip}: {e:#}"));
+                }
+            }
+        }));
+    }
+    for w in writes {
+        let _ = w.await;
+    }
+    let l = std::mem::take(&mut *lat.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(l)
+}
+
 async fn run(edges: usize, rate: u32, secs: u64) -> anyhow::Result<Report> {
     let dir = temp_dir("cpload")?;
     let (cp_proc, cp, admin) = start_control_plane(&dir)?;
@@ -147,58 +212,35 @@ async fn run(edges: usize, rate: u32, secs: u64) -> anyhow::Result<Report> {
     let connected_n = connected.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let lat = Arc::new(Mutex::new(Vec::new()));
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let total = rate as u64 * secs;
-    let mut writes = Vec::with_capacity(total as usize);
-    let mut rss_peak = rss_start;
-    for i in 0..total {
-        tick.tick().await;
-        let (c, cp, responder, lat, k, fe) = (
-            c.clone(),
+    // The writer runs on its own thread and runtime with its own client, so a write's
+    // time is not spent queued behind the generator's own 1,000+ poll tasks (which share
+    // the same two cores); it is still open-loop and times every write.
+    let writer = {
+        let (cp, responder, k, fe) = (
             cp.clone(),
             responder.clone(),
-            lat.clone(),
             k.clone(),
             first_error.clone(),
         );
-        writes.push(tokio::spawn(async move {
-            let ip = format!(
-                "100.{}.{}.{}",
-                64 + i / 65_000,
-                (i / 250) % 260 % 256,
-                i % 250 + 1
-            );
-            let t = Instant::now();
-            match block(&c, &cp, &responder, incident, &ip).await {
-                Ok(s) if s.is_success() => lat
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(t.elapsed().as_secs_f64() * 1e3),
-                Ok(s) => {
-                    k.write_errors.fetch_add(1, Ordering::Relaxed);
-                    fe.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_or_insert(format!("write {ip}: HTTP {s}"));
-                }
-                Err(e) => {
-                    k.write_errors.fetch_add(1, Ordering::Relaxed);
-                    fe.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_or_insert(format!("write {ip}: {e:#}"));
-                }
-            }
-        }));
-        if i % u64::from(rate) == 0 {
-            if let Some((rss, _)) = rss_kib(pid) {
-                rss_peak = rss_peak.max(rss);
-            }
+        std::thread::Builder::new()
+            .name("cp-load-writer".into())
+            .spawn(move || -> anyhow::Result<Vec<f64>> {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(write_loop(cp, responder, incident, rate, secs, k, fe))
+            })?
+    };
+    let mut rss_peak = rss_start;
+    while !writer.is_finished() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Some((rss, _)) = rss_kib(pid) {
+            rss_peak = rss_peak.max(rss);
         }
     }
-    for w in writes {
-        let _ = w.await;
-    }
+    let mut l = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
     if let Some((rss, hwm)) = rss_kib(pid) {
         rss_peak = rss_peak.max(rss).max(hwm);
     }
@@ -208,7 +250,6 @@ async fn run(edges: usize, rate: u32, secs: u64) -> anyhow::Result<Report> {
         let _ = p.await;
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let mut l = std::mem::take(&mut *lat.lock().unwrap_or_else(|e| e.into_inner()));
     l.sort_by(f64::total_cmp);
     let p = |q| percentile(&l, q).unwrap_or(f64::NAN);
     let first_error = first_error

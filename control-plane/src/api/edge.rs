@@ -19,7 +19,7 @@ use crate::clock::rfc3339;
 use crate::domain::{check_name, CoreError};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::store::PolicyAnswer;
+use crate::policy_feed::Answer;
 use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -74,7 +74,11 @@ fn etag(v: Version) -> HeaderValue {
 }
 
 /// The policy for an edge: a snapshot, a delta since `since`, or 304 when nothing newer
-/// appears within `wait` seconds (answered as soon as a newer version is committed).
+/// appears within `wait` seconds (answered as soon as a newer version is published to
+/// long-polls: at once after a quiet interval, else at the end of `--policy-wake-interval-ms`).
+///
+/// No database query in the common case: versions come from [`crate::policy_feed`]'s
+/// channels and the encoded answers from its cache (computed once per since and version).
 #[utoipa::path(get, path = "/v1/edge/policy", tag = "edge", params(PolicyQuery,
         ("If-None-Match" = Option<String>, Header, description = "\"<version>\", used when since is absent")),
     responses(
@@ -97,41 +101,70 @@ async fn get_policy(
         ));
     }
     let since = q.since.or_else(|| if_none_match(&headers)).unwrap_or(0);
-    // Subscribe before reading the version, so a commit in between is not missed.
-    let mut rx = s.store.watch_version();
-    let mut current = s.store.policy_version().await?;
-    if since != 0 && since == current && wait > 0 {
+    let feed = &s.policy;
+    if wait == 0 {
+        // A plain poll sees every commit (a write followed by a poll reads its own write).
+        let committed = feed.committed();
+        if since != 0 && since == committed {
+            return Ok(not_modified(&s, since));
+        }
+        return policy_response(&s, feed.answer(since, committed).await?);
+    }
+    // A long-poll's "current" is the published version (commits coalesced per interval).
+    // Subscribe, then read published before committed: published <= committed.
+    let mut rx = feed.subscribe();
+    let published = *rx.borrow_and_update();
+    let committed = feed.committed();
+    if since == 0 || since > committed {
+        // No version, or one this control plane never had: the full policy at once.
+        return policy_response(&s, feed.answer(since, committed).await?);
+    }
+    if since < published {
+        return policy_response(&s, feed.answer(since, published).await?);
+    }
+    // `since` is current (or newer than published and soon to be): wait for a newer one.
+    {
         let _waiting = Waiting::new(&s.metrics.longpolls_waiting);
         let mut shutdown = s.shutdown.clone();
         tokio::select! {
             _ = tokio::time::timeout(Duration::from_secs(wait), rx.wait_for(|v| *v > since)) => {}
             _ = shutdown.wait_for(|s| *s) => {}
         }
-        current = s.store.policy_version().await?;
     }
-    if since != 0 && since == current {
-        s.metrics
-            .policy_responses
-            .with_label_values(&["not_modified"])
-            .inc();
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag(current))]).into_response());
+    let published = *rx.borrow();
+    if published > since {
+        let spread = feed.spread();
+        if !spread.is_zero() {
+            tokio::time::sleep(spread).await;
+        }
+        return policy_response(&s, feed.answer(since, published).await?);
     }
-    let (kind, version, body) = match s.store.policy(since).await? {
-        PolicyAnswer::Snapshot(snap) => ("snapshot", snap.version, wire::encode_snapshot(&snap)),
-        PolicyAnswer::Delta(d) => ("delta", d.version, wire::encode_delta(&d)),
-    };
-    s.metrics.policy_responses.with_label_values(&[kind]).inc();
-    s.metrics.policy_version.set(version as i64);
-    let resp = Response::builder()
+    Ok(not_modified(&s, since))
+}
+
+fn not_modified(s: &AppState, version: Version) -> Response {
+    s.metrics
+        .policy_responses
+        .with_label_values(&["not_modified"])
+        .inc();
+    (StatusCode::NOT_MODIFIED, [(header::ETAG, etag(version))]).into_response()
+}
+
+fn policy_response(s: &AppState, a: Answer) -> ApiResult<Response> {
+    s.metrics
+        .policy_responses
+        .with_label_values(&[a.kind.as_str()])
+        .inc();
+    s.metrics.policy_version.set(a.version as i64);
+    Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, wire::CONTENT_TYPE)
-        .header(header::ETAG, etag(version))
-        .header("X-Policy-Version", version.to_string())
-        .header("X-Policy-Kind", kind)
+        .header(header::ETAG, etag(a.version))
+        .header("X-Policy-Version", a.version.to_string())
+        .header("X-Policy-Kind", a.kind.as_str())
         .header(header::CACHE_CONTROL, "no-store")
-        .body(Body::from(body))
-        .map_err(|e| ApiError::Internal(format!("building policy response: {e}")))?;
-    Ok(resp)
+        .body(Body::from(a.body))
+        .map_err(|e| ApiError::Internal(format!("building policy response: {e}")))
 }
 
 /// The OpenAPI schema of `edge_policy::report::EdgeReport` (that crate has no utoipa

@@ -12,7 +12,8 @@ use super::views::TokenView;
 use crate::auth::{Admins, Auth};
 use crate::domain::check_name;
 use crate::domain::token::{self, Role};
-use crate::error::{ApiResult, ErrorBody};
+use crate::domain::CoreResult;
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, PathId};
 use crate::AppState;
 
@@ -48,17 +49,16 @@ async fn create_token(
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     let name = check_name("name", &b.name, 100)?;
     let clear = token::generate();
-    let rec = s
-        .store
-        .create_token(
-            auth.actor(),
-            &name,
-            b.role,
-            token::hash(&clear),
-            false,
-            s.now_ms(),
-        )
-        .await?;
+    let (store, tokens) = (s.store.clone(), s.tokens.clone());
+    let (actor, hash, now) = (auth.actor().to_string(), token::hash(&clear), s.now_ms());
+    let rec = finish_then_invalidate(async move {
+        let r = store
+            .create_token(&actor, &name, b.role, hash, false, now)
+            .await;
+        tokens.invalidate();
+        r
+    })
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -85,7 +85,7 @@ async fn list_tokens(
     ))
 }
 
-/// Revoke a token; it stops working at once.
+/// Revoke a token; it stops working at once (its next request gets 401).
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", params(("id" = i64, Path)),
     responses((status = 200, body = TokenView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -94,6 +94,25 @@ async fn revoke_token(
     auth: Auth<Admins>,
     PathId(id): PathId,
 ) -> ApiResult<Json<TokenView>> {
-    let rec = s.store.revoke_token(auth.actor(), id, s.now_ms()).await?;
+    let (store, tokens) = (s.store.clone(), s.tokens.clone());
+    let (actor, now) = (auth.actor().to_string(), s.now_ms());
+    let rec = finish_then_invalidate(async move {
+        let r = store.revoke_token(&actor, id, now).await;
+        tokens.invalidate();
+        r
+    })
+    .await?;
     Ok(Json(TokenView::from(&rec)))
+}
+
+/// Run a token change to its end and clear the token cache after it, even if the client
+/// hangs up meanwhile (a dropped handler would otherwise leave a committed revoke whose
+/// token is still cached).
+async fn finish_then_invalidate<T: Send + 'static>(
+    change: impl std::future::Future<Output = CoreResult<T>> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::spawn(change)
+        .await
+        .map_err(|e| ApiError::Internal(format!("token change task: {e}")))?
+        .map_err(ApiError::from)
 }

@@ -179,7 +179,12 @@ async fn long_poll_answers_within_100ms_of_a_change_and_304_after_wait() {
                 .await;
             (r, Instant::now())
         });
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Longer than the wake interval: each change is a single write after a quiet spell,
+        // which wakes at once (changes closer together are coalesced, see caching.rs).
+        tokio::time::sleep(Duration::from_millis(
+            control_plane::DEFAULT_POLICY_WAKE_INTERVAL_MS + 100,
+        ))
+        .await;
         let sent = Instant::now();
         api.block_host(&s.admin, inc, &format!("lp{round}.example"))
             .await;

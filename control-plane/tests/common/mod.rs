@@ -205,6 +205,8 @@ pub struct TestServer {
     pub admin: String,
     pub clock: ManualClock,
     pub store: Arc<SqliteStore>,
+    /// The served state (its caches, for tests that look inside).
+    pub state: AppState,
     pub db_path: PathBuf,
     shutdown: watch::Sender<bool>,
     _dir: tempfile::TempDir,
@@ -212,12 +214,16 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        Self::start_with(Settings {
+        Self::start_with(Self::settings()).await
+    }
+
+    /// The settings [`TestServer::start`] uses (fast expiry sweep, small evidence limit).
+    pub fn settings() -> Settings {
+        Settings {
             expiry_interval: Duration::from_millis(20),
             max_evidence_bytes: 1 << 20,
             ..Settings::default()
-        })
-        .await
+        }
     }
 
     pub async fn start_with(settings: Settings) -> TestServer {
@@ -237,12 +243,13 @@ impl TestServer {
         let (state, shutdown) = AppState::new(store.clone(), Arc::new(clock.clone()), settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(control_plane::serve(listener, state));
+        tokio::spawn(control_plane::serve(listener, state.clone()));
         TestServer {
             api: Api::new(addr),
             admin,
             clock,
             store,
+            state,
             db_path,
             shutdown,
             _dir: dir,
