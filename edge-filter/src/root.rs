@@ -294,31 +294,15 @@ impl Root {
             // Shared as received, part by part: the body is already an encoded snapshot.
             Update::Snapshot(m) => {
                 let version = m.version();
-                let mut publication = shared::Publication::new(host::random_u64());
-                let mut part = Vec::new();
-                let mut copied = Ok(());
-                for i in 0.. {
-                    match body.piece(i, &mut part) {
-                        Ok(true) => {}
-                        Ok(false) => break,
-                        Err(e) => {
-                            copied = Err(e);
-                            break;
-                        }
+                let shared = shared::publish_snapshot(host::random_u64(), version, |part| {
+                    let mut piece = Vec::new();
+                    let mut i = 0;
+                    while body.piece(i, &mut piece)? {
+                        part(&piece)?;
+                        i += 1;
                     }
-                    if let Err(e) = publication.part(&part) {
-                        copied = Err(format!("{e:?}"));
-                        break;
-                    }
-                }
-                drop(part);
-                let shared = match copied {
-                    Ok(()) => publication.commit(version).map_err(|e| format!("{e:?}")),
-                    Err(e) => {
-                        publication.abandon();
-                        Err(e)
-                    }
-                };
+                    Ok(())
+                });
                 if let Err(e) = shared {
                     host::warn(&format!("edge-filter: could not share policy version {version} with other workers: {e}"));
                 }
@@ -344,22 +328,15 @@ impl Root {
                 let published = match shared::publish_delta(&bytes, d.since, version) {
                     Ok(true) => Ok(()),
                     Ok(false) => match self.state.matcher() {
-                        Some(m) => {
-                            let mut publication = shared::Publication::new(host::random_u64());
-                            match m.encode_snapshot_pieces(PART_LEN, &mut |p| publication.part(p)) {
-                                Ok(()) => publication.commit(version),
-                                Err(e) => {
-                                    publication.abandon();
-                                    Err(e)
-                                }
-                            }
-                        }
+                        Some(m) => shared::publish_snapshot(host::random_u64(), version, |part| {
+                            m.encode_snapshot_pieces(PART_LEN, part)
+                        }),
                         None => Ok(()),
                     },
-                    Err(e) => Err(e),
+                    Err(e) => Err(format!("{e:?}")),
                 };
                 if let Err(e) = published {
-                    host::warn(&format!("edge-filter: could not share policy version {version} with other workers: {e:?}"));
+                    host::warn(&format!("edge-filter: could not share policy version {version} with other workers: {e}"));
                 }
                 self.installed();
             }

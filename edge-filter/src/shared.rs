@@ -39,20 +39,34 @@ fn put_blind(key: &str, value: &[u8]) -> Result<(), Status> {
     }
 }
 
-/// A snapshot being published, part by part; other VMs see it once [`Publication::commit`]
-/// announces it.
-pub struct Publication {
+/// Publish a snapshot as publication `id`: `write` hands its parts (about
+/// [`layout::PART_LEN`] bytes of the message each, in order) to the callback it gets. Other
+/// VMs see it once all parts are written and it is announced; on any error the parts
+/// written so far are cleared and the shared policy stays as it was.
+pub fn publish_snapshot(
+    id: u64,
+    version: Version,
+    write: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<(), String>) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut publication = Publication { id, parts: 0 };
+    let written = write(&mut |bytes| publication.part(bytes).map_err(|e| format!("{e:?}")));
+    match written {
+        Ok(()) => publication.commit(version).map_err(|e| format!("{e:?}")),
+        Err(e) => {
+            clear(publication.id, publication.parts);
+            Err(e)
+        }
+    }
+}
+
+/// A snapshot being published, part by part.
+struct Publication {
     id: u64,
     parts: usize,
 }
 
 impl Publication {
-    pub fn new(id: u64) -> Publication {
-        Publication { id, parts: 0 }
-    }
-
-    /// Append the next part (about [`layout::PART_LEN`] bytes of the message).
-    pub fn part(&mut self, bytes: &[u8]) -> Result<(), Status> {
+    fn part(&mut self, bytes: &[u8]) -> Result<(), Status> {
         put_blind(&layout::part_key(self.id, self.parts), bytes)?;
         self.parts += 1;
         Ok(())
@@ -60,7 +74,7 @@ impl Publication {
 
     /// Announce the snapshot (with an empty delta log) and clear the parts of the one it
     /// replaces. On an error its own parts are cleared instead.
-    pub fn commit(self, version: Version) -> Result<(), Status> {
+    fn commit(self, version: Version) -> Result<(), Status> {
         let old = announced();
         let result = u32::try_from(self.parts)
             .map_err(|_| Status::BadArgument)
@@ -85,11 +99,6 @@ impl Publication {
             _ => {}
         }
         result
-    }
-
-    /// Give up: clear the parts written so far.
-    pub fn abandon(self) {
-        clear(self.id, self.parts);
     }
 }
 
