@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod facts;
+pub mod lease;
 pub mod matcher;
 pub mod model;
 pub mod naive;

@@ -1,6 +1,7 @@
 //! The policy sync decisions the filter makes, free of any proxy: back-off, what a
 //! response means, and what to ask for next.
 
+use crate::config::SyncSettings;
 use crate::matcher::{Matcher, Pieces, Update};
 use crate::model::Version;
 use crate::wire::WireError;
@@ -55,9 +56,14 @@ pub enum SyncOutcome {
     Failed(String),
 }
 
-/// Classify a sync call's response. `status` is None when the callout failed (no `:status`).
+/// Classify a sync call's response. `status` is None when the callout failed (no `:status`);
+/// `current` is the version enforced (None: no policy yet).
 /// The body is read in pieces, so a big snapshot is compiled without a copy of it in memory.
-pub fn classify(status: Option<&str>, body: &mut dyn Pieces, current: Version) -> SyncOutcome {
+pub fn classify(
+    status: Option<&str>,
+    body: &mut dyn Pieces,
+    current: Option<Version>,
+) -> SyncOutcome {
     let Some(status) = status else {
         return SyncOutcome::Failed("callout failed: no response from the control plane".into());
     };
@@ -73,10 +79,12 @@ pub fn classify(status: Option<&str>, body: &mut dyn Pieces, current: Version) -
     }
 }
 
-fn accept(m: Update, current: Version) -> SyncOutcome {
+fn accept(m: Update, held: Option<Version>) -> SyncOutcome {
+    let current = held.unwrap_or(0);
     match &m {
-        // A snapshot is authoritative, whatever its version.
-        Update::Snapshot(s) if s.version() == current && current != 0 => SyncOutcome::NotModified,
+        // A snapshot is authoritative, whatever its version; the one held (version 0
+        // included) is no news.
+        Update::Snapshot(s) if held == Some(s.version()) => SyncOutcome::NotModified,
         Update::Snapshot(_) => SyncOutcome::Update(m),
         Update::Delta(d) if d.since == current => SyncOutcome::Update(m),
         Update::Delta(d) if d.version <= current => SyncOutcome::NotModified,
@@ -90,9 +98,45 @@ fn accept(m: Update, current: Version) -> SyncOutcome {
     }
 }
 
-/// The `:path` of a sync call.
-pub fn poll_path(policy_path: &str, since: Version, wait_s: u32) -> String {
-    format!("{policy_path}?since={since}&wait={wait_s}")
+/// The `:path` of a sync call: `since` is the version held, left out when the edge holds no
+/// policy yet (version 0 is a version: an empty policy).
+pub fn poll_path(policy_path: &str, since: Option<Version>, wait_s: u32) -> String {
+    match since {
+        Some(v) => format!("{policy_path}?since={v}&wait={wait_s}"),
+        None => format!("{policy_path}?wait={wait_s}"),
+    }
+}
+
+/// The version a sync call says its edge holds, from its `since` parameter and its
+/// `If-None-Match` version (the control plane's reading of [`poll_path`] and the ETag the
+/// filter sends). `since=0` alone means "nothing yet", as edges sent before version 0 counted
+/// as a version, so such an edge still gets its first policy at once; an edge holding the
+/// empty policy (version 0) says so with `If-None-Match: "0"`.
+pub fn held_version(since: Option<Version>, etag: Option<Version>) -> Option<Version> {
+    match since {
+        Some(0) => etag.filter(|v| *v == 0),
+        Some(v) => Some(v),
+        None => etag,
+    }
+}
+
+/// When (Unix ms) to send the next sync call after one that succeeded: `sent_ms` is when it
+/// went out, `now_ms` when its answer came, `changed` whether it brought a new policy.
+///
+/// A new policy is followed at once by the next long-poll (more may be queued). An answer
+/// without news never is: a long-poll the control plane held for its whole wait is followed
+/// at once (the wait is over), but one answered early (a control plane or a proxy in between
+/// that does not hold it) waits out the rest of the wait, so an idle edge sends at most one
+/// long-poll per wait whatever answers it. Plain polling waits `poll_interval_ms`.
+pub fn next_poll_ms(sync: &SyncSettings, sent_ms: u64, now_ms: u64, changed: bool) -> u64 {
+    if sync.long_poll_wait_s == 0 {
+        return now_ms.saturating_add(u64::from(sync.poll_interval_ms));
+    }
+    if changed {
+        return now_ms;
+    }
+    let wait_ms = u64::from(sync.long_poll_wait_s) * 1000;
+    now_ms.max(sent_ms.saturating_add(wait_ms))
 }
 
 #[cfg(test)]
@@ -129,16 +173,16 @@ mod tests {
             rules: vec![],
         });
         assert!(matches!(
-            classify(Some("200"), &mut pieces(&snap), 0),
+            classify(Some("200"), &mut pieces(&snap), None),
             SyncOutcome::Update(_)
         ));
         assert!(matches!(
-            classify(Some("200"), &mut pieces(&snap), 3),
+            classify(Some("200"), &mut pieces(&snap), Some(3)),
             SyncOutcome::NotModified
         ));
         // A snapshot older than ours still wins: the control plane is the source of truth.
         assert!(matches!(
-            classify(Some("200"), &mut pieces(&snap), 9),
+            classify(Some("200"), &mut pieces(&snap), Some(9)),
             SyncOutcome::Update(_)
         ));
         let delta = encode_delta(&Delta {
@@ -147,36 +191,88 @@ mod tests {
             ..Default::default()
         });
         assert!(matches!(
-            classify(Some("200"), &mut pieces(&delta), 3),
+            classify(Some("200"), &mut pieces(&delta), Some(3)),
             SyncOutcome::Update(_)
         ));
         assert!(matches!(
-            classify(Some("200"), &mut pieces(&delta), 2),
+            classify(Some("200"), &mut pieces(&delta), Some(2)),
             SyncOutcome::Failed(_)
         ));
         assert!(matches!(
-            classify(Some("200"), &mut pieces(&delta), 4),
+            classify(Some("200"), &mut pieces(&delta), Some(4)),
             SyncOutcome::NotModified
         ));
         assert!(matches!(
-            classify(Some("304"), &mut pieces(b""), 3),
+            classify(Some("304"), &mut pieces(b""), Some(3)),
             SyncOutcome::NotModified
         ));
         assert!(matches!(
-            classify(Some("401"), &mut pieces(b""), 3),
+            classify(Some("401"), &mut pieces(b""), Some(3)),
             SyncOutcome::Unauthorized(401)
         ));
         assert!(matches!(
-            classify(Some("200"), &mut pieces(b"garbage"), 3),
+            classify(Some("200"), &mut pieces(b"garbage"), Some(3)),
             SyncOutcome::Failed(_)
         ));
         assert!(matches!(
-            classify(Some("500"), &mut pieces(b""), 3),
+            classify(Some("500"), &mut pieces(b""), Some(3)),
             SyncOutcome::Failed(_)
         ));
         assert!(matches!(
-            classify(None, &mut pieces(b""), 3),
+            classify(None, &mut pieces(b""), Some(3)),
             SyncOutcome::Failed(_)
         ));
+    }
+
+    #[test]
+    fn version_zero_is_a_version() {
+        let empty = encode_snapshot(&Snapshot {
+            version: 0,
+            rules: vec![],
+        });
+        // First answer: adopted, even though it is version 0.
+        assert!(matches!(
+            classify(Some("200"), &mut pieces(&empty), None),
+            SyncOutcome::Update(_)
+        ));
+        // Once held, the same empty snapshot again is no news (it used to count as an update,
+        // and the edge re-polled at once, in a loop, until the first action existed).
+        assert!(matches!(
+            classify(Some("200"), &mut pieces(&empty), Some(0)),
+            SyncOutcome::NotModified
+        ));
+        assert_eq!(poll_path("/p", None, 20), "/p?wait=20");
+        // What the control plane reads from it (the filter sends `If-None-Match` whenever it
+        // holds a version).
+        assert_eq!(held_version(None, None), None);
+        assert_eq!(held_version(Some(0), None), None, "older edges: nothing yet");
+        assert_eq!(held_version(Some(0), Some(0)), Some(0));
+        assert_eq!(held_version(Some(0), Some(7)), None);
+        assert_eq!(held_version(Some(7), None), Some(7));
+        assert_eq!(held_version(None, Some(7)), Some(7));
+        assert_eq!(poll_path("/p", Some(0), 20), "/p?since=0&wait=20");
+    }
+
+    #[test]
+    fn next_poll_never_repeats_an_unchanged_answer_early() {
+        let s = SyncSettings::default();
+        let wait = u64::from(s.long_poll_wait_s) * 1000;
+        // News: poll again at once.
+        assert_eq!(next_poll_ms(&s, 1_000, 1_050, true), 1_050);
+        // Held for the whole wait, nothing new: at once (the wait is over).
+        assert_eq!(next_poll_ms(&s, 1_000, 1_000 + wait, false), 1_000 + wait);
+        // Answered early with nothing new: not before the wait is over.
+        assert_eq!(next_poll_ms(&s, 1_000, 1_020, false), 1_000 + wait);
+        // Plain polling: the interval, news or not.
+        let plain = SyncSettings {
+            long_poll_wait_s: 0,
+            ..SyncSettings::default()
+        };
+        for changed in [true, false] {
+            assert_eq!(
+                next_poll_ms(&plain, 0, 5, changed),
+                5 + u64::from(plain.poll_interval_ms)
+            );
+        }
     }
 }
