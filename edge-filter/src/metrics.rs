@@ -15,6 +15,13 @@ pub struct Metrics {
     pub sync_unauthorized: Option<u32>,
     pub policy_version: Option<u32>,
     pub reports_failed: Option<u32>,
+    /// Sync calls sent (long-polls or polls) by this proxy's VMs.
+    pub sync_sent: Option<u32>,
+    /// Times a VM took the sync lease it did not hold (the first one included).
+    pub lease_moves: Option<u32>,
+    /// The low 32 bits of the id of the VM that last took the lease (matches the
+    /// `boot_id` of its hit reports).
+    pub leader: Option<u32>,
 }
 
 fn define(kind: MetricType, name: &str) -> Option<u32> {
@@ -39,6 +46,9 @@ impl Metrics {
             sync_unauthorized: define(MetricType::Counter, "edge_containment.sync.unauthorized"),
             policy_version: define(MetricType::Gauge, "edge_containment.policy_version"),
             reports_failed: define(MetricType::Counter, "edge_containment.report.failed"),
+            sync_sent: define(MetricType::Counter, "edge_containment.sync.sent"),
+            lease_moves: define(MetricType::Counter, "edge_containment.sync.lease_moves"),
+            leader: define(MetricType::Gauge, "edge_containment.sync.leader"),
         }
     }
 

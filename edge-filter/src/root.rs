@@ -12,7 +12,8 @@ use edge_policy::facts::Extractor;
 use edge_policy::matcher::{Pieces, Update};
 use edge_policy::report::{EdgeReport, RuleHits};
 use edge_policy::shared::PART_LEN;
-use edge_policy::sync::{classify, poll_path, Backoff, SyncOutcome};
+use edge_policy::lease;
+use edge_policy::sync::{classify, next_poll_ms, poll_path, Backoff, SyncOutcome};
 use edge_policy::wire;
 use edge_policy::Matcher;
 use proxy_wasm::types::BufferType;
@@ -21,9 +22,6 @@ use crate::http::Request;
 use crate::metrics::{self, Metrics};
 use crate::state::{Runtime, VmState};
 use crate::{host, shared};
-
-/// How long a sync lease lasts without renewal (the leader renews on every tick).
-const LEASE_MS: u64 = 2_000;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Call {
@@ -37,6 +35,8 @@ pub struct Root {
     vm_id: u64,
     backoff: Backoff,
     next_sync_ms: u64,
+    /// When the sync call in flight (or the last one) was sent.
+    sync_sent_ms: u64,
     next_report_ms: u64,
     /// Outstanding callouts: (token, kind).
     calls: Vec<(u32, Call)>,
@@ -96,6 +96,7 @@ impl Root {
             vm_id: host::random_u64(),
             backoff: Backoff::new(250, 15_000),
             next_sync_ms: 0,
+            sync_sent_ms: 0,
             next_report_ms: 0,
             calls: Vec::new(),
             pending_report: None,
@@ -184,12 +185,28 @@ impl Root {
         ));
     }
 
+    /// Take or renew the sync lease; true when this VM leads. Called on every tick, also
+    /// while this VM's long-poll is in flight, so no other VM starts polling meanwhile.
+    fn lead(&self, rt: &Runtime, now: u64) -> bool {
+        let (leads, moved) = shared::try_lead(self.vm_id, now, lease::lease_ms(&rt.cfg.sync));
+        if moved {
+            metrics::inc(rt.metrics.lease_moves);
+            metrics::set(rt.metrics.leader, self.vm_id & 0xffff_ffff);
+            host::info(&format!(
+                "edge-filter: worker {:016x} now syncs the policy for edge {:?}",
+                self.vm_id, rt.cfg.edge_id
+            ));
+        }
+        leads
+    }
+
     fn dispatch_sync(&mut self, rt: &Runtime, now: u64) {
         let cfg = &rt.cfg;
-        let version = self.state.version();
+        let held = self.state.held_version();
+        let version = held.unwrap_or(0);
         let path = poll_path(
             &cfg.control_plane.policy_path,
-            version,
+            held,
             cfg.sync.long_poll_wait_s,
         );
         let auth = format!("Bearer {}", cfg.edge_token);
@@ -201,7 +218,7 @@ impl Root {
             ("authorization", auth.as_str()),
             ("accept", wire::CONTENT_TYPE),
         ];
-        if version > 0 {
+        if held.is_some() {
             headers.push(("if-none-match", etag.as_str()));
         }
         let timeout = Duration::from_millis(
@@ -214,7 +231,11 @@ impl Root {
             vec![],
             timeout,
         ) {
-            Ok(token) => self.calls.push((token, Call::Sync)),
+            Ok(token) => {
+                self.calls.push((token, Call::Sync));
+                self.sync_sent_ms = now;
+                metrics::inc(rt.metrics.sync_sent);
+            }
             Err(e) => {
                 host::error(&format!(
                     "edge-filter: cannot call control plane upstream {:?} ({e:?}); check control_plane.cluster",
@@ -235,7 +256,7 @@ impl Root {
         let status = host::call_response_header(":status");
         let mut body = ResponseBody { size: body_size };
         let version = self.state.version();
-        match classify(status.as_deref(), &mut body, version) {
+        match classify(status.as_deref(), &mut body, self.state.held_version()) {
             SyncOutcome::Update(msg) => {
                 if let Err(reason) = self.apply(msg, &mut body) {
                     host::error(&format!(
@@ -247,12 +268,12 @@ impl Root {
                 metrics::inc(rt.metrics.sync_ok);
                 // A big snapshot can take longer than the lease: renew it at once, so no
                 // other VM starts polling while this one goes on.
-                shared::try_lead(self.vm_id, host::now_ms(), LEASE_MS);
-                self.sync_ok(rt, now);
+                self.lead(rt, host::now_ms());
+                self.sync_ok(rt, now, true);
             }
             SyncOutcome::NotModified => {
                 metrics::inc(rt.metrics.sync_ok);
-                self.sync_ok(rt, now);
+                self.sync_ok(rt, now, false);
             }
             SyncOutcome::Unauthorized(code) => {
                 metrics::inc(rt.metrics.sync_unauthorized);
@@ -275,17 +296,13 @@ impl Root {
         }
     }
 
-    fn sync_ok(&mut self, rt: &Runtime, now: u64) {
+    fn sync_ok(&mut self, rt: &Runtime, now: u64, changed: bool) {
         if self.unauthorized {
             host::info("edge-filter: control plane accepts the edge token again");
         }
         self.unauthorized = false;
         self.backoff.reset();
-        self.next_sync_ms = if rt.cfg.sync.long_poll_wait_s > 0 {
-            now
-        } else {
-            now + rt.cfg.sync.poll_interval_ms as u64
-        };
+        self.next_sync_ms = next_poll_ms(&rt.cfg.sync, self.sync_sent_ms, now, changed);
     }
 
     /// Apply a new policy here and publish it to the other VMs.
@@ -475,9 +492,10 @@ impl RootContext for Root {
             extractor,
             metrics: Metrics::define(),
         }));
-        // A policy other workers already hold is enforced at once.
+        // A policy other workers already hold is enforced at once. The first sync call goes
+        // out on the first tick: some hosts (Kong's ngx_wasm_module) trap a dispatch made
+        // from `on_configure`, and the tick comes `sync.shared_check_ms` later.
         self.adopt_shared();
-        self.on_tick();
         true
     }
 
@@ -487,10 +505,7 @@ impl RootContext for Root {
         };
         let now = host::now_ms();
         self.adopt_shared();
-        if !self.in_flight(Call::Sync)
-            && now >= self.next_sync_ms
-            && shared::try_lead(self.vm_id, now, LEASE_MS)
-        {
+        if self.lead(&rt, now) && !self.in_flight(Call::Sync) && now >= self.next_sync_ms {
             self.dispatch_sync(&rt, now);
         }
         if rt.cfg.sync.report_interval_s > 0

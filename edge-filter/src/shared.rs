@@ -8,6 +8,7 @@
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
+use edge_policy::lease::{self, Claim};
 use edge_policy::matcher::Pieces;
 use edge_policy::shared::{self as layout, Announcement, DELTAS_KEY, LEADER_KEY, VERSION_KEY};
 use edge_policy::Version;
@@ -169,30 +170,23 @@ pub fn shared_deltas() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Take or renew the sync lease. Returns true when this VM holds it now.
+/// Take or renew the sync lease (the decision is [`lease::claim`]). Returns whether this VM
+/// leads now and whether it just took the lease over (see [`Claim::Write`]).
 ///
 /// A host without shared data (an error other than a CAS race) makes every VM its own
 /// leader: more sync traffic, but enforcement never depends on the lease.
-pub fn try_lead(me: u64, now_ms: u64, lease_ms: u64) -> bool {
+pub fn try_lead(me: u64, now_ms: u64, lease_ms: u64) -> (bool, bool) {
     let (current, cas) = match cas_of(LEADER_KEY) {
         Ok(v) => v,
-        Err(_) => return true,
+        Err(_) => return (true, false),
     };
-    if let Some(b) = current.as_deref() {
-        if b.len() == 16 {
-            let owner = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
-            let until = u64::from_le_bytes(b[8..16].try_into().unwrap_or_default());
-            if owner != me && until > now_ms {
-                return false;
-            }
-        }
-    }
-    let mut value = [0u8; 16];
-    value[..8].copy_from_slice(&me.to_le_bytes());
-    value[8..].copy_from_slice(&(now_ms + lease_ms).to_le_bytes());
-    match hostcalls::set_shared_data(LEADER_KEY, Some(&value), cas) {
-        Ok(()) => true,
-        Err(Status::CasMismatch) => false,
-        Err(_) => true,
+    let Claim::Write { lease, moved } = lease::claim(current.as_deref(), me, now_ms, lease_ms)
+    else {
+        return (false, false);
+    };
+    match hostcalls::set_shared_data(LEADER_KEY, Some(&lease.encode()), cas) {
+        Ok(()) => (true, moved),
+        Err(Status::CasMismatch) => (false, false),
+        Err(_) => (true, false),
     }
 }

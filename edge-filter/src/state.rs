@@ -52,6 +52,11 @@ impl VmState {
         self.matcher.borrow().clone()
     }
 
+    /// The version enforced, `None` before any policy arrived (0 is a version: empty).
+    pub fn held_version(&self) -> Option<Version> {
+        self.matcher.borrow().as_ref().map(|m| m.version())
+    }
+
     pub fn version(&self) -> Version {
         self.matcher.borrow().as_ref().map_or(0, |m| m.version())
     }
