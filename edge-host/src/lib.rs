@@ -24,7 +24,7 @@ mod worker;
 pub mod proxy;
 
 pub use map::{decode_map, encode_map};
-pub use options::{FailMode, HostOptions, LogLevel, DEFAULT_CALLBACK_DEADLINE};
+pub use options::{FailMode, HostOptions, HostProfile, LogLevel, DEFAULT_CALLBACK_DEADLINE};
 pub use plugin::{prometheus_name, Plugin};
 pub use shared::{LogLine, MetricKind, MetricSnapshot};
 pub use status::Status;
@@ -34,6 +34,9 @@ pub use types::{
 };
 pub use vm::Vm;
 pub use worker::{Outcome, Worker, WorkerHandle};
+
+#[cfg(test)]
+mod profile_tests;
 
 #[cfg(test)]
 mod tests {

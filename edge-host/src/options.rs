@@ -49,6 +49,91 @@ impl FromStr for FailMode {
     }
 }
 
+/// Which production host `edge-host` behaves like. Hosts differ in what they allow a
+/// filter to do; each profile refuses what its host refuses, so a filter that passes its
+/// tests under both runs in both. The differences, in one place:
+///
+/// | | `envoy` | `kong` (ngx_wasm_module) |
+/// |---|---|---|
+/// | `proxy_http_call` allowed in | every callback | `proxy_on_request_headers`, `proxy_on_request_body`, `proxy_on_tick`, `proxy_on_http_call_response`, `proxy_on_foreign_function`; anywhere else it traps ("bad usage"), which in `on_configure` kills the worker |
+/// | upstream of an HTTP call | a cluster name (`clusters`) | `host:port`, dialled directly |
+/// | `set_shared_data` with cas 0 on an existing key | unconditional write | `CasMismatch` (strict CAS) |
+/// | `source.address` | `ip:port` | `ip` |
+/// | a failed callout | `on_http_call_response` with no headers (no `:status`) | the same |
+/// | single-VM services (Envoy's `singleton` bootstrap extension) | not offered by `edge-host`; the filter needs none | none |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostProfile {
+    #[default]
+    Envoy,
+    Kong,
+}
+
+/// Callbacks in which Kong's ngx_wasm_module lets a filter dispatch an HTTP call.
+const KONG_DISPATCH_CALLBACKS: &[&str] = &[
+    "proxy_on_request_headers",
+    "proxy_on_request_body",
+    "proxy_on_tick",
+    "proxy_on_http_call_response",
+    "proxy_on_foreign_function",
+];
+
+impl HostProfile {
+    /// Every variant, for tests that iterate over all profiles.
+    pub const ALL: [HostProfile; 2] = [HostProfile::Envoy, HostProfile::Kong];
+
+    /// The spelling on the command line (`envoy` / `kong`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostProfile::Envoy => "envoy",
+            HostProfile::Kong => "kong",
+        }
+    }
+
+    /// Options that behave like this host (the other fields at their defaults).
+    pub fn options(self) -> HostOptions {
+        let kong = self == HostProfile::Kong;
+        HostOptions {
+            profile: self,
+            allow_host_port_upstreams: kong,
+            strict_cas: kong,
+            source_address_with_port: !kong,
+            ..HostOptions::default()
+        }
+    }
+
+    /// Whether a guest may dispatch an HTTP call from `callback` (its export name).
+    pub fn allows_dispatch_in(self, callback: &str) -> bool {
+        match self {
+            HostProfile::Envoy => true,
+            HostProfile::Kong => KONG_DISPATCH_CALLBACKS.contains(&callback),
+        }
+    }
+
+    /// How an upstream is named for `proxy_http_call` under this host, given an address.
+    pub fn upstream_name(self, cluster: &str, addr: SocketAddr) -> String {
+        match self {
+            HostProfile::Envoy => cluster.to_string(),
+            HostProfile::Kong => addr.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for HostProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for HostProfile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        HostProfile::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("host profile must be `envoy` or `kong`, got `{s}`"))
+    }
+}
+
 /// proxy-wasm log levels (`proxy_log`, `proxy_get_log_level`).
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -81,6 +166,9 @@ pub const DEFAULT_CALLBACK_DEADLINE: Duration = Duration::from_secs(5);
 /// Options of one plugin (one filter configuration), shared by all its VMs.
 #[derive(Debug, Clone)]
 pub struct HostOptions {
+    /// The production host this one behaves like: decides where a guest may dispatch an
+    /// HTTP call. [`HostProfile::options`] also sets the flags below to that host's.
+    pub profile: HostProfile,
     /// Property `plugin_name`.
     pub plugin_name: String,
     /// Property `plugin_root_id`; also the root context's name.
@@ -122,6 +210,7 @@ pub struct HostOptions {
 impl Default for HostOptions {
     fn default() -> Self {
         HostOptions {
+            profile: HostProfile::Envoy,
             plugin_name: "edge".into(),
             root_id: String::new(),
             vm_id: String::new(),
@@ -144,6 +233,28 @@ impl Default for HostOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profiles_round_trip_and_set_their_host_flags() {
+        for p in HostProfile::ALL {
+            assert_eq!(p.as_str().parse::<HostProfile>(), Ok(p));
+            assert_eq!(p.options().profile, p);
+            // Every host lets a filter sync from its tick and its callout responses.
+            assert!(p.allows_dispatch_in("proxy_on_tick"));
+            assert!(p.allows_dispatch_in("proxy_on_http_call_response"));
+        }
+        assert!("nginx".parse::<HostProfile>().is_err());
+        let kong = HostProfile::Kong.options();
+        assert!(kong.strict_cas && kong.allow_host_port_upstreams);
+        assert!(!kong.source_address_with_port);
+        assert!(!HostProfile::Kong.allows_dispatch_in("proxy_on_configure"));
+        assert!(!HostProfile::Kong.allows_dispatch_in("proxy_on_vm_start"));
+        assert!(!HostProfile::Kong.allows_dispatch_in("proxy_on_response_headers"));
+        assert!(HostProfile::Envoy.allows_dispatch_in("proxy_on_configure"));
+        let envoy = HostProfile::Envoy.options();
+        assert!(!envoy.strict_cas && !envoy.allow_host_port_upstreams);
+        assert!(envoy.source_address_with_port);
+    }
 
     #[test]
     fn fail_mode_round_trips() {

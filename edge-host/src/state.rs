@@ -191,6 +191,9 @@ pub(crate) struct HostState {
     pub vm: u64,
     pub root_context: u32,
     pub effective_context: u32,
+    /// The export name of the guest callback running now (`proxy_on_tick`, ...), for host
+    /// calls that a host profile allows only in some callbacks.
+    pub callback: &'static str,
     pub http: IdMap<Box<HttpCtx>>,
     /// Finished contexts kept for reuse ([`HttpCtx::recycle`]). Boxed like the live ones in
     /// `http`, so moving a context between the two moves a pointer, not ~400 bytes.
@@ -223,6 +226,7 @@ impl HostState {
             vm,
             root_context: 1,
             effective_context: 1,
+            callback: "",
             http: IdMap::default(),
             spare: Vec::new(),
             root_properties: HashMap::new(),

@@ -216,8 +216,11 @@ impl Vm {
         }
         self.store
             .set_epoch_deadline(self.plugin.inner.deadline_ticks);
+        self.store.data_mut().callback = name;
         let r = f.call(&mut self.store, params);
-        self.store.data_mut().effective_context = ROOT;
+        let s = self.store.data_mut();
+        s.effective_context = ROOT;
+        s.callback = "";
         r.map_err(|e| {
             let t = trap(name, &e);
             tracing::error!(plugin = %self.plugin.inner.opts.plugin_name, "{t}");

@@ -5,6 +5,7 @@ use std::time::Duration;
 use wasmtime::{Caller, Linker};
 
 use crate::map::decode_map;
+use crate::options::HostProfile;
 use crate::memory::{check, read, read_str, write_u32};
 use crate::state::{HostState, LocalReply};
 use crate::status::{code, AbiResult, Status};
@@ -16,11 +17,13 @@ type C<'a> = Caller<'a, HostState>;
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Resolves an upstream name to a base URL: a configured cluster, else (when allowed) a
-/// literal `host:port`.
+/// literal `host:port`. Under the `kong` profile there are no clusters: only `host:port`.
 pub(crate) fn resolve_upstream(s: &HostState, upstream: &str) -> Option<String> {
     let opts = &s.plugin.opts;
-    if let Some(url) = opts.clusters.get(upstream) {
-        return Some(url.trim_end_matches('/').to_string());
+    if opts.profile != HostProfile::Kong {
+        if let Some(url) = opts.clusters.get(upstream) {
+            return Some(url.trim_end_matches('/').to_string());
+        }
     }
     if !opts.allow_host_port_upstreams {
         return None;
@@ -137,8 +140,18 @@ pub(super) fn link(l: &mut Linker<HostState>) -> anyhow::Result<()> {
          tl: u32,
          timeout: u32,
          ret: u32|
-         -> u32 {
-            code(http_call(
+         -> wasmtime::Result<u32> {
+            let s = c.data();
+            let profile = s.plugin.opts.profile;
+            if !profile.allows_dispatch_in(s.callback) {
+                // What Kong's ngx_wasm_module does: a trap, not an error status, so the
+                // filter's error path never runs.
+                return Err(wasmtime::Error::msg(format!(
+                    "host trap (bad usage): the {profile} host refuses proxy_http_call in {}",
+                    s.callback
+                )));
+            }
+            Ok(code(http_call(
                 &mut c,
                 (upp, upl),
                 (hp, hl),
@@ -146,7 +159,7 @@ pub(super) fn link(l: &mut Linker<HostState>) -> anyhow::Result<()> {
                 (tp, tl),
                 timeout,
                 ret,
-            ))
+            )))
         },
     )?;
     l.func_wrap(

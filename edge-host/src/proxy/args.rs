@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 
 use super::{bind, serve_admin, serve_with_shutdown, shutdown_signal, ProxyConfig};
-use crate::options::{FailMode, HostOptions};
+use crate::options::{FailMode, HostOptions, HostProfile};
 use crate::plugin::Plugin;
 
 /// edge-proxy: a reverse proxy running a proxy-wasm filter on wasmtime.
@@ -55,6 +55,13 @@ pub struct Args {
     #[arg(long, env = "EDGE_PROXY_CALLBACK_DEADLINE_MS", default_value_t = crate::options::DEFAULT_CALLBACK_DEADLINE.as_millis() as u64)]
     pub callback_deadline_ms: u64,
 
+    /// The production host to behave like: `envoy` (HTTP calls name a `--cluster`) or `kong`
+    /// (ngx_wasm_module: HTTP calls name `host:port` and are allowed only from request
+    /// callbacks, ticks and callout responses; strict shared-data CAS; `source.address`
+    /// without port). A filter doing what the host refuses traps as it would there.
+    #[arg(long, env = "EDGE_PROXY_PROFILE", default_value = "envoy")]
+    pub profile: HostProfile,
+
     /// Plugin name (property `plugin_name`).
     #[arg(long, env = "EDGE_PROXY_PLUGIN_NAME", default_value = "edge")]
     pub plugin_name: String,
@@ -97,7 +104,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         fail_mode: args.fail_mode,
         destination_address: Some(addr),
         callback_deadline: std::time::Duration::from_millis(args.callback_deadline_ms),
-        ..HostOptions::default()
+        ..args.profile.options()
     };
     let plugin = Plugin::load_file(&args.wasm, opts)?;
     let signal = shutdown_signal();
@@ -160,5 +167,17 @@ mod tests {
         assert_eq!(a.clusters.len(), 2);
         assert_eq!(a.fail_mode, FailMode::Open);
         assert_eq!(a.workers, 2);
+        assert_eq!(a.profile, HostProfile::Envoy);
+        let k = Args::try_parse_from([
+            "edge-proxy",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--wasm",
+            "f.wasm",
+            "--profile",
+            "kong",
+        ])
+        .expect("parses");
+        assert_eq!(k.profile, HostProfile::Kong);
     }
 }
