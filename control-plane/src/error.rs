@@ -33,6 +33,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("{field}: {message}")]
     Conflict { field: String, message: String },
+    /// 503 `unavailable` with `Retry-After: 1`: this replica cannot answer now (shutting
+    /// down); the client retries, here or elsewhere.
+    #[error("{0}")]
+    Unavailable(String),
     /// Logged with context; the client gets a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -48,7 +52,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable machine-readable code: `unauthenticated`, `forbidden`, `invalid_json`,
     /// `invalid_field`, `invalid_query`, `invalid_path`, `guard_rail`, `not_found`,
-    /// `conflict`, `missing_facts`, `body_too_large`, `unsupported_media_type`, `internal`.
+    /// `conflict`, `missing_facts`, `body_too_large`, `unsupported_media_type`, `unavailable`,
+    /// `internal`.
     pub code: String,
     /// The offending field (`target.cidr`, `hits[0].count`, `wait`), when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,6 +100,7 @@ impl ApiError {
             ApiError::MissingFacts(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -126,6 +132,7 @@ impl ApiError {
             },
             ApiError::NotFound(m) => d("not_found", None, m),
             ApiError::Conflict { field, message } => d("conflict", Some(field), message),
+            ApiError::Unavailable(m) => d("unavailable", None, m),
             ApiError::Internal(_) => d("internal", None, "internal error; see the server log"),
         }
     }
@@ -168,6 +175,10 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -51,7 +51,8 @@ pub const MAX_WAIT_SECS: u64 = 60;
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyQuery {
-    /// The version the edge has (0: none). Without it, `If-None-Match: "<version>"` is used.
+    /// The version the edge holds (0 is the empty policy). Without it, `If-None-Match:
+    /// "<version>"` is used; with neither, the edge holds nothing and gets the policy at once.
     pub since: Option<u64>,
     /// Seconds to wait for a newer version when `since` is current (0..=60, default 0).
     pub wait: Option<u64>,
@@ -100,12 +101,13 @@ async fn get_policy(
             format!("must be 0..={MAX_WAIT_SECS} seconds"),
         ));
     }
-    let since = q.since.or_else(|| if_none_match(&headers)).unwrap_or(0);
+    let held = edge_policy::sync::held_version(q.since, if_none_match(&headers));
+    let since = held.unwrap_or(0);
     let feed = &s.policy;
     if wait == 0 {
         // A plain poll sees every commit (a write followed by a poll reads its own write).
         let committed = feed.committed();
-        if since != 0 && since == committed {
+        if held == Some(committed) {
             return Ok(not_modified(&s, since));
         }
         return policy_response(&s, feed.answer(since, committed).await?);
@@ -115,8 +117,10 @@ async fn get_policy(
     let mut rx = feed.subscribe();
     let published = *rx.borrow_and_update();
     let committed = feed.committed();
-    if since == 0 || since > committed {
-        // No version, or one this control plane never had: the full policy at once.
+    if held.is_none() || since > committed {
+        // No version, or one this control plane never had: the full policy at once. An edge
+        // holding version 0 (the empty policy) waits like any other current edge: answering
+        // it at once made every fresh edge re-poll in a loop until the first action.
         return policy_response(&s, feed.answer(since, committed).await?);
     }
     if since < published {
@@ -128,7 +132,11 @@ async fn get_policy(
         let mut shutdown = s.shutdown.clone();
         tokio::select! {
             _ = tokio::time::timeout(Duration::from_secs(wait), rx.wait_for(|v| *v > since)) => {}
-            _ = shutdown.wait_for(|s| *s) => {}
+            _ = shutdown.wait_for(|s| *s) => {
+                // Not a 304: an edge waits out the rest of its wait after an early "nothing
+                // new", but retries soon after a 503 (another replica, or this one restarted).
+                return Err(ApiError::Unavailable("the control plane is shutting down".into()));
+            }
         }
     }
     let published = *rx.borrow();

@@ -212,6 +212,47 @@ async fn long_poll_answers_within_100ms_of_a_change_and_304_after_wait() {
 }
 
 #[tokio::test]
+async fn version_0_is_held_like_any_version_and_since_0_alone_means_nothing_yet() {
+    let s = TestServer::start().await;
+    let api = s.api.clone();
+    let (_, edge) = api.new_token(&s.admin, "edge-v0", "edge").await;
+    // No action yet: version 0, the empty policy, answered at once to an edge holding
+    // nothing (no `since`, or `since=0` alone as older edges send it).
+    for q in ["?wait=5", "?since=0&wait=5"] {
+        let start = Instant::now();
+        let m = decode(&policy(&api, &edge, q).await);
+        assert_eq!(m.version(), 0, "{q}");
+        assert!(start.elapsed() < Duration::from_secs(2), "{q}");
+    }
+    // An edge holding version 0 (`If-None-Match: "0"`) is held for the wait, then 304.
+    let held = |wait: &str| {
+        let (api, edge, path) = (api.clone(), edge.clone(), format!("/v1/edge/policy?since=0&wait={wait}"));
+        async move {
+            api.send(
+                reqwest::Method::GET,
+                &path,
+                Req::token(&edge).header("if-none-match", "\"0\""),
+            )
+            .await
+        }
+    };
+    let start = Instant::now();
+    let r = held("1").await;
+    expect_status(&r, 304);
+    assert!(start.elapsed() >= Duration::from_millis(990), "{:?}", start.elapsed());
+    // ... and woken by the first action.
+    let poll = tokio::spawn(held("30"));
+    tokio::time::sleep(Duration::from_millis(
+        control_plane::DEFAULT_POLICY_WAKE_INTERVAL_MS + 100,
+    ))
+    .await;
+    let inc = api.new_incident(&s.admin, "v0").await;
+    api.block_host(&s.admin, inc, "first.example").await;
+    let m = decode(&poll.await.unwrap());
+    assert_eq!(m.version(), 1);
+}
+
+#[tokio::test]
 async fn expiry_is_honoured_without_restart() {
     let s = TestServer::start().await;
     let api = &s.api;
