@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use edge_e2e::procs::Proc;
+use edge_host::HostProfile;
 use edge_policy::{IpNet, Mode, Rule, RuleKind, Target};
 use serde_json::{json, Value};
 
@@ -65,8 +66,45 @@ pub struct Edge {
     _dir: TempDir,
 }
 
+/// The host profile the edges of this run behave like: `EDGE_HOST_PROFILE` (`envoy` when
+/// unset). The test command runs the suite once per profile.
+pub fn profile() -> HostProfile {
+    match std::env::var("EDGE_HOST_PROFILE") {
+        Ok(p) => p.parse().unwrap_or_else(|e| panic!("EDGE_HOST_PROFILE: {e}")),
+        Err(_) => HostProfile::Envoy,
+    }
+}
+
+/// `cfg` as an operator would write it for `profile`: the control plane's upstream is the
+/// cluster's name for Envoy, its `host:port` for Kong.
+pub fn config_for(profile: HostProfile, cfg: &Value, clusters: &[(&str, String)]) -> Value {
+    let mut cfg = cfg.clone();
+    let name = cfg["control_plane"]["cluster"].as_str().unwrap_or_default();
+    if let Some((_, url)) = clusters.iter().find(|(n, _)| *n == name) {
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap_or_else(|e| panic!("cluster {name} = {url}: not http://ip:port ({e})"));
+        cfg["control_plane"]["cluster"] = json!(profile.upstream_name(name, addr));
+    }
+    cfg
+}
+
 impl Edge {
+    /// An edge under this run's [`profile`].
     pub fn start(cfg: &Value, clusters: &[(&str, String)], upstream: &str, workers: u32) -> Edge {
+        Edge::start_as(profile(), cfg, clusters, upstream, workers)
+    }
+
+    pub fn start_as(
+        profile: HostProfile,
+        cfg: &Value,
+        clusters: &[(&str, String)],
+        upstream: &str,
+        workers: u32,
+    ) -> Edge {
+        let cfg = &config_for(profile, cfg, clusters);
         let dir = TempDir::new("edge");
         let cfg_path = dir.0.join("plugin.json");
         std::fs::write(&cfg_path, serde_json::to_vec_pretty(cfg).unwrap()).unwrap();
@@ -82,7 +120,9 @@ impl Edge {
             .arg("--plugin-config")
             .arg(&cfg_path)
             .arg("--workers")
-            .arg(workers.to_string());
+            .arg(workers.to_string())
+            .arg("--profile")
+            .arg(profile.as_str());
         for (name, url) in clusters {
             cmd.arg("--cluster").arg(format!("{name}={url}"));
         }

@@ -4,5 +4,6 @@
 mod common;
 mod deploy;
 mod filter;
+mod profiles;
 mod sharing;
 mod system;

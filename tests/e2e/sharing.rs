@@ -1,28 +1,29 @@
 //! The real filter's worker VMs sharing a big policy, driven in-process in `edge-host`
 //! (sync calls answered by the test): the snapshot goes to shared data in parts, other VMs
 //! decode it part by part, a full delta log makes the leader publish a fresh snapshot from
-//! its matcher, and a damaged or replaced snapshot is never half adopted. Run for an
-//! Envoy-like host and for a host with strict CAS (Kong).
+//! its matcher, and a damaged or replaced snapshot is never half adopted. Run under every
+//! host profile (Envoy; Kong, with strict CAS and dispatch only from ticks).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use edge_host::{FilterOutcome, HostOptions, HttpCallResponse, Plugin, RequestHead, Vm};
+use edge_host::{FilterOutcome, HostOptions, HostProfile, HttpCallResponse, Plugin, RequestHead, Vm};
 use edge_policy::shared::{part_key, Announcement, DELTAS_MAX_BYTES, PART_LEN, VERSION_KEY};
 use edge_policy::{wire, Delta, IpNet, Ipv4Net, Rule, Snapshot};
 use serde_json::json;
 
-use crate::common::{block_ip, plugin_config};
+use crate::common::{block_ip, config_for, plugin_config};
 
-fn plugin(strict_cas: bool) -> Plugin {
+fn plugin(profile: HostProfile) -> Plugin {
+    let clusters = [("cp", "http://127.0.0.1:9".to_string())];
     let cfg = plugin_config("cp", "edge-token", json!({"fail_mode": "open"}));
+    let cfg = config_for(profile, &cfg, &clusters);
     let opts = HostOptions {
         plugin_config: serde_json::to_vec(&cfg).unwrap(),
-        clusters: [("cp".into(), "http://127.0.0.1:9".into())].into(),
-        strict_cas,
+        clusters: clusters.map(|(n, u)| (n.to_string(), u)).into(),
         // Generous: this is about sharing, not speed (the debug-free build is fast anyway).
         callback_deadline: Duration::from_secs(30),
-        ..HostOptions::default()
+        ..profile.options()
     };
     Plugin::load_file(&edge_e2e::filter_wasm(), opts).unwrap()
 }
@@ -102,8 +103,8 @@ fn no_errors(p: &Plugin) {
     assert!(bad.is_empty(), "{bad:?}");
 }
 
-fn big_snapshot_is_shared_in_parts_and_republished_from_the_matcher(strict_cas: bool) {
-    let p = plugin(strict_cas);
+fn big_snapshot_is_shared_in_parts_and_republished_from_the_matcher(profile: HostProfile) {
+    let p = plugin(profile);
     let mut leader = Vm::start(&p).unwrap();
     let snap = Snapshot {
         version: 1,
@@ -171,18 +172,24 @@ fn big_snapshot_is_shared_in_parts_and_republished_from_the_matcher(strict_cas: 
 }
 
 #[test]
-fn big_snapshot_is_shared_in_parts_envoy_like_host() {
-    big_snapshot_is_shared_in_parts_and_republished_from_the_matcher(false);
+fn big_snapshot_is_shared_in_parts_envoy_host() {
+    big_snapshot_is_shared_in_parts_and_republished_from_the_matcher(HostProfile::Envoy);
 }
 
 #[test]
-fn big_snapshot_is_shared_in_parts_strict_cas_host() {
-    big_snapshot_is_shared_in_parts_and_republished_from_the_matcher(true);
+fn big_snapshot_is_shared_in_parts_kong_host() {
+    big_snapshot_is_shared_in_parts_and_republished_from_the_matcher(HostProfile::Kong);
 }
 
 #[test]
 fn a_damaged_shared_snapshot_is_not_half_adopted() {
-    let p = plugin(false);
+    for profile in HostProfile::ALL {
+        a_damaged_shared_snapshot_is_not_half_adopted_under(profile);
+    }
+}
+
+fn a_damaged_shared_snapshot_is_not_half_adopted_under(profile: HostProfile) {
+    let p = plugin(profile);
     let mut leader = Vm::start(&p).unwrap();
     let body = wire::encode_snapshot(&Snapshot {
         version: 1,

@@ -162,6 +162,22 @@ impl ControlPlane {
             .unwrap()
     }
 
+    /// Policy requests answered so far (`edge_cp_http_requests_total` on the sync route).
+    async fn policy_requests(&self) -> u64 {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("edge_cp_http_requests_total"))
+            .filter(|l| l.contains("route=\"/v1/edge/policy\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum()
+    }
+
     fn edge(&self, upstream: &str, edge_id: &str, token: &str, workers: u32) -> Edge {
         let cfg = plugin_config(
             "control-plane",
@@ -228,6 +244,45 @@ async fn block_then_lift_through_the_api_reaches_the_edge_within_a_second() {
 
     cp.lift(action).await;
     wait_status(&edge, "203.0.113.7", 200, "lifted block stops applying").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_edge_at_version_0_long_polls_once_per_wait() {
+    // A fresh control plane has no action: version 0, the empty policy. The edge used to
+    // take every version-0 answer as news and re-poll at once, about 10 times a second.
+    let cp = ControlPlane::start().await;
+    assert_eq!(cp.current_version().await, 0);
+    let (_up, up_srv) = Upstream::start().await;
+    let cfg = plugin_config(
+        "control-plane",
+        &cp.edge_token,
+        json!({"edge_id": "edge-idle", "sync": {"long_poll_wait_s": 2, "retry_initial_ms": 100,
+               "retry_max_ms": 1000, "report_interval_s": 0}}),
+    );
+    let edge = Edge::start(&cfg, &[("control-plane", cp.url.clone())], &up_srv.url(), 2);
+    eventually("the edge holds version 0", Duration::from_secs(15), || {
+        let n = edge.proc.count_lines("enforcing policy version 0");
+        async move { n >= 2 }
+    })
+    .await;
+    // Counted by the control plane (answered calls), and by the edge (sent calls).
+    let (before, sent_before) = (cp.policy_requests().await, edge.stat("sync_sent").await);
+    let watch = Duration::from_secs(6);
+    tokio::time::sleep(watch).await;
+    let answered = cp.policy_requests().await - before;
+    let sent = edge.stat("sync_sent").await - sent_before;
+    assert!(
+        answered <= watch.as_secs() / 2 + 1,
+        "{answered} long-polls answered in {watch:?} with a 2 s wait"
+    );
+    assert!(
+        sent <= watch.as_secs() / 2 + 1,
+        "{sent} long-polls in {watch:?} with a 2 s wait"
+    );
+    // And the long-poll held at version 0 is woken by the first action.
+    let inc = cp.incident().await;
+    cp.block(inc, "203.0.113.70").await;
+    wait_status(&edge, "203.0.113.70", 403, "the first action reaches the idle edge").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

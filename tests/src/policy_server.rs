@@ -28,6 +28,9 @@ pub enum Behaviour {
     Garbage,
     /// Answer with this status and no policy.
     Status(u16),
+    /// Serve the policy but never hold a long-poll: "nothing new" comes back at once, as a
+    /// badly configured proxy in between, or an old control plane at version 0, would.
+    NoWait,
 }
 
 struct Inner {
@@ -35,6 +38,9 @@ struct Inner {
     behaviour: Behaviour,
     deltas: bool,
     sync_calls: u64,
+    /// Sync calls being answered now, and the most there ever were at once.
+    in_flight: u64,
+    max_in_flight: u64,
     reports: Vec<EdgeReport>,
 }
 
@@ -60,6 +66,8 @@ impl PolicyServer {
                 behaviour: Behaviour::Normal,
                 deltas: true,
                 sync_calls: 0,
+                in_flight: 0,
+                max_in_flight: 0,
                 reports: Vec::new(),
             })),
             token: token.to_string(),
@@ -100,6 +108,16 @@ impl PolicyServer {
         self.inner.lock().unwrap().sync_calls
     }
 
+    /// The most sync calls (long-polls) that were ever open at once; `reset` starts over.
+    pub fn max_concurrent_sync_calls(&self, reset: bool) -> u64 {
+        let mut g = self.inner.lock().unwrap();
+        let max = g.max_in_flight;
+        if reset {
+            g.max_in_flight = g.in_flight;
+        }
+        max
+    }
+
     pub fn reports(&self) -> Vec<EdgeReport> {
         self.inner.lock().unwrap().reports.clone()
     }
@@ -114,10 +132,12 @@ impl PolicyServer {
             .sum()
     }
 
-    fn answer(&self, since: Version) -> Option<Response> {
+    /// The answer for an edge holding `since` (None: nothing yet); None while it is current.
+    /// Before anything is published the policy is version 0, empty.
+    fn answer(&self, since: Option<Version>) -> Option<Response> {
         let g = self.inner.lock().unwrap();
         match g.behaviour {
-            Behaviour::Normal => {}
+            Behaviour::Normal | Behaviour::NoWait => {}
             Behaviour::Garbage => {
                 return Some((StatusCode::OK, "this is not a policy").into_response())
             }
@@ -129,12 +149,20 @@ impl PolicyServer {
                 )
             }
         }
-        let (&version, current) = g.history.iter().next_back()?;
-        if since == version {
+        let empty = Snapshot {
+            version: 0,
+            rules: vec![],
+        };
+        let (version, current) = g
+            .history
+            .iter()
+            .next_back()
+            .map_or((0, &empty), |(v, s)| (*v, s));
+        if since == Some(version) {
             return None;
         }
-        let (kind, body) = match g.history.get(&since) {
-            Some(old) if g.deltas && since > 0 && since < version => {
+        let (kind, body) = match since.and_then(|v| g.history.get(&v)) {
+            Some(old) if g.deltas && old.version < version => {
                 ("delta", wire::encode_delta(&diff(old, current)))
             }
             _ => ("snapshot", wire::encode_snapshot(current)),
@@ -189,16 +217,38 @@ async fn poll(
     if auth != Some(format!("Bearer {}", ps.token).as_str()) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    ps.inner.lock().unwrap().sync_calls += 1;
-    let since = q.since.unwrap_or(0);
+    let no_wait = {
+        let mut g = ps.inner.lock().unwrap();
+        g.sync_calls += 1;
+        g.in_flight += 1;
+        g.max_in_flight = g.max_in_flight.max(g.in_flight);
+        g.behaviour == Behaviour::NoWait
+    };
+    let _open = InFlight(&ps);
+    let etag = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim_matches('"').parse().ok());
+    let since = edge_policy::sync::held_version(q.since, etag);
     let mut rx = ps.version_tx.subscribe();
     if let Some(r) = ps.answer(since) {
         return r;
     }
-    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(60));
+    let wait = Duration::from_secs(if no_wait { 0 } else { q.wait.unwrap_or(0).min(60) });
     let _ = tokio::time::timeout(wait, rx.changed()).await;
     ps.answer(since)
         .unwrap_or_else(|| StatusCode::NOT_MODIFIED.into_response())
+}
+
+/// Counts a sync call as open until it is answered (or the edge hangs up).
+struct InFlight<'a>(&'a PolicyServer);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.0.inner.lock() {
+            g.in_flight = g.in_flight.saturating_sub(1);
+        }
+    }
 }
 
 async fn report(State(ps): State<PolicyServer>, headers: HeaderMap, body: Bytes) -> Response {
