@@ -412,10 +412,19 @@ async fn allow_list_beats_block_and_isolation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_rule_stops_matching_without_a_new_policy() {
+    let rig = rig(vec![], json!({}), 1).await;
+    // Published once the edge is up, so a slow start does not eat the rule's lifetime.
     let mut r = block_ip(60, "203.0.113.60");
-    r.expires_at_ms = Some(now_ms() + 3_000);
-    let rig = rig(vec![r], json!({}), 1).await;
+    r.expires_at_ms = Some(now_ms() + 4_000);
+    let v = rig
+        .ps
+        .publish(vec![r, block_ip(SENTINEL_RULE, SENTINEL_IP)]);
     let e = &rig.edge;
+    eventually("the expiring rule applies", Duration::from_secs(4), || {
+        let fut = get_as(e, "203.0.113.60", "/before");
+        async move { fut.await.status == 403 }
+    })
+    .await;
     expect_blocked(&get_as(e, "203.0.113.60", "/before").await, 60);
     let polls_before = rig.ps.sync_calls();
     eventually(
@@ -427,8 +436,9 @@ async fn expired_rule_stops_matching_without_a_new_policy() {
         },
     )
     .await;
-    // Still the only policy version ever published: the edge expired the rule by itself.
-    assert!(rig.edge.proc.count_lines("enforcing policy version 2") == 0);
+    // Still the last policy version published: the edge expired the rule by itself.
+    let next = format!("enforcing policy version {}", v + 1);
+    assert!(rig.edge.proc.count_lines(&next) == 0);
     assert!(rig.ps.sync_calls() >= polls_before);
     expect_blocked(&get_as(e, SENTINEL_IP, "/still").await, SENTINEL_RULE);
 }
