@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use edge_host::{FilterOutcome, HostOptions, HttpCallResponse, Plugin, RequestHead, Vm};
 use edge_policy::shared::{part_key, Announcement, DELTAS_MAX_BYTES, PART_LEN, VERSION_KEY};
 use edge_policy::{wire, Delta, IpNet, Ipv4Net, Rule, Snapshot};
-use serde_json::json;
 
 use crate::common::{block_ip, plugin_config};
 
 fn plugin(strict_cas: bool) -> Plugin {
-    let cfg = plugin_config("cp", "edge-token", json!({"fail_mode": "open"}));
+    let mut cfg = plugin_config("cp", "edge-token");
+    cfg.fail_mode = edge_policy::config::FailMode::Open;
     let opts = HostOptions {
         plugin_config: serde_json::to_vec(&cfg).unwrap(),
         clusters: [("cp".into(), "http://127.0.0.1:9".into())].into(),
@@ -24,7 +24,7 @@ fn plugin(strict_cas: bool) -> Plugin {
         callback_deadline: Duration::from_secs(30),
         ..HostOptions::default()
     };
-    Plugin::load_file(&edge_e2e::filter_wasm(), opts).unwrap()
+    Plugin::load_file(&edge_testkit::filter_wasm().unwrap(), opts).unwrap()
 }
 
 /// `n` /32 blocks from `first_id`, addresses `a.x.y.z` counting up.
