@@ -1,113 +1,23 @@
 //! Starting the real `control-plane` and `edge-proxy` binaries on 127.0.0.1 for the load
 //! generators. Every process started here is killed (by its own handle) when dropped.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::path::Path;
+use std::process::Command;
 
-use anyhow::{bail, Context as _};
-
-use crate::vmkit::wasm_path;
-
-const BUILD: &str = "cargo build --release --bins";
-
-/// A release binary of the workspace (`control-plane`, `edge-proxy`).
-pub fn bin_path(name: &str) -> anyhow::Result<PathBuf> {
-    crate::vmkit::find_built("release", name).map_err(|tried| {
-        anyhow::anyhow!("{name} not found (tried {tried:?}); build it first with:\n  {BUILD}")
-    })
-}
-
-/// A child process, killed and reaped on drop.
-pub struct Proc {
-    pub child: Child,
-    pub name: &'static str,
-}
-
-impl Proc {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Spawns `cmd`, waits for a stdout line starting with `prefix` and returns what follows.
-/// The rest of stdout is drained in a thread.
-fn spawn_until(
-    mut cmd: Command,
-    name: &'static str,
-    prefix: &str,
-) -> anyhow::Result<(Proc, String)> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {name}"))?;
-    let out = child.stdout.take().context("stdout")?;
-    let proc = Proc { child, name };
-    let (tx, rx) = mpsc::channel();
-    let wanted = prefix.to_string();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if !sent {
-                if let Some(rest) = line.trim().strip_prefix(&wanted) {
-                    let _ = tx.send(rest.trim().to_string());
-                    sent = true;
-                }
-            }
-        }
-    });
-    let rest = rx
-        .recv_timeout(Duration::from_secs(30))
-        .with_context(|| format!("{name} did not print `{prefix}` within 30 s"))?;
-    Ok((proc, rest))
-}
+use anyhow::Context as _;
+use edge_policy::config::{ControlPlane, FilterConfig};
+use edge_testkit::Proc;
 
 /// A control plane on a fresh SQLite file in `dir`: (process, base URL, admin token).
 pub fn start_control_plane(dir: &Path) -> anyhow::Result<(Proc, String, String)> {
-    let bin = bin_path("control-plane")?;
+    let bin = edge_testkit::bin("control-plane")?;
     let db = format!("sqlite://{}/cp.db", dir.display());
-    let out = Command::new(&bin)
-        .args([
-            "--database-url",
-            &db,
-            "token",
-            "create",
-            "--role",
-            "admin",
-            "--name",
-            "bench-admin",
-        ])
-        .env("RUST_LOG", "warn")
-        .output()
-        .context("control-plane token create")?;
-    if !out.status.success() {
-        bail!(
-            "token create failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let token = text
-        .split_whitespace()
-        .find(|w| w.starts_with("ecp_"))
-        .context("no token printed by `control-plane token create`")?
-        .to_string();
+    let token = edge_testkit::create_admin_token(&bin, &db, "bench-admin")?;
     let mut cmd = Command::new(&bin);
     cmd.args(["--database-url", &db, "serve", "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn");
-    let (proc, url) = spawn_until(cmd, "control-plane", "control-plane listening on")?;
+    let (proc, url) = Proc::spawn("control-plane", cmd, "control-plane listening on")?;
     Ok((proc, url, token))
 }
 
@@ -209,24 +119,24 @@ pub fn start_edge(
     long_poll_wait_s: u32,
     poll_interval_ms: u32,
 ) -> anyhow::Result<(Proc, String)> {
-    let authority = cp.trim_start_matches("http://").to_string();
-    let cfg = serde_json::json!({
-        "control_plane": {"cluster": "control-plane", "authority": authority},
-        "edge_token": edge_token,
-        "edge_id": format!("bench-edge-lp{long_poll_wait_s}"),
-        "sync": {"long_poll_wait_s": long_poll_wait_s, "poll_interval_ms": poll_interval_ms},
-        "trusted_hops": 1,
-        "fail_mode": "open"
-    });
-    let cfg_path = dir.join(format!("plugin-lp{long_poll_wait_s}.json"));
-    std::fs::write(&cfg_path, cfg.to_string())?;
-    let mut cmd = Command::new(bin_path("edge-proxy")?);
+    let mut cfg = FilterConfig::new(
+        ControlPlane::new("control-plane", cp.trim_start_matches("http://")),
+        edge_token,
+        format!("bench-edge-lp{long_poll_wait_s}"),
+    );
+    cfg.sync.long_poll_wait_s = long_poll_wait_s;
+    cfg.sync.poll_interval_ms = poll_interval_ms;
+    cfg.trusted_hops = 1;
+    cfg.fail_mode = edge_policy::config::FailMode::Open;
+    let cfg_path =
+        edge_testkit::write_plugin_config(dir, &format!("plugin-lp{long_poll_wait_s}.json"), &cfg)?;
+    let mut cmd = Command::new(edge_testkit::bin("edge-proxy")?);
     cmd.arg("--listen")
         .arg("127.0.0.1:0")
         .arg("--upstream")
         .arg(format!("http://{upstream}"))
         .arg("--wasm")
-        .arg(wasm_path("edge_filter.wasm")?)
+        .arg(edge_testkit::filter_wasm()?)
         .arg("--plugin-config")
         .arg(&cfg_path)
         .arg("--cluster")
@@ -234,7 +144,7 @@ pub fn start_edge(
         .arg("--workers")
         .arg("2")
         .env("RUST_LOG", "warn");
-    let (proc, url) = spawn_until(cmd, "edge-proxy", "edge-proxy listening on")?;
+    let (proc, url) = Proc::spawn("edge-proxy", cmd, "edge-proxy listening on")?;
     Ok((proc, url))
 }
 
@@ -248,16 +158,6 @@ pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
             .and_then(|v| v.parse().ok())
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-/// A fresh temporary directory under the system temp dir.
-pub fn temp_dir(tag: &str) -> anyhow::Result<PathBuf> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let d = std::env::temp_dir().join(format!("edge-bench-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&d)?;
-    Ok(d)
 }
 
 /// Raises this process's open-file limit to its hard limit (for thousands of connections).

@@ -1,62 +1,24 @@
 //! Running the real filter (and the no-op fixture) in `edge-host` for benchmarks.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use anyhow::Context as _;
 use edge_host::{FilterOutcome, HostOptions, HttpContextId, Plugin, RequestHead, Vm};
+use edge_policy::config::{ControlPlane, FilterConfig};
 
 pub use edge_policy::shared::{DELTAS_KEY, VERSION_KEY};
 
-const BUILD: &str = "cargo build --profile wasm-release \
-                     --target wasm32-wasip1 -p edge-filter -p conformance-filter";
-
-/// Finds a built artifact `sub/name` under `$CARGO_TARGET_DIR` (which wins when it has
-/// one), else the workspace `target/`.
-pub fn find_built(sub: &str, name: &str) -> Result<PathBuf, Vec<PathBuf>> {
-    let ws = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut dirs = Vec::new();
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        let p = PathBuf::from(t).join(sub).join(name);
-        if p.is_file() {
-            return Ok(p);
-        }
-        dirs.push(p);
-    }
-    dirs.push(ws.join("target").join(sub).join(name));
-    dirs.iter()
-        .filter(|p| p.is_file())
-        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-        .cloned()
-        .ok_or(dirs)
-}
-
-/// Finds `name` (e.g. `edge_filter.wasm`) with [`find_built`]; the error names the build
-/// command.
-pub fn wasm_path(name: &str) -> anyhow::Result<PathBuf> {
-    find_built("wasm32-wasip1/wasm-release", name).map_err(|tried| {
-        anyhow::anyhow!("{name} not found (tried {tried:?}); build it first with:\n  {BUILD}")
-    })
-}
-
-/// The filter's plugin configuration for benchmarks. `cluster_url`: where `cp` points.
-pub fn filter_config(
-    cluster_url: Option<&str>,
-    long_poll_wait_s: u32,
-) -> (Vec<u8>, Option<(String, String)>) {
-    let cfg = serde_json::json!({
-        "control_plane": {"cluster": "cp", "authority": "control-plane"},
-        "edge_token": "ecp_bench",
-        "edge_id": "bench-edge",
-        "sync": {"long_poll_wait_s": long_poll_wait_s, "report_interval_s": 0},
-        "pixel_routes": ["/p/{pixel}.gif", "/px/{pixel}.js", "?pid="],
-        "fail_mode": "open"
-    });
-    let cluster = Some((
-        "cp".to_string(),
-        cluster_url.unwrap_or("http://127.0.0.1:9").to_string(),
-    ));
-    (cfg.to_string().into_bytes(), cluster)
+/// The filter's plugin configuration for benchmarks: the control plane is cluster `cp`
+/// (which [`filter_plugin_with`] points at a closed port), 20 s long-polls, no reports.
+pub fn filter_config() -> FilterConfig {
+    let mut cfg = FilterConfig::new(
+        ControlPlane::new("cp", "control-plane"),
+        "ecp_bench",
+        "bench-edge",
+    );
+    cfg.sync.long_poll_wait_s = 20;
+    cfg.sync.report_interval_s = 0;
+    cfg
 }
 
 /// Loads `edge_filter.wasm` with the benchmark configuration.
@@ -66,22 +28,19 @@ pub fn filter_plugin() -> anyhow::Result<Plugin> {
 
 /// Loads `edge_filter.wasm` with the benchmark configuration, then `tweak` on the options.
 pub fn filter_plugin_with(tweak: impl FnOnce(&mut HostOptions)) -> anyhow::Result<Plugin> {
-    let (cfg, cluster) = filter_config(None, 20);
     let mut opts = HostOptions {
-        plugin_config: cfg,
+        plugin_config: serde_json::to_vec(&filter_config())?,
         // Adopting a 1M-rule snapshot in on_configure takes about 0.5 s (the default deadline
         // is 5 s); on a machine busy with other work it can take several times that, and
         // the benchmarks measure the time rather than trap.
         callback_deadline: std::time::Duration::from_secs(30),
         ..HostOptions::default()
     };
-    opts.clusters.extend(cluster);
+    opts.clusters
+        .insert("cp".to_string(), "http://127.0.0.1:9".to_string());
     tweak(&mut opts);
     // EDGE_FILTER_WASM=path benchmarks another build of the filter (e.g. a baseline copy).
-    let path = match std::env::var_os("EDGE_FILTER_WASM") {
-        Some(p) => PathBuf::from(p),
-        None => wasm_path("edge_filter.wasm")?,
-    };
+    let path = edge_testkit::filter_wasm()?;
     Plugin::load_file(&path, opts).with_context(|| format!("loading {}", path.display()))
 }
 
@@ -91,7 +50,7 @@ pub fn noop_plugin() -> anyhow::Result<Plugin> {
         plugin_config: br#"{"mode":"noop"}"#.to_vec(),
         ..HostOptions::default()
     };
-    Plugin::load_file(&wasm_path("conformance_filter.wasm")?, opts)
+    Plugin::load_file(&edge_testkit::wasm("conformance_filter.wasm")?, opts)
         .context("loading conformance_filter.wasm")
 }
 

@@ -9,10 +9,10 @@ use proxy_wasm::types::ContextType;
 
 use edge_policy::config::FilterConfig;
 use edge_policy::facts::Extractor;
+use edge_policy::lease;
 use edge_policy::matcher::{Pieces, Update};
 use edge_policy::report::{EdgeReport, RuleHits};
 use edge_policy::shared::PART_LEN;
-use edge_policy::lease;
 use edge_policy::sync::{classify, next_poll_ms, poll_path, Backoff, SyncOutcome};
 use edge_policy::wire;
 use edge_policy::Matcher;

@@ -533,59 +533,37 @@ async fn edge_proxy_forwards_filters_and_serves_stats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_proxy_binary_prints_its_address_and_stops_on_sigterm() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let upstream = spawn_upstream().await;
-    let dir = std::env::temp_dir().join(format!("edge-host-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("tmp dir");
-    let config = dir.join("plugin.json");
+    let dir = edge_testkit::temp_dir("host-test").expect("tmp dir");
+    let config = dir.path().join("plugin.json");
     std::fs::write(&config, r#"{"mode":"noop"}"#).expect("write config");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_edge-proxy"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--fail-mode",
-            "open",
-        ])
-        .arg("--upstream")
-        .arg(format!("http://{upstream}"))
-        .arg("--wasm")
-        .arg(wasm_path())
-        .arg("--plugin-config")
-        .arg(&config)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn edge-proxy");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(a) = line.strip_prefix("edge-proxy listening on http://") {
-                return a.to_string();
-            }
-        }
-        panic!("edge-proxy exited without printing its address");
-    })
-    .await
-    .expect("address printed in time");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_edge-proxy"));
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--fail-mode",
+        "open",
+    ])
+    .arg("--upstream")
+    .arg(format!("http://{upstream}"))
+    .arg("--wasm")
+    .arg(wasm_path())
+    .arg("--plugin-config")
+    .arg(&config);
+    let (mut proxy, addr) = tokio::task::block_in_place(|| {
+        edge_testkit::Proc::start("edge-proxy", cmd, "edge-proxy listening on http://")
+    });
     let (status, _, body) = http_get(&format!("http://{addr}/via-binary"), &[]).await;
     assert_eq!(status, 200);
     assert!(body.starts_with("GET /via-binary"), "{body}");
 
-    let pid = child.id().expect("pid").to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .expect("wait");
-    assert!(status.success(), "{status:?}");
-    let _ = std::fs::remove_dir_all(dir);
+    assert!(
+        tokio::task::block_in_place(|| proxy.stop("TERM", Duration::from_secs(15))),
+        "edge-proxy did not exit 0 after SIGTERM:\n{}",
+        proxy.output_text()
+    );
 }
 
 /// A hand-written module probing the host's error paths: a bad pointer to `proxy_log`, an

@@ -58,6 +58,18 @@ pub struct ControlPlane {
     pub report_path: String,
 }
 
+impl ControlPlane {
+    /// `cluster` and `authority`, with the default endpoint paths.
+    pub fn new(cluster: impl Into<String>, authority: impl Into<String>) -> ControlPlane {
+        ControlPlane {
+            cluster: cluster.into(),
+            authority: authority.into(),
+            policy_path: default_policy_path(),
+            report_path: default_report_path(),
+        }
+    }
+}
+
 fn default_policy_path() -> String {
     "/v1/edge/policy".into()
 }
@@ -204,6 +216,27 @@ fn field_err(field: impl Into<String>, message: impl Into<String>) -> ConfigErro
 }
 
 impl FilterConfig {
+    /// The required fields; every other field as an operator who omits it gets it. For code
+    /// that writes configuration (tests, the quick start): set fields, then serialise.
+    pub fn new(
+        control_plane: ControlPlane,
+        edge_token: impl Into<String>,
+        edge_id: impl Into<String>,
+    ) -> FilterConfig {
+        FilterConfig {
+            control_plane,
+            edge_token: edge_token.into(),
+            edge_id: edge_id.into(),
+            sync: SyncSettings::default(),
+            trusted_hops: 0,
+            api_key_header: default_api_key_header(),
+            account_header: None,
+            pixel_routes: default_pixel_routes(),
+            fail_mode: default_fail_mode(),
+            retry_after_s: default_retry_after(),
+        }
+    }
+
     /// Parse and validate configuration bytes.
     pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
         let de = &mut serde_json::Deserializer::from_slice(bytes);
@@ -343,6 +376,23 @@ mod tests {
         assert_eq!(c.pixel_routes.len(), 3);
         assert_eq!(c.sync, SyncSettings::default());
         assert_eq!(c.control_plane.policy_path, "/v1/edge/policy");
+    }
+
+    #[test]
+    fn new_has_the_defaults_of_an_omitted_field_and_round_trips() {
+        let parsed = FilterConfig::parse(MINIMAL.as_bytes()).unwrap();
+        let built = FilterConfig::new(
+            ControlPlane::new("control-plane", "cp.internal"),
+            "ecp_x",
+            "edge-1",
+        );
+        assert_eq!(built, parsed);
+        let mut c = built;
+        c.trusted_hops = 2;
+        c.account_header = Some("x-account-id".into());
+        c.sync.long_poll_wait_s = 5;
+        let json = serde_json::to_vec(&c).unwrap();
+        assert_eq!(FilterConfig::parse(&json).unwrap(), c);
     }
 
     #[test]

@@ -153,7 +153,13 @@ mod tests {
         // No overflow near the end of time.
         assert!(matches!(
             claim(None, ME, u64::MAX - 1, 50),
-            Claim::Write { lease: Lease { until_ms: u64::MAX, .. }, .. }
+            Claim::Write {
+                lease: Lease {
+                    until_ms: u64::MAX,
+                    ..
+                },
+                ..
+            }
         ));
     }
 }

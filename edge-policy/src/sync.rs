@@ -245,7 +245,11 @@ mod tests {
         // What the control plane reads from it (the filter sends `If-None-Match` whenever it
         // holds a version).
         assert_eq!(held_version(None, None), None);
-        assert_eq!(held_version(Some(0), None), None, "older edges: nothing yet");
+        assert_eq!(
+            held_version(Some(0), None),
+            None,
+            "older edges: nothing yet"
+        );
         assert_eq!(held_version(Some(0), Some(0)), Some(0));
         assert_eq!(held_version(Some(0), Some(7)), None);
         assert_eq!(held_version(Some(7), None), Some(7));

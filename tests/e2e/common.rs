@@ -1,36 +1,18 @@
 //! Helpers shared by the end-to-end tests.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use edge_e2e::procs::Proc;
 use edge_host::HostProfile;
+use edge_policy::config::{ControlPlane, FilterConfig};
 use edge_policy::{IpNet, Mode, Rule, RuleKind, Target};
+use edge_testkit::{Proc, TempDir};
 use serde_json::{json, Value};
 
-/// A temporary directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "edge-e2e-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A temporary directory `edge-e2e-<tag>-…`, removed on drop.
+pub fn temp_dir(tag: &str) -> TempDir {
+    edge_testkit::temp_dir(&format!("e2e-{tag}")).unwrap()
 }
 
 pub fn now_ms() -> u64 {
@@ -40,21 +22,21 @@ pub fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// A plugin configuration for tests: fast sync, 1 s reports.
-pub fn plugin_config(cluster: &str, token: &str, extra: Value) -> Value {
-    let mut cfg = json!({
-        "control_plane": {"cluster": cluster, "authority": "control-plane"},
-        "edge_token": token,
-        "edge_id": "edge-test-1",
-        "sync": {"long_poll_wait_s": 5, "retry_initial_ms": 100, "retry_max_ms": 500, "report_interval_s": 1, "shared_check_ms": 50},
-        "trusted_hops": 1,
-        "account_header": "x-account-id",
-    });
-    if let (Some(base), Some(extra)) = (cfg.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            base.insert(k.clone(), v.clone());
-        }
-    }
+/// A plugin configuration for tests: fast sync, 1 s reports, one trusted hop, accounts from
+/// `x-account-id`. Tests change the fields they are about.
+pub fn plugin_config(cluster: &str, token: &str) -> FilterConfig {
+    let mut cfg = FilterConfig::new(
+        ControlPlane::new(cluster, "control-plane"),
+        token,
+        "edge-test-1",
+    );
+    cfg.sync.long_poll_wait_s = 5;
+    cfg.sync.retry_initial_ms = 100;
+    cfg.sync.retry_max_ms = 500;
+    cfg.sync.report_interval_s = 1;
+    cfg.sync.shared_check_ms = 50;
+    cfg.trusted_hops = 1;
+    cfg.account_header = Some("x-account-id".into());
     cfg
 }
 
@@ -70,45 +52,55 @@ pub struct Edge {
 /// unset). The test command runs the suite once per profile.
 pub fn profile() -> HostProfile {
     match std::env::var("EDGE_HOST_PROFILE") {
-        Ok(p) => p.parse().unwrap_or_else(|e| panic!("EDGE_HOST_PROFILE: {e}")),
+        Ok(p) => p
+            .parse()
+            .unwrap_or_else(|e| panic!("EDGE_HOST_PROFILE: {e}")),
         Err(_) => HostProfile::Envoy,
     }
 }
 
 /// `cfg` as an operator would write it for `profile`: the control plane's upstream is the
 /// cluster's name for Envoy, its `host:port` for Kong.
-pub fn config_for(profile: HostProfile, cfg: &Value, clusters: &[(&str, String)]) -> Value {
+pub fn config_for(
+    profile: HostProfile,
+    cfg: &FilterConfig,
+    clusters: &[(&str, String)],
+) -> FilterConfig {
     let mut cfg = cfg.clone();
-    let name = cfg["control_plane"]["cluster"].as_str().unwrap_or_default();
+    let name = cfg.control_plane.cluster.clone();
     if let Some((_, url)) = clusters.iter().find(|(n, _)| *n == name) {
         let addr = url
             .trim_start_matches("http://")
             .trim_end_matches('/')
             .parse()
             .unwrap_or_else(|e| panic!("cluster {name} = {url}: not http://ip:port ({e})"));
-        cfg["control_plane"]["cluster"] = json!(profile.upstream_name(name, addr));
+        cfg.control_plane.cluster = profile.upstream_name(&name, addr);
     }
     cfg
 }
 
 impl Edge {
     /// An edge under this run's [`profile`].
-    pub fn start(cfg: &Value, clusters: &[(&str, String)], upstream: &str, workers: u32) -> Edge {
+    pub fn start(
+        cfg: &FilterConfig,
+        clusters: &[(&str, String)],
+        upstream: &str,
+        workers: u32,
+    ) -> Edge {
         Edge::start_as(profile(), cfg, clusters, upstream, workers)
     }
 
     pub fn start_as(
         profile: HostProfile,
-        cfg: &Value,
+        cfg: &FilterConfig,
         clusters: &[(&str, String)],
         upstream: &str,
         workers: u32,
     ) -> Edge {
         let cfg = &config_for(profile, cfg, clusters);
-        let dir = TempDir::new("edge");
-        let cfg_path = dir.0.join("plugin.json");
-        std::fs::write(&cfg_path, serde_json::to_vec_pretty(cfg).unwrap()).unwrap();
-        let mut cmd = Command::new(edge_e2e::bin("edge-proxy"));
+        let dir = temp_dir("edge");
+        let cfg_path = edge_testkit::write_plugin_config(dir.path(), "plugin.json", cfg).unwrap();
+        let mut cmd = Command::new(edge_testkit::bin("edge-proxy").unwrap());
         cmd.arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--admin-listen")
@@ -116,7 +108,7 @@ impl Edge {
             .arg("--upstream")
             .arg(upstream)
             .arg("--wasm")
-            .arg(edge_e2e::filter_wasm())
+            .arg(edge_testkit::filter_wasm().unwrap())
             .arg("--plugin-config")
             .arg(&cfg_path)
             .arg("--workers")

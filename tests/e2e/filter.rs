@@ -5,6 +5,7 @@ use std::time::Duration;
 use edge_e2e::policy_server::{Behaviour, PolicyServer};
 use edge_e2e::serve::Server;
 use edge_e2e::upstream::Upstream;
+use edge_policy::config::{FailMode, FilterConfig};
 use edge_policy::reply::NOOP_SCRIPT;
 use edge_policy::{IpNet, Isolation, KeyHash, Mode, Rule, RuleKind, Scope, Target};
 use serde_json::{json, Value};
@@ -24,13 +25,16 @@ struct Rig {
     edge: Edge,
 }
 
-async fn rig(rules: Vec<Rule>, extra: Value, workers: u32) -> Rig {
+/// A policy server publishing `rules` (and the sentinel), an upstream, and an edge whose
+/// [`plugin_config`] `tweak` adjusts, enforcing that policy on `workers` workers.
+async fn rig(rules: Vec<Rule>, tweak: impl FnOnce(&mut FilterConfig), workers: u32) -> Rig {
     let (up, up_srv) = Upstream::start().await;
     let (ps, ps_srv) = PolicyServer::start(TOKEN).await;
     let mut rules = rules;
     rules.push(block_ip(SENTINEL_RULE, SENTINEL_IP));
     ps.publish(rules);
-    let cfg = plugin_config("control-plane", TOKEN, extra);
+    let mut cfg = plugin_config("control-plane", TOKEN);
+    tweak(&mut cfg);
     let edge = Edge::start(
         &cfg,
         &[("control-plane", ps_srv.url())],
@@ -75,7 +79,7 @@ async fn ip_blocks_v4_v6_addresses_and_cidrs() {
             block_ip(3, "2001:db8::7"),
             block_ip(4, "2001:db8:bad::/48"),
         ],
-        json!({}),
+        |_| {},
         1,
     )
     .await;
@@ -102,12 +106,7 @@ async fn ip_blocks_v4_v6_addresses_and_cidrs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_forwarded_for_does_not_evade_a_block() {
     // One trusted hop: only the last X-Forwarded-For entry (written by that hop) is believed.
-    let rig = rig(
-        vec![block_ip(1, "203.0.113.7")],
-        json!({"trusted_hops": 1}),
-        1,
-    )
-    .await;
+    let rig = rig(vec![block_ip(1, "203.0.113.7")], |c| c.trusted_hops = 1, 1).await;
     let e = &rig.edge;
     // The client put an innocent address first; the trusted hop appended the real one.
     let r = send(
@@ -142,7 +141,8 @@ async fn rig_with_peer_block() -> Rig {
     let (up, up_srv) = Upstream::start().await;
     let (ps, ps_srv) = PolicyServer::start(TOKEN).await;
     ps.publish(vec![block_ip(7, "127.0.0.0/8")]);
-    let cfg = plugin_config("control-plane", TOKEN, json!({"trusted_hops": 0}));
+    let mut cfg = plugin_config("control-plane", TOKEN);
+    cfg.trusted_hops = 0;
     let edge = Edge::start(&cfg, &[("control-plane", ps_srv.url())], &up_srv.url(), 1);
     eventually("peer block enforced", Duration::from_secs(20), || {
         let fut = send(client().get(format!("{}/probe", edge.url)));
@@ -179,7 +179,7 @@ async fn api_key_account_and_pixel_blocks() {
             rule(11, RuleKind::Block(Target::Account("acct-evil".into()))),
             rule(12, RuleKind::Block(Target::Pixel("px-bad".into()))),
         ],
-        json!({}),
+        |_| {},
         1,
     )
     .await;
@@ -251,7 +251,7 @@ async fn pixel_kill_switch_serves_noop_script_and_drops_beacons() {
         scope: Scope::Pixel("px-1".into()),
         action: Isolation::PixelKill,
     };
-    let rig = rig(vec![rule(20, kill)], json!({}), 1).await;
+    let rig = rig(vec![rule(20, kill)], |_| {}, 1).await;
     let e = &rig.edge;
     let script = send(client().get(format!("{}/px/px-1.js", e.url))).await;
     assert_eq!(script.status, 200, "{}", script.body);
@@ -296,7 +296,7 @@ async fn read_only_and_block_isolation() {
                 },
             ),
         ],
-        json!({}),
+        |_| {},
         1,
     )
     .await;
@@ -358,7 +358,7 @@ async fn read_only_and_block_isolation() {
 async fn simulate_passes_but_counts_and_reports() {
     let mut sim = block_ip(40, "203.0.113.50");
     sim.mode = Mode::Simulate;
-    let rig = rig(vec![sim, block_ip(41, "203.0.113.51")], json!({}), 1).await;
+    let rig = rig(vec![sim, block_ip(41, "203.0.113.51")], |_| {}, 1).await;
     let e = &rig.edge;
     let before = e.stat("simulated").await;
     for i in 0..3 {
@@ -399,7 +399,7 @@ async fn allow_list_beats_block_and_isolation() {
                 },
             ),
         ],
-        json!({}),
+        |_| {},
         1,
     )
     .await;
@@ -412,7 +412,7 @@ async fn allow_list_beats_block_and_isolation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_rule_stops_matching_without_a_new_policy() {
-    let rig = rig(vec![], json!({}), 1).await;
+    let rig = rig(vec![], |_| {}, 1).await;
     // Published once the edge is up, so a slow start does not eat the rule's lifetime.
     let mut r = block_ip(60, "203.0.113.60");
     r.expires_at_ms = Some(now_ms() + 4_000);
@@ -447,7 +447,7 @@ async fn expired_rule_stops_matching_without_a_new_policy() {
 async fn two_vms_converge_on_one_policy_version_via_deltas() {
     let rig = rig(
         vec![block_ip(70, "203.0.113.70"), block_ip(71, "203.0.113.71")],
-        json!({}),
+        |_| {},
         2,
     )
     .await;
@@ -484,7 +484,7 @@ async fn two_vms_converge_on_one_policy_version_via_deltas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_good_policy_survives_garbage_errors_and_a_dead_policy_server() {
-    let rig = rig(vec![block_ip(80, "203.0.113.80")], json!({}), 2).await;
+    let rig = rig(vec![block_ip(80, "203.0.113.80")], |_| {}, 2).await;
     let e = &rig.edge;
     rig.ps.set_behaviour(Behaviour::Garbage);
     // Wake the long-poll so the edge fetches the garbage now.
@@ -538,12 +538,9 @@ async fn fail_mode_decides_before_any_policy() {
     let (ps, ps_srv) = PolicyServer::start(TOKEN).await;
     ps.set_behaviour(Behaviour::Status(503));
     let clusters = [("control-plane", ps_srv.url())];
-    let closed = Edge::start(
-        &plugin_config("control-plane", TOKEN, json!({"fail_mode": "closed"})),
-        &clusters,
-        &up_srv.url(),
-        1,
-    );
+    let mut cfg = plugin_config("control-plane", TOKEN);
+    cfg.fail_mode = FailMode::Closed;
+    let closed = Edge::start(&cfg, &clusters, &up_srv.url(), 1);
     let r = send(client().get(format!("{}/x", closed.url))).await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(
@@ -553,12 +550,8 @@ async fn fail_mode_decides_before_any_policy() {
     assert!(r.headers.contains_key("retry-after"));
     assert_eq!(up.count("/x"), 0);
 
-    let open = Edge::start(
-        &plugin_config("control-plane", TOKEN, json!({"fail_mode": "open"})),
-        &clusters,
-        &up_srv.url(),
-        1,
-    );
+    cfg.fail_mode = FailMode::Open;
+    let open = Edge::start(&cfg, &clusters, &up_srv.url(), 1);
     expect_upstream(&send(client().get(format!("{}/y", open.url))).await);
     assert!(closed.stat("no_policy").await >= 1);
 }
@@ -568,7 +561,7 @@ async fn a_refused_edge_token_is_logged_and_the_last_policy_kept() {
     let (_up, up_srv) = Upstream::start().await;
     let (ps, ps_srv) = PolicyServer::start(TOKEN).await;
     ps.publish(vec![block_ip(90, "203.0.113.90")]);
-    let cfg = plugin_config("control-plane", "wrong-token", json!({}));
+    let cfg = plugin_config("control-plane", "wrong-token");
     let edge = Edge::start(&cfg, &[("control-plane", ps_srv.url())], &up_srv.url(), 1);
     eventually("the refusal is logged", Duration::from_secs(10), || {
         let n = edge.proc.count_lines("refused the edge token (HTTP 401)");
@@ -588,11 +581,14 @@ async fn a_refused_edge_token_is_logged_and_the_last_policy_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_plugin_configuration_names_the_field() {
     let (_up, up_srv) = Upstream::start().await;
-    let cfg = plugin_config("control-plane", TOKEN, json!({"trusted_hops": "two"}));
-    let dir = TempDir::new("badcfg");
-    let path = dir.0.join("plugin.json");
+    // The input under test is malformed on purpose: a valid configuration with one field
+    // of the wrong type, written as JSON.
+    let mut cfg = serde_json::to_value(plugin_config("control-plane", TOKEN)).unwrap();
+    cfg["trusted_hops"] = json!("two");
+    let dir = temp_dir("badcfg");
+    let path = dir.path().join("plugin.json");
     std::fs::write(&path, cfg.to_string()).unwrap();
-    let out = std::process::Command::new(edge_e2e::bin("edge-proxy"))
+    let out = std::process::Command::new(edge_testkit::bin("edge-proxy").unwrap())
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -602,7 +598,7 @@ async fn invalid_plugin_configuration_names_the_field() {
             "control-plane=http://127.0.0.1:9",
         ])
         .arg("--wasm")
-        .arg(edge_e2e::filter_wasm())
+        .arg(edge_testkit::filter_wasm().unwrap())
         .arg("--plugin-config")
         .arg(&path)
         .output()

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use edge_e2e::policy_server::{Behaviour, PolicyServer};
 use edge_e2e::upstream::Upstream;
 use edge_host::HostProfile;
-use serde_json::json;
 
 use crate::common::*;
 
@@ -37,12 +36,9 @@ async fn kong_two_workers_configure_enforce_one_version_and_exactly_one_long_pol
     let (ps, ps_srv) = PolicyServer::start(TOKEN).await;
     ps.publish(vec![block_ip(1, "198.51.100.1")]);
     // A long-poll (3 s) longer than the lease (2 s): the leader must renew while it waits.
-    let cfg = plugin_config(
-        "control-plane",
-        TOKEN,
-        json!({"sync": {"long_poll_wait_s": 3, "retry_initial_ms": 100, "retry_max_ms": 500,
-                        "report_interval_s": 1, "shared_check_ms": 100}}),
-    );
+    let mut cfg = plugin_config("control-plane", TOKEN);
+    cfg.sync.long_poll_wait_s = 3;
+    cfg.sync.shared_check_ms = 100;
     let edge = Edge::start_as(
         HostProfile::Kong,
         &cfg,
@@ -105,18 +101,10 @@ async fn idle_sync_calls(behaviour: Behaviour, publish: bool, watch: Duration) -
         ps.publish(vec![block_ip(1, "198.51.100.1")]);
     }
     ps.set_behaviour(behaviour);
-    let cfg = plugin_config(
-        "control-plane",
-        TOKEN,
-        json!({"sync": {"long_poll_wait_s": 2, "retry_initial_ms": 100, "retry_max_ms": 500,
-                        "report_interval_s": 0, "shared_check_ms": 50}}),
-    );
-    let edge = Edge::start(
-        &cfg,
-        &[("control-plane", ps_srv.url())],
-        &up_srv.url(),
-        2,
-    );
+    let mut cfg = plugin_config("control-plane", TOKEN);
+    cfg.sync.long_poll_wait_s = 2;
+    cfg.sync.report_interval_s = 0;
+    let edge = Edge::start(&cfg, &[("control-plane", ps_srv.url())], &up_srv.url(), 2);
     // The first answer (the empty policy, version 0, or version 1) is enforced...
     eventually("the edge holds a policy", Duration::from_secs(10), || {
         let n = edge.proc.count_lines("enforcing policy version");
@@ -136,11 +124,15 @@ async fn idle_sync_calls(behaviour: Behaviour, publish: bool, watch: Duration) -
 async fn an_idle_edge_long_polls_at_most_once_per_wait_at_version_0_too() {
     // Version 0 held by a server that holds long-polls: one per wait (2 s).
     let (sent, secs) = idle_sync_calls(Behaviour::Normal, false, Duration::from_secs(6)).await;
-    assert!(sent <= secs / 2 + 1, "{sent} long-polls in {secs} s at version 0");
+    assert!(
+        sent <= secs / 2 + 1,
+        "{sent} long-polls in {secs} s at version 0"
+    );
     // A server that answers "nothing new" at once (a proxy in between that does not hold
     // the poll): the edge still waits out each wait instead of re-polling in a loop.
     for publish in [false, true] {
-        let (sent, secs) = idle_sync_calls(Behaviour::NoWait, publish, Duration::from_secs(6)).await;
+        let (sent, secs) =
+            idle_sync_calls(Behaviour::NoWait, publish, Duration::from_secs(6)).await;
         assert!(
             sent <= secs / 2 + 1,
             "{sent} polls in {secs} s against a server that answers at once (published: {publish})"

@@ -7,16 +7,18 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use edge_host::{FilterOutcome, HostOptions, HostProfile, HttpCallResponse, Plugin, RequestHead, Vm};
+use edge_host::{
+    FilterOutcome, HostOptions, HostProfile, HttpCallResponse, Plugin, RequestHead, Vm,
+};
 use edge_policy::shared::{part_key, Announcement, DELTAS_MAX_BYTES, PART_LEN, VERSION_KEY};
 use edge_policy::{wire, Delta, IpNet, Ipv4Net, Rule, Snapshot};
-use serde_json::json;
 
 use crate::common::{block_ip, config_for, plugin_config};
 
 fn plugin(profile: HostProfile) -> Plugin {
     let clusters = [("cp", "http://127.0.0.1:9".to_string())];
-    let cfg = plugin_config("cp", "edge-token", json!({"fail_mode": "open"}));
+    let mut cfg = plugin_config("cp", "edge-token");
+    cfg.fail_mode = edge_policy::config::FailMode::Open;
     let cfg = config_for(profile, &cfg, &clusters);
     let opts = HostOptions {
         plugin_config: serde_json::to_vec(&cfg).unwrap(),
@@ -25,7 +27,7 @@ fn plugin(profile: HostProfile) -> Plugin {
         callback_deadline: Duration::from_secs(30),
         ..profile.options()
     };
-    Plugin::load_file(&edge_e2e::filter_wasm(), opts).unwrap()
+    Plugin::load_file(&edge_testkit::filter_wasm().unwrap(), opts).unwrap()
 }
 
 /// `n` /32 blocks from `first_id`, addresses `a.x.y.z` counting up.

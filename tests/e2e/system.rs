@@ -3,8 +3,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use edge_e2e::procs::Proc;
 use edge_e2e::upstream::Upstream;
+use edge_policy::config::SyncSettings;
+use edge_testkit::{Proc, TempDir};
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -22,7 +23,7 @@ struct ControlPlane {
 }
 
 fn start_cp_process(db_url: &str, listen: &str) -> (Proc, String) {
-    let mut cmd = Command::new(edge_e2e::bin("control-plane"));
+    let mut cmd = Command::new(edge_testkit::bin("control-plane").unwrap());
     // Fast expiry sweeps so an expired action leaves the policy promptly.
     cmd.args([
         "--database-url",
@@ -38,27 +39,14 @@ fn start_cp_process(db_url: &str, listen: &str) -> (Proc, String) {
 
 impl ControlPlane {
     async fn start() -> ControlPlane {
-        let dir = TempDir::new("cp");
-        let db_url = format!("sqlite://{}", dir.0.join("ec.db").display());
-        let out = Command::new(edge_e2e::bin("control-plane"))
-            .args([
-                "--database-url",
-                &db_url,
-                "token",
-                "create",
-                "--role",
-                "admin",
-                "--name",
-                "e2e-admin",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let admin = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let dir = temp_dir("cp");
+        let db_url = format!("sqlite://{}", dir.path().join("ec.db").display());
+        let admin = edge_testkit::create_admin_token(
+            &edge_testkit::bin("control-plane").unwrap(),
+            &db_url,
+            "e2e-admin",
+        )
+        .unwrap();
         let (proc, url) = start_cp_process(&db_url, "127.0.0.1:0");
         let mut cp = ControlPlane {
             proc,
@@ -179,11 +167,15 @@ impl ControlPlane {
     }
 
     fn edge(&self, upstream: &str, edge_id: &str, token: &str, workers: u32) -> Edge {
-        let cfg = plugin_config(
-            "control-plane",
-            token,
-            json!({"edge_id": edge_id, "sync": {"long_poll_wait_s": 20, "retry_initial_ms": 100, "retry_max_ms": 1000, "report_interval_s": 1}}),
-        );
+        let mut cfg = plugin_config("control-plane", token);
+        cfg.edge_id = edge_id.into();
+        cfg.sync = SyncSettings {
+            long_poll_wait_s: 20,
+            retry_initial_ms: 100,
+            retry_max_ms: 1000,
+            report_interval_s: 1,
+            ..SyncSettings::default()
+        };
         Edge::start(
             &cfg,
             &[("control-plane", self.url.clone())],
@@ -253,12 +245,10 @@ async fn an_idle_edge_at_version_0_long_polls_once_per_wait() {
     let cp = ControlPlane::start().await;
     assert_eq!(cp.current_version().await, 0);
     let (_up, up_srv) = Upstream::start().await;
-    let cfg = plugin_config(
-        "control-plane",
-        &cp.edge_token,
-        json!({"edge_id": "edge-idle", "sync": {"long_poll_wait_s": 2, "retry_initial_ms": 100,
-               "retry_max_ms": 1000, "report_interval_s": 0}}),
-    );
+    let mut cfg = plugin_config("control-plane", &cp.edge_token);
+    cfg.edge_id = "edge-idle".into();
+    cfg.sync.long_poll_wait_s = 2;
+    cfg.sync.report_interval_s = 0;
     let edge = Edge::start(&cfg, &[("control-plane", cp.url.clone())], &up_srv.url(), 2);
     eventually("the edge holds version 0", Duration::from_secs(15), || {
         let n = edge.proc.count_lines("enforcing policy version 0");
@@ -282,7 +272,13 @@ async fn an_idle_edge_at_version_0_long_polls_once_per_wait() {
     // And the long-poll held at version 0 is woken by the first action.
     let inc = cp.incident().await;
     cp.block(inc, "203.0.113.70").await;
-    wait_status(&edge, "203.0.113.70", 403, "the first action reaches the idle edge").await;
+    wait_status(
+        &edge,
+        "203.0.113.70",
+        403,
+        "the first action reaches the idle edge",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,8 +506,8 @@ async fn wrong_or_revoked_edge_tokens_are_refused_and_logged_and_the_policy_kept
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quick_start_reaches_a_state_where_its_curl_commands_work() {
-    let dir = TempDir::new("qs");
-    let mut cmd = Command::new(edge_e2e::bin("quickstart"));
+    let dir = temp_dir("qs");
+    let mut cmd = Command::new(edge_testkit::bin("quickstart").unwrap());
     cmd.args([
         "--cp-listen",
         "127.0.0.1:0",
@@ -521,9 +517,9 @@ async fn the_quick_start_reaches_a_state_where_its_curl_commands_work() {
         "127.0.0.1:0",
     ])
     .arg("--data-dir")
-    .arg(dir.0.join("data"))
+    .arg(dir.path().join("data"))
     .arg("--wasm")
-    .arg(edge_e2e::filter_wasm());
+    .arg(edge_testkit::filter_wasm().unwrap());
     let (mut qs, _) =
         tokio::task::block_in_place(|| Proc::start("quickstart", cmd, "Press Ctrl-C to stop."));
     let text = qs.output_text();
@@ -559,7 +555,7 @@ async fn the_quick_start_reaches_a_state_where_its_curl_commands_work() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
-        tokio::task::block_in_place(|| qs.interrupt(Duration::from_secs(15))),
+        tokio::task::block_in_place(|| qs.stop("INT", Duration::from_secs(15))),
         "quickstart did not stop cleanly on Ctrl-C:\n{}",
         qs.output_text()
     );

@@ -234,7 +234,11 @@ async fn poll(
     if let Some(r) = ps.answer(since) {
         return r;
     }
-    let wait = Duration::from_secs(if no_wait { 0 } else { q.wait.unwrap_or(0).min(60) });
+    let wait = Duration::from_secs(if no_wait {
+        0
+    } else {
+        q.wait.unwrap_or(0).min(60)
+    });
     let _ = tokio::time::timeout(wait, rx.changed()).await;
     ps.answer(since)
         .unwrap_or_else(|| StatusCode::NOT_MODIFIED.into_response())

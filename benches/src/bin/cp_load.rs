@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use edge_benches::percentile;
 use edge_benches::stack::{
-    block, create_token, open_incident, raise_fd_limit, rss_kib, start_control_plane, temp_dir,
+    block, create_token, open_incident, raise_fd_limit, rss_kib, start_control_plane,
 };
 
 #[derive(Default)]
@@ -170,8 +170,8 @@ async fn write_loop(
 }
 
 async fn run(edges: usize, rate: u32, secs: u64) -> anyhow::Result<Report> {
-    let dir = temp_dir("cpload")?;
-    let (cp_proc, cp, admin) = start_control_plane(&dir)?;
+    let dir = edge_testkit::temp_dir("bench-cpload")?;
+    let (cp_proc, cp, admin) = start_control_plane(dir.path())?;
     let pid = cp_proc.pid();
     let c = reqwest::Client::builder()
         .pool_max_idle_per_host(edges + 64)
@@ -249,7 +249,6 @@ async fn run(edges: usize, rate: u32, secs: u64) -> anyhow::Result<Report> {
     for p in pollers {
         let _ = p.await;
     }
-    let _ = std::fs::remove_dir_all(&dir);
     l.sort_by(f64::total_cmp);
     let p = |q| percentile(&l, q).unwrap_or(f64::NAN);
     let first_error = first_error

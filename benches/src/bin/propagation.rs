@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use edge_benches::percentile;
 use edge_benches::stack::{
-    block, create_token, open_incident, start_control_plane, start_edge, start_upstream, temp_dir,
+    block, create_token, open_incident, start_control_plane, start_edge, start_upstream,
 };
 
 /// How often the prober asks the edge while waiting for the 403.
@@ -34,8 +34,8 @@ async fn run(
     poll_interval_ms: u32,
     trials: usize,
 ) -> anyhow::Result<Vec<f64>> {
-    let dir = temp_dir("prop")?;
-    let (_cp_proc, cp, admin) = start_control_plane(&dir)?;
+    let dir = edge_testkit::temp_dir("bench-prop")?;
+    let (_cp_proc, cp, admin) = start_control_plane(dir.path())?;
     let c = reqwest::Client::builder()
         .pool_max_idle_per_host(8)
         .build()?;
@@ -44,7 +44,7 @@ async fn run(
     let incident = open_incident(&c, &cp, &responder).await?;
     let upstream = start_upstream().await?;
     let (_edge_proc, edge) = start_edge(
-        &dir,
+        dir.path(),
         &cp,
         &edge_token,
         upstream,
@@ -90,7 +90,6 @@ async fn run(
             tokio::time::sleep(PROBE_EVERY).await;
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(samples)
 }
 

@@ -226,7 +226,11 @@ async fn version_0_is_held_like_any_version_and_since_0_alone_means_nothing_yet(
     }
     // An edge holding version 0 (`If-None-Match: "0"`) is held for the wait, then 304.
     let held = |wait: &str| {
-        let (api, edge, path) = (api.clone(), edge.clone(), format!("/v1/edge/policy?since=0&wait={wait}"));
+        let (api, edge, path) = (
+            api.clone(),
+            edge.clone(),
+            format!("/v1/edge/policy?since=0&wait={wait}"),
+        );
         async move {
             api.send(
                 reqwest::Method::GET,
@@ -239,7 +243,11 @@ async fn version_0_is_held_like_any_version_and_since_0_alone_means_nothing_yet(
     let start = Instant::now();
     let r = held("1").await;
     expect_status(&r, 304);
-    assert!(start.elapsed() >= Duration::from_millis(990), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(990),
+        "{:?}",
+        start.elapsed()
+    );
     // ... and woken by the first action.
     let poll = tokio::spawn(held("30"));
     tokio::time::sleep(Duration::from_millis(

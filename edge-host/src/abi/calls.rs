@@ -5,8 +5,8 @@ use std::time::Duration;
 use wasmtime::{Caller, Linker};
 
 use crate::map::decode_map;
-use crate::options::HostProfile;
 use crate::memory::{check, read, read_str, write_u32};
+use crate::options::HostProfile;
 use crate::state::{HostState, LocalReply};
 use crate::status::{code, AbiResult, Status};
 use crate::types::PendingHttpCall;

@@ -12,28 +12,16 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-pub const BUILD_CMD: &str =
-    "cargo build --profile wasm-release --target wasm32-wasip1 -p conformance-filter";
-
-/// Path of the conformance filter, built by [`BUILD_CMD`].
+/// Path of the conformance filter (the error names the command that builds it).
+#[track_caller]
 pub fn wasm_path() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("wasm32-wasip1/wasm-release/conformance_filter.wasm")
+    edge_testkit::wasm("conformance_filter.wasm").unwrap()
 }
 
 #[track_caller]
 pub fn wasm() -> Vec<u8> {
     let path = wasm_path();
-    match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) => panic!(
-            "cannot read {} ({e}); build the fixture first with `{BUILD_CMD}` \
-             (same CARGO_TARGET_DIR as the tests)",
-            path.display()
-        ),
-    }
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
 /// Options for the conformance mode with expectations the filter checks.

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use edge_e2e::procs::Proc;
+use edge_policy::config::{ControlPlane, FilterConfig};
+use edge_testkit::{paths, Proc};
 use serde_json::{json, Value};
 
 /// Run the whole product locally: control plane, one edge, a demo upstream.
@@ -38,68 +39,29 @@ struct Args {
     /// (default: next to this one).
     #[arg(long, env = "QUICKSTART_BIN_DIR")]
     bin_dir: Option<PathBuf>,
-    /// The filter (default: `wasm32-wasip1/wasm-release/edge_filter.wasm` in the target
-    /// directory this binary was built into).
+    /// The filter (default: `wasm32-wasip1/wasm-release/edge_filter.wasm` in
+    /// `$CARGO_TARGET_DIR`, else in the target directory this binary was built into).
     #[arg(long, env = "EDGE_FILTER_WASM")]
     wasm: Option<PathBuf>,
-}
-
-struct Cleanup(Option<PathBuf>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(d) = &self.0 {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
-}
-
-fn sigterm(p: &mut Proc) {
-    // SAFETY: kill(2) with a child's pid and SIGTERM has no memory-safety preconditions.
-    unsafe {
-        libc::kill(p.pid() as libc::pid_t, libc::SIGTERM);
-    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin_dir = match args.bin_dir {
-        Some(d) => d,
-        None => std::env::current_exe()?
-            .parent()
-            .context("binary directory")?
-            .to_path_buf(),
+    let bin = |name: &str| match &args.bin_dir {
+        Some(d) => paths::find(name, vec![d.join(name)], paths::BINS_BUILD),
+        None => edge_testkit::bin(name),
     };
-    let bin = |name: &str| -> anyhow::Result<PathBuf> {
-        let p = bin_dir.join(name);
-        if !p.exists() {
-            bail!(
-                "{} is missing: build with `cargo build --release --bins`",
-                p.display()
-            );
-        }
-        Ok(p)
+    let wasm = match &args.wasm {
+        Some(w) => paths::find("edge_filter.wasm", vec![w.clone()], paths::WASM_BUILD)?,
+        None => edge_testkit::wasm("edge_filter.wasm")?,
     };
-    // target/release/quickstart -> target/wasm32-wasip1/wasm-release/edge_filter.wasm
-    let wasm = match args.wasm {
-        Some(w) => w,
-        None => bin_dir
-            .parent()
-            .context("target directory")?
-            .join("wasm32-wasip1/wasm-release/edge_filter.wasm"),
-    };
-    if !wasm.exists() {
-        bail!(
-            "{} is missing: build it with `cargo build --profile wasm-release --target wasm32-wasip1 -p edge-filter`",
-            wasm.display()
-        );
-    }
-    let (data_dir, _cleanup) = match args.data_dir {
-        Some(d) => (d, Cleanup(None)),
+    // A temporary data directory lives (and is removed) with `_temp`.
+    let (data_dir, _temp) = match &args.data_dir {
+        Some(d) => (d.clone(), None),
         None => {
-            let d = std::env::temp_dir().join(format!("edge-quickstart-{}", std::process::id()));
-            (d.clone(), Cleanup(Some(d)))
+            let t = edge_testkit::temp_dir("quickstart")?;
+            (t.path().to_path_buf(), Some(t))
         }
     };
     std::fs::create_dir_all(&data_dir)?;
@@ -116,28 +78,11 @@ async fn main() -> anyhow::Result<()> {
     let mut cmd = Command::new(bin("demo-upstream")?);
     cmd.args(["--listen", &args.upstream_listen]);
     let (mut upstream, upstream_url) =
-        Proc::start("demo-upstream", cmd, "demo-upstream listening on ");
+        Proc::spawn("demo-upstream", cmd, "demo-upstream listening on ")?;
 
     // 2. The control plane and its first (admin) token.
-    let out = Command::new(bin("control-plane")?)
-        .args([
-            "--database-url",
-            &db_url,
-            "token",
-            "create",
-            "--role",
-            "admin",
-            "--name",
-            "quickstart-admin",
-        ])
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "creating the admin token failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let admin = String::from_utf8(out.stdout)?.trim().to_string();
+    let admin =
+        edge_testkit::create_admin_token(&bin("control-plane")?, &db_url, "quickstart-admin")?;
     let mut cmd = Command::new(bin("control-plane")?);
     cmd.args([
         "--database-url",
@@ -146,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
         "--listen",
         &args.cp_listen,
     ]);
-    let (mut cp, cp_url) = Proc::start("control-plane", cmd, "control-plane listening on ");
+    let (mut cp, cp_url) = Proc::spawn("control-plane", cmd, "control-plane listening on ")?;
 
     let http = reqwest::Client::new();
     let token = |name: &'static str, role: &'static str| {
@@ -166,17 +111,17 @@ async fn main() -> anyhow::Result<()> {
     let edge_token = token("quickstart-edge", "edge").await?;
 
     // 3. The edge, with the real filter, syncing from the control plane.
-    let plugin = json!({
-        "control_plane": {"cluster": "control-plane", "authority": "control-plane"},
-        "edge_token": edge_token,
-        "edge_id": "quickstart-edge-1",
-        "sync": {"long_poll_wait_s": 20, "report_interval_s": 5},
-        // One trusted hop, so the curl examples can play other clients with X-Forwarded-For.
-        "trusted_hops": 1,
-        "fail_mode": "open"
-    });
-    let plugin_path = data_dir.join("plugin.json");
-    std::fs::write(&plugin_path, serde_json::to_vec_pretty(&plugin)?)?;
+    let mut plugin = FilterConfig::new(
+        ControlPlane::new("control-plane", "control-plane"),
+        edge_token,
+        "quickstart-edge-1",
+    );
+    plugin.sync.long_poll_wait_s = 20;
+    plugin.sync.report_interval_s = 5;
+    // One trusted hop, so the curl examples can play other clients with X-Forwarded-For.
+    plugin.trusted_hops = 1;
+    plugin.fail_mode = edge_policy::config::FailMode::Open;
+    let plugin_path = edge_testkit::write_plugin_config(&data_dir, "plugin.json", &plugin)?;
     let mut cmd = Command::new(bin("edge-proxy")?);
     cmd.args([
         "--listen",
@@ -192,7 +137,7 @@ async fn main() -> anyhow::Result<()> {
     .arg(&plugin_path)
     .arg("--cluster")
     .arg(format!("control-plane={cp_url}"));
-    let (mut edge, edge_url) = Proc::start("edge-proxy", cmd, "edge-proxy listening on ");
+    let (mut edge, edge_url) = Proc::spawn("edge-proxy", cmd, "edge-proxy listening on ")?;
     // Ready when the filter enforces the control plane's first policy.
     if edge
         .wait_for_line("enforcing policy version", Duration::from_secs(30))
@@ -238,11 +183,8 @@ async fn main() -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     println!("stopping...");
     for p in [&mut edge, &mut cp, &mut upstream] {
-        sigterm(p);
-    }
-    for p in [&mut edge, &mut cp, &mut upstream] {
-        if !p.wait_exit(Duration::from_secs(10)) {
-            eprintln!("{} did not stop in 10 s; killing it", p.name);
+        if !p.stop("TERM", Duration::from_secs(10)) {
+            eprintln!("{} did not stop cleanly in 10 s; killing it", p.name);
             p.kill();
         }
     }

@@ -1,0 +1,58 @@
+//! The one kit the end-to-end tests, the host tests, the benchmarks and the quick start
+//! share: where the build put the `.wasm` modules and the binaries ([`paths`]), child
+//! processes killed on drop with their output captured ([`Proc`]), temporary directories,
+//! and plugin configuration files written from [`FilterConfig`] with serde.
+
+pub mod paths;
+mod proc;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use edge_policy::config::FilterConfig;
+
+pub use paths::{bin, filter_wasm, wasm, NotBuilt};
+pub use proc::Proc;
+pub use tempfile::TempDir;
+
+/// A fresh directory under the system temp dir, named `edge-<tag>-…`, removed on drop.
+pub fn temp_dir(tag: &str) -> std::io::Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("edge-{tag}-"))
+        .tempdir()
+}
+
+/// Writes `cfg` (serialised with serde, so it is exactly what the filter parses) to
+/// `dir/name` and returns the path.
+pub fn write_plugin_config(dir: &Path, name: &str, cfg: &FilterConfig) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    let json = serde_json::to_vec_pretty(cfg).context("serialising the plugin configuration")?;
+    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Creates the first admin token of a control-plane database with the CLI
+/// (`<control_plane> token create --role admin`) and returns it.
+pub fn create_admin_token(
+    control_plane: &Path,
+    database_url: &str,
+    name: &str,
+) -> anyhow::Result<String> {
+    let out = Command::new(control_plane)
+        .args(["--database-url", database_url, "token", "create"])
+        .args(["--role", "admin", "--name", name])
+        .output()
+        .context("running `control-plane token create`")?;
+    if !out.status.success() {
+        bail!(
+            "`control-plane token create` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let token = String::from_utf8(out.stdout)?.trim().to_string();
+    if token.is_empty() {
+        bail!("`control-plane token create` printed no token");
+    }
+    Ok(token)
+}
