@@ -11,6 +11,7 @@ pub mod facts;
 pub mod matcher;
 pub mod model;
 pub mod naive;
+pub mod pixel;
 pub mod reply;
 pub mod report;
 pub mod shared;
