@@ -19,8 +19,9 @@
 //! newer than the one asked for: every answer is a valid reply to "anything newer than
 //! `since`", and it says which version it brings.
 //!
-//! Nothing here is the only copy of anything (see DESIGN.md): every answer is recomputed from
-//! the store after a restart, and on another replica from its own store.
+//! Nothing here is the only copy of anything (the store is the one source of truth): every
+//! answer is recomputed from the store after a restart, and on another replica from its own
+//! store.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

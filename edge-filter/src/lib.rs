@@ -2,7 +2,8 @@
 //!
 //! Glue only: it reads the plugin configuration, syncs the policy from the control plane,
 //! shares it between worker VMs, asks the host for the few facts a decision needs, and applies
-//! the verdict that `edge_policy` computes. See DESIGN.md, "Data plane".
+//! the verdict that `edge_policy` computes. See docs/ARCHITECTURE.md for the data flow and
+//! the sharing protocol.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::model::UnknownVariant;
-use crate::verdict::PixelKind;
+use crate::pixel::{self, PixelRoute};
 
 /// What the filter does with requests before it has ever received a policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,36 +111,6 @@ impl Default for SyncSettings {
     }
 }
 
-/// A pixel route: where a pixel id sits in a request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum PixelRouteSpec {
-    /// A pattern; the kind is `script` for patterns ending in `.js`, else `beacon`.
-    Pattern(String),
-    /// A pattern with its kind given.
-    Explicit {
-        pattern: String,
-        kind: PixelKindName,
-    },
-}
-
-/// [`PixelKind`] as configuration spells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PixelKindName {
-    Script,
-    Beacon,
-}
-
-impl From<PixelKindName> for PixelKind {
-    fn from(k: PixelKindName) -> PixelKind {
-        match k {
-            PixelKindName::Script => PixelKind::Script,
-            PixelKindName::Beacon => PixelKind::Beacon,
-        }
-    }
-}
-
 /// The plugin configuration as written by an operator.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,9 +131,10 @@ pub struct FilterConfig {
     /// Header carrying an account id; when absent, a bearer JWT's `sub` is used.
     #[serde(default)]
     pub account_header: Option<String>,
-    /// Where pixel ids are found: `/p/{pixel}.gif`, `/px/{pixel}.js`, `?pid=`.
-    #[serde(default = "default_pixel_routes")]
-    pub pixel_routes: Vec<PixelRouteSpec>,
+    /// Where pixel ids are found: `/p/{pixel}.gif`, `/px/{pixel}.js`, `?pid=`. Compiled
+    /// as they are parsed.
+    #[serde(default = "pixel::default_routes")]
+    pub pixel_routes: Vec<PixelRoute>,
     /// Behaviour before any policy was ever received.
     #[serde(default = "default_fail_mode")]
     pub fail_mode: FailMode,
@@ -174,12 +145,6 @@ pub struct FilterConfig {
 
 fn default_api_key_header() -> String {
     "x-api-key".into()
-}
-fn default_pixel_routes() -> Vec<PixelRouteSpec> {
-    ["/p/{pixel}.gif", "/px/{pixel}.js", "?pid="]
-        .into_iter()
-        .map(|p| PixelRouteSpec::Pattern(p.into()))
-        .collect()
 }
 fn default_fail_mode() -> FailMode {
     FailMode::Open
@@ -231,7 +196,7 @@ impl FilterConfig {
             trusted_hops: 0,
             api_key_header: default_api_key_header(),
             account_header: None,
-            pixel_routes: default_pixel_routes(),
+            pixel_routes: pixel::default_routes(),
             fail_mode: default_fail_mode(),
             retry_after_s: default_retry_after(),
         }
@@ -331,10 +296,7 @@ impl FilterConfig {
                 ));
             }
         }
-        for (i, r) in self.pixel_routes.iter().enumerate() {
-            crate::facts::PixelRoute::compile(r)
-                .map_err(|m| field_err(format!("pixel_routes[{i}]"), m))?;
-        }
+        // Pixel routes were compiled (and checked) when they were deserialised.
         Ok(())
     }
 }
@@ -436,16 +398,5 @@ mod tests {
             assert_eq!(FilterConfig::parse(json.as_bytes()).unwrap().fail_mode, m);
         }
         assert!("maybe".parse::<FailMode>().is_err());
-    }
-
-    #[test]
-    fn explicit_pixel_route_kind() {
-        let json = with(r#""pixel_routes": [{"pattern": "/t/{pixel}", "kind": "script"}]"#);
-        let c = FilterConfig::parse(json.as_bytes()).unwrap();
-        let ex = crate::facts::Extractor::new(&c).unwrap();
-        assert_eq!(
-            ex.pixel("/t/abc", "").map(|p| p.kind),
-            Some(crate::PixelKind::Script)
-        );
     }
 }

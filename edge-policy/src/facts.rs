@@ -1,5 +1,6 @@
 //! Turning what a proxy knows about a request into [`Facts`]: client address through
-//! trusted `X-Forwarded-For` hops, the bearer JWT's subject, pixel ids from route patterns.
+//! trusted `X-Forwarded-For` hops, the bearer JWT's subject, pixel ids from the configured
+//! routes ([`crate::pixel`]).
 //!
 //! Everything here is pure and runs natively in tests; the filter only fetches the raw
 //! strings from its host.
@@ -8,8 +9,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use base64::Engine;
 
-use crate::config::{FilterConfig, PixelRouteSpec};
-use crate::verdict::{PixelKind, PixelRef};
+use crate::config::FilterConfig;
+use crate::pixel::PixelRoute;
+use crate::verdict::PixelRef;
 
 /// Parse a proxy's `source.address`: `1.2.3.4`, `1.2.3.4:5678`, `::1`, `[::1]:5678`.
 pub fn parse_source_address(s: &str) -> Option<IpAddr> {
@@ -89,97 +91,6 @@ pub fn split_path(path_and_query: &str) -> (&str, &str) {
     }
 }
 
-/// A compiled pixel route.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PixelRoute {
-    /// `prefix{pixel}suffix` on the path.
-    Path {
-        prefix: String,
-        suffix: String,
-        kind: PixelKind,
-    },
-    /// `?name=` in the query.
-    Query { name: String, kind: PixelKind },
-}
-
-const PLACEHOLDER: &str = "{pixel}";
-
-impl PixelRoute {
-    /// Compile a route, or say what is wrong with it.
-    pub fn compile(spec: &PixelRouteSpec) -> Result<PixelRoute, String> {
-        let (pattern, kind) = match spec {
-            PixelRouteSpec::Pattern(p) => {
-                let kind = if p.ends_with(".js") {
-                    PixelKind::Script
-                } else {
-                    PixelKind::Beacon
-                };
-                (p.as_str(), kind)
-            }
-            PixelRouteSpec::Explicit { pattern, kind } => (pattern.as_str(), (*kind).into()),
-        };
-        if let Some(q) = pattern.strip_prefix('?') {
-            let name = q.strip_suffix('=').unwrap_or(q);
-            if name.is_empty() || name.contains(['&', '=', '{', '}']) {
-                return Err(format!("query pattern {pattern:?} must look like `?pid=`"));
-            }
-            return Ok(PixelRoute::Query {
-                name: name.to_string(),
-                kind,
-            });
-        }
-        if !pattern.starts_with('/') {
-            return Err(format!("pattern {pattern:?} must start with `/` or `?`"));
-        }
-        let Some((prefix, suffix)) = pattern.split_once(PLACEHOLDER) else {
-            return Err(format!("pattern {pattern:?} must contain {PLACEHOLDER}"));
-        };
-        if suffix.contains(PLACEHOLDER) {
-            return Err(format!(
-                "pattern {pattern:?} must contain {PLACEHOLDER} once"
-            ));
-        }
-        Ok(PixelRoute::Path {
-            prefix: prefix.into(),
-            suffix: suffix.into(),
-            kind,
-        })
-    }
-
-    /// The pixel this request is for, if the route matches.
-    pub fn extract<'a>(&self, path: &'a str, query: &'a str) -> Option<PixelRef<'a>> {
-        let (id, kind) = match self {
-            PixelRoute::Path {
-                prefix,
-                suffix,
-                kind,
-            } => {
-                let id = path
-                    .strip_prefix(prefix.as_str())?
-                    .strip_suffix(suffix.as_str())?;
-                (id, *kind)
-            }
-            PixelRoute::Query { name, kind } => {
-                let id = query.split('&').find_map(|kv| {
-                    let (k, v) = kv.split_once('=')?;
-                    (k == name).then_some(v)
-                })?;
-                (id, *kind)
-            }
-        };
-        is_pixel_id(id).then_some(PixelRef { id, kind })
-    }
-}
-
-/// Pixel ids: 1-128 characters of letters, digits, `-`, `_`, `.`.
-pub fn is_pixel_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
-
 /// Everything compiled from a [`FilterConfig`] that the request path needs.
 #[derive(Clone, Debug)]
 pub struct Extractor {
@@ -190,18 +101,14 @@ pub struct Extractor {
 }
 
 impl Extractor {
-    /// Compile; the configuration must have passed [`FilterConfig::validate`].
+    /// From a parsed configuration, whose pixel routes are compiled already (they compile
+    /// as they are deserialised), so this cannot fail; the `Result` is kept for callers.
     pub fn new(cfg: &FilterConfig) -> Result<Extractor, String> {
-        let pixel_routes = cfg
-            .pixel_routes
-            .iter()
-            .map(PixelRoute::compile)
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(Extractor {
             trusted_hops: cfg.trusted_hops,
             api_key_header: cfg.api_key_header.clone(),
             account_header: cfg.account_header.clone(),
-            pixel_routes,
+            pixel_routes: cfg.pixel_routes.clone(),
         })
     }
 
@@ -297,39 +204,15 @@ mod tests {
     }
 
     #[test]
-    fn pixel_routes() {
-        let gif = PixelRoute::compile(&PixelRouteSpec::Pattern("/p/{pixel}.gif".into())).unwrap();
-        let js = PixelRoute::compile(&PixelRouteSpec::Pattern("/px/{pixel}.js".into())).unwrap();
-        let q = PixelRoute::compile(&PixelRouteSpec::Pattern("?pid=".into())).unwrap();
+    fn the_extractor_uses_the_configured_routes_with_their_kind() {
+        let json = r#"{"control_plane": {"cluster": "c", "authority": "a"}, "edge_token": "x",
+            "edge_id": "e", "pixel_routes": [{"pattern": "/t/{pixel}", "kind": "script"}]}"#;
+        let c = FilterConfig::parse(json.as_bytes()).unwrap();
+        let ex = Extractor::new(&c).unwrap();
         assert_eq!(
-            gif.extract("/p/abc.gif", ""),
-            Some(PixelRef {
-                id: "abc",
-                kind: PixelKind::Beacon
-            })
+            ex.pixel("/t/abc", "").map(|p| p.kind),
+            Some(crate::PixelKind::Script)
         );
-        assert_eq!(
-            js.extract("/px/abc.js", ""),
-            Some(PixelRef {
-                id: "abc",
-                kind: PixelKind::Script
-            })
-        );
-        assert_eq!(
-            q.extract("/collect", "x=1&pid=abc"),
-            Some(PixelRef {
-                id: "abc",
-                kind: PixelKind::Beacon
-            })
-        );
-        assert_eq!(gif.extract("/p/.gif", ""), None);
-        assert_eq!(gif.extract("/p/a/b.gif", ""), None);
-        assert_eq!(q.extract("/collect", "pidx=abc"), None);
-        for bad in ["p/{pixel}", "/p/", "/{pixel}/{pixel}", "?", "?a&b="] {
-            assert!(
-                PixelRoute::compile(&PixelRouteSpec::Pattern(bad.into())).is_err(),
-                "{bad}"
-            );
-        }
+        assert_eq!(ex.pixel("/p/abc.gif", ""), None);
     }
 }

@@ -12,6 +12,7 @@ pub mod lease;
 pub mod matcher;
 pub mod model;
 pub mod naive;
+pub mod pixel;
 pub mod reply;
 pub mod report;
 pub mod shared;

@@ -1,6 +1,7 @@
-//! The edge-policy integration tests, in one binary (see CONVENTIONS.md): unit tests of the
-//! compiled matcher per target, mode, isolation and action; property tests against the naive
-//! reference and of the wire format; and an ignored sizing run with a million rules.
+//! The edge-policy integration tests, in one binary (one link instead of one per file): unit
+//! tests of the compiled matcher per target, mode, isolation and action; property tests
+//! against the naive reference and of the wire format; and an ignored sizing run with a
+//! million rules.
 
 #[path = "policy/common.rs"]
 mod common;

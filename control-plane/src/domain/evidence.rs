@@ -3,10 +3,10 @@
 
 use std::net::IpAddr;
 
-use edge_policy::config::PixelRouteSpec;
-use edge_policy::facts::{parse_source_address, split_path, PixelRoute};
+use edge_policy::facts::{parse_source_address, split_path};
 use edge_policy::model::normalize_host;
 use edge_policy::naive::{scope_matches, target_matches};
+use edge_policy::pixel::PixelRoute;
 use edge_policy::{Facts, Rule, RuleKind};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -199,12 +199,10 @@ pub struct Match {
     pub keys: Vec<String>,
 }
 
-/// The pixel routes the DESIGN names (`/p/{pixel}.gif`, `/px/{pixel}.js`, `?pid=`).
+/// The pixel routes an edge uses when its configuration names none (`/p/{pixel}.gif`,
+/// `/px/{pixel}.js`, `?pid=`; `edge_policy::pixel::default_routes`).
 pub fn default_pixel_routes() -> Vec<PixelRoute> {
-    ["/p/{pixel}.gif", "/px/{pixel}.js", "?pid="]
-        .into_iter()
-        .filter_map(|p| PixelRoute::compile(&PixelRouteSpec::Pattern(p.into())).ok())
-        .collect()
+    edge_policy::pixel::default_routes()
 }
 
 fn describe(r: &Rule) -> String {
