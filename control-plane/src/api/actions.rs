@@ -47,7 +47,6 @@ pub struct ActionQuery {
     #[param(pattern = "^(active|lifted|expired|all)$")]
     pub status: Option<String>,
     /// Only this incident's actions.
-    #[param(minimum = 1)]
     pub incident: Option<i64>,
     /// 1..=200, default 50.
     #[param(minimum = 1, maximum = 200)]

@@ -53,7 +53,7 @@ pub const MAX_WAIT_SECS: u64 = 60;
 #[serde(deny_unknown_fields)]
 pub struct PolicyQuery {
     /// The version the edge has (0: none). Without it, `If-None-Match: "<version>"` is used.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub since: Option<u64>,
     /// Seconds to wait for a newer version when `since` is current (0..=60, default 0).
     #[param(minimum = 0, maximum = 60)]
@@ -101,6 +101,12 @@ async fn get_policy(
         return Err(ApiError::query(
             "wait",
             format!("must be 0..={MAX_WAIT_SECS} seconds"),
+        ));
+    }
+    if q.since.is_some_and(|v| v > MAX_COUNTER) {
+        return Err(ApiError::query(
+            "since",
+            format!("must be 0..={MAX_COUNTER}"),
         ));
     }
     let since = q.since.or_else(|| if_none_match(&headers)).unwrap_or(0);

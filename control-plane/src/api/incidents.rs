@@ -111,7 +111,7 @@ pub struct UpdateIncident {
     pub phase: Option<Phase>,
     pub assignee: Option<String>,
     /// Why (required to move back a phase).
-    #[schema(max_length = 2000)]
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
     pub reason: Option<String>,
     #[schema(max_length = 10000)]
     pub summary: Option<String>,

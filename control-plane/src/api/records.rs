@@ -159,7 +159,7 @@ pub struct DeadlineQuery {
     #[param(pattern = "^(pending|met|overdue|all)$")]
     pub status: Option<String>,
     /// Only deadlines of this kind (`preliminary_report`, `authority_notification`, ...).
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, pattern = "^(preliminary_report|phase_detection_analysis|phase_containment|phase_eradication_recovery|phase_post_incident|authority_notification|hipaa_notice|post_mortem)$")]
     pub kind: Option<DeadlineKind>,
     /// Only this incident's deadlines.
     pub incident: Option<i64>,
