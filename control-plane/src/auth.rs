@@ -64,6 +64,9 @@ impl<R: RoleSet> Auth<R> {
     }
 }
 
+/// The one answer to a token that does not work, whatever the reason (unknown, revoked).
+pub const INVALID_TOKEN: &str = "the bearer token is not valid";
+
 /// Check a bearer token (cached, see [`crate::token_cache`]); any failure is 401.
 pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     let header = parts
@@ -75,10 +78,12 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Api
     let value = header
         .to_str()
         .map_err(|_| ApiError::Unauthenticated("malformed Authorization header"))?;
+    // The scheme is case-insensitive (RFC 9110 §11.1): `Bearer`, `bearer`, `BEARER`.
     let presented = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
+        .trim_start()
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::Unauthenticated(
             "expected Authorization: Bearer <token>",
@@ -93,12 +98,10 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Api
     // Noted before the read: a revoke committing meanwhile keeps this result out of the cache.
     let generation = state.tokens.generation();
     let found = state.store.find_token(&hash).await?;
-    let Some(t) = found.filter(|t| token::hashes_match(&t.hash, &hash)) else {
-        return Err(ApiError::Unauthenticated("unknown token"));
+    // Unknown and revoked tokens get the same answer: a thief learns nothing of its past.
+    let Some(t) = found.filter(|t| token::hashes_match(&t.hash, &hash) && !t.revoked) else {
+        return Err(ApiError::Unauthenticated(INVALID_TOKEN));
     };
-    if t.revoked {
-        return Err(ApiError::Unauthenticated("token revoked"));
-    }
     let caller = Caller {
         token_id: t.id,
         name: t.name,

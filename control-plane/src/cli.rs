@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -16,7 +17,7 @@ use crate::domain::deadline::Holidays;
 use crate::domain::token::{self, Role};
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
-use crate::{AppState, Settings};
+use crate::{server, AppState, Settings};
 
 /// Edge containment control plane.
 #[derive(Debug, Parser)]
@@ -137,6 +138,33 @@ pub struct ServeArgs {
     #[arg(long, env = "EC_TOKEN_CACHE_TTL_MS", default_value_t = crate::DEFAULT_TOKEN_CACHE_TTL_MS,
         value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub token_cache_ttl_ms: u64,
+    /// A request head (request line and headers) must arrive complete within this many
+    /// milliseconds of the connection's start, or of its first byte after a keep-alive wait;
+    /// otherwise the connection is closed.
+    #[arg(long, env = "EC_HEADER_READ_TIMEOUT_MS", default_value_t = server::DEFAULT_HEADER_READ_TIMEOUT_MS,
+        value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub header_read_timeout_ms: u64,
+    /// A request body must arrive complete within this many milliseconds of the request's
+    /// start (408 `body_timeout` otherwise).
+    #[arg(long, env = "EC_BODY_READ_TIMEOUT_MS", default_value_t = server::DEFAULT_BODY_READ_TIMEOUT_MS,
+        value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub body_read_timeout_ms: u64,
+    /// A kept-alive connection with no request for this many milliseconds is closed.
+    #[arg(long, env = "EC_IDLE_TIMEOUT_MS", default_value_t = server::DEFAULT_IDLE_TIMEOUT_MS,
+        value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub idle_timeout_ms: u64,
+    /// Connections open at once; further ones get 503 `overloaded` and are closed. 0 (the
+    /// default): the open-file limit (raised to its hard limit at start) less 64.
+    #[arg(long, env = "EC_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+    /// Most headers one request may carry (431 `headers_too_large` beyond).
+    #[arg(long, env = "EC_MAX_HEADERS", default_value_t = server::DEFAULT_MAX_HEADERS,
+        value_parser = clap::value_parser!(u16).range(1..=1000).map(usize::from))]
+    pub max_headers: usize,
+    /// Largest request line plus headers, in bytes (431 `headers_too_large` beyond).
+    #[arg(long, env = "EC_MAX_HEADER_BYTES", default_value_t = server::DEFAULT_MAX_HEADER_BYTES,
+        value_parser = clap::value_parser!(u32).range(1024..=1_048_576).map(|n| n as usize))]
+    pub max_header_bytes: usize,
 }
 
 impl ServeArgs {
@@ -170,6 +198,18 @@ impl ServeArgs {
             max_evidence_bytes: self.max_evidence_bytes,
             policy_wake_interval: Duration::from_millis(self.policy_wake_interval_ms),
             token_cache_ttl: Duration::from_millis(self.token_cache_ttl_ms),
+            conn: server::ConnLimits {
+                header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+                body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
+                idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+                max_connections: match self.max_connections {
+                    0 => server::FALLBACK_MAX_CONNECTIONS,
+                    n => n,
+                },
+                max_headers: self.max_headers,
+                max_header_bytes: self.max_header_bytes,
+                max_request_bytes: self.max_body_bytes.max(self.max_evidence_bytes),
+            },
         })
     }
 }
@@ -266,7 +306,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(store: SqliteStore, args: ServeArgs) -> anyhow::Result<()> {
-    let (state, shutdown) = AppState::new(Arc::new(store), Arc::new(SystemClock), args.settings()?);
+    let mut settings = args.settings()?;
+    // Every connection is a descriptor: raise the soft limit to the hard one, and let the
+    // connection cap follow it (so the process refuses with 503 before it runs out).
+    let open_files = server::raise_open_file_limit();
+    let allowed = server::connections_for(open_files);
+    settings.conn.max_connections = match args.max_connections {
+        0 => allowed,
+        n => {
+            if n > allowed {
+                tracing::warn!(
+                    max_connections = n,
+                    allowed,
+                    "--max-connections exceeds what the open-file limit allows; new connections may fail"
+                );
+            }
+            n
+        }
+    };
+    tracing::info!(
+        open_files = open_files
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        max_connections = settings.conn.max_connections,
+        "open-file limit and connection cap"
+    );
+    let (state, shutdown) = AppState::new(Arc::new(store), Arc::new(SystemClock), settings);
     let listener = TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "control plane listening");
@@ -371,6 +436,72 @@ mod tests {
             (&["--token-cache-ttl-ms", "soon"], "--token-cache-ttl-ms"),
         ] {
             let err = serve(bad).unwrap_err();
+            assert!(err.contains(flag), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn connection_limit_flags() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(
+            ["cp", "serve"].iter().chain(args.iter()).copied(),
+        ) {
+            Ok(Cli {
+                command: Some(Command::Serve(a)),
+                ..
+            }) => Ok(a.settings().unwrap().conn),
+            Ok(other) => panic!("parsed as {other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        let d = parse(&[]).unwrap();
+        assert_eq!(
+            d.header_read_timeout,
+            Duration::from_millis(server::DEFAULT_HEADER_READ_TIMEOUT_MS)
+        );
+        assert_eq!(d.max_headers, server::DEFAULT_MAX_HEADERS);
+        assert_eq!(d.max_connections, server::FALLBACK_MAX_CONNECTIONS);
+        let c = parse(&[
+            "--header-read-timeout-ms",
+            "250",
+            "--body-read-timeout-ms",
+            "300",
+            "--idle-timeout-ms",
+            "400",
+            "--max-connections",
+            "7",
+            "--max-headers",
+            "20",
+            "--max-header-bytes",
+            "4096",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                c.header_read_timeout,
+                c.body_read_timeout,
+                c.idle_timeout,
+                c.max_connections,
+                c.max_headers,
+                c.max_header_bytes
+            ),
+            (
+                Duration::from_millis(250),
+                Duration::from_millis(300),
+                Duration::from_millis(400),
+                7,
+                20,
+                4096
+            )
+        );
+        for (bad, flag) in [
+            (
+                &["--header-read-timeout-ms", "0"][..],
+                "--header-read-timeout-ms",
+            ),
+            (&["--max-headers", "0"], "--max-headers"),
+            (&["--max-header-bytes", "10"], "--max-header-bytes"),
+            (&["--idle-timeout-ms", "soon"], "--idle-timeout-ms"),
+        ] {
+            let err = parse(bad).unwrap_err();
             assert!(err.contains(flag), "{bad:?}: {err}");
         }
     }

@@ -17,7 +17,7 @@ pub enum ApiError {
     /// The token's role may not do this.
     #[error("{0}")]
     Forbidden(String),
-    /// Bad input naming the field; `status` is 400, 413, 415 or 422.
+    /// Bad input naming the field; `status` is 400, 405, 408, 413, 415, 422 or 431.
     #[error("{field:?}: {message}")]
     Input {
         status: StatusCode,
@@ -51,9 +51,10 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code: `unauthenticated`, `forbidden`, `invalid_json`,
-    /// `invalid_field`, `invalid_query`, `invalid_path`, `guard_rail`, `not_found`,
-    /// `conflict`, `missing_facts`, `body_too_large`, `unsupported_media_type`, `unavailable`,
-    /// `internal`.
+    /// `invalid_field`, `invalid_query`, `invalid_path`, `invalid_body`, `guard_rail`,
+    /// `not_found`, `method_not_allowed`, `conflict`, `missing_facts`, `body_too_large`,
+    /// `body_timeout`, `headers_too_large`, `unsupported_media_type`, `internal`,
+    /// `overloaded`, `unavailable`.
     pub code: String,
     /// The offending field (`target.cidr`, `hits[0].count`, `wait`), when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]

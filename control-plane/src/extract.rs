@@ -4,12 +4,18 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
+use http_body_util::LengthLimitError;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::server::body::BodyTimeout;
+use crate::AppState;
 
-/// JSON body. Syntax errors → 400 `invalid_json`; wrong types, missing or unknown fields and
-/// unknown enum values → 422 `invalid_field`; both name the field path (`target.cidr`).
+/// JSON body, read strictly ([`crate::json`]: duplicate keys refused, integral numbers are
+/// integers). Syntax errors → 400 `invalid_json`; wrong types, missing or unknown fields,
+/// unknown enum values and out-of-range numbers → 422 `invalid_field`; both name the field
+/// path (`target.cidr`). Not JSON → 415; over `--max-body-bytes` → 413 (at once when
+/// `Content-Length` says so); not arrived within the body-read timeout → 408.
 pub struct ApiJson<T>(pub T);
 
 /// Query string, parsed the same way (400 `invalid_query` naming the parameter).
@@ -18,84 +24,89 @@ pub struct ApiQuery<T>(pub T);
 /// A numeric id in the path (400 `invalid_path`).
 pub struct PathId(pub i64);
 
-/// Strip serde_json's " at line X column Y" suffix.
-fn clean(msg: &str) -> String {
-    match msg.find(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
-    }
-}
-
-/// The field a serde error is about: the path, completed with the name in a
-/// `missing field`/`unknown field` message.
-fn field_of(path: &serde_path_to_error::Path, msg: &str) -> String {
-    let p = path.to_string();
-    let base = if p == "." || p == "?" {
-        String::new()
-    } else {
-        p
-    };
-    for prefix in ["missing field `", "unknown field `"] {
-        if let Some(rest) = msg.strip_prefix(prefix) {
-            if let Some(name) = rest.split('`').next() {
-                if !base.ends_with(name) {
-                    return if base.is_empty() {
-                        name.to_string()
-                    } else {
-                        format!("{base}.{name}")
-                    };
-                }
-            }
-        }
-    }
-    if base.is_empty() {
-        "body".to_string()
-    } else {
-        base
-    }
-}
-
-/// Parse JSON bytes into `T`, or an [`ApiError`] naming the field.
+/// Parse a JSON body into `T`, or an [`ApiError`] naming the field (see [`crate::json`]).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let msg = clean(&e.inner().to_string());
-        let field = field_of(e.path(), &msg);
-        match e.inner().classify() {
-            serde_json::error::Category::Data => ApiError::invalid(field, msg),
-            _ => ApiError::input(StatusCode::BAD_REQUEST, "invalid_json", field, msg),
+    crate::json::parse(bytes).map_err(|e| {
+        if e.syntax {
+            ApiError::input(StatusCode::BAD_REQUEST, "invalid_json", e.field, e.message)
+        } else {
+            ApiError::invalid(e.field, e.message)
         }
-    })?;
-    de.end().map_err(|_| {
+    })
+}
+
+/// 413 for a body over `limit` bytes.
+pub fn body_too_large(limit: usize) -> ApiError {
+    ApiError::input(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "body",
+        format!("the request body may be at most {limit} bytes"),
+    )
+}
+
+/// Read a whole body of at most `limit` bytes: 413 at once when `Content-Length` says more,
+/// 413 when more arrives, 408 when it does not arrive within the body-read timeout.
+pub async fn read_body(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(body_too_large(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let inner = e.into_inner();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
+        while let Some(c) = cause {
+            if c.is::<LengthLimitError>() {
+                return body_too_large(limit);
+            }
+            if let Some(t) = c.downcast_ref::<BodyTimeout>() {
+                return ApiError::input(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "body",
+                    t.to_string(),
+                );
+            }
+            cause = c.source();
+        }
         ApiError::input(
             StatusCode::BAD_REQUEST,
-            "invalid_json",
+            "invalid_body",
             "body",
-            "trailing characters after the JSON value",
+            "could not read the request body",
         )
-    })?;
-    Ok(value)
+    })
 }
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+/// Whether the request says its body is JSON (`application/json` or `*/*+json`).
+fn is_json(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| {
+            let mime = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            mime == "application/json" || mime.ends_with("+json")
+        })
+        .unwrap_or(false)
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|ct| {
-                let mime = ct
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                mime == "application/json" || mime.ends_with("+json")
-            })
-            .unwrap_or(false);
-        if !json {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if !is_json(&req) {
             return Err(ApiError::input(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -103,23 +114,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "expected Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::input(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "body",
-                    "request body is too large",
-                )
-            } else {
-                ApiError::input(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_body",
-                    "body",
-                    "could not read the request body",
-                )
-            }
-        })?;
+        let (parts, body) = req.into_parts();
+        let bytes = read_body(&parts.headers, body, state.settings.max_body_bytes).await?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -133,8 +129,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         serde_path_to_error::deserialize(de)
             .map(ApiQuery)
             .map_err(|e| {
-                let msg = e.inner().to_string();
-                ApiError::query(field_of(e.path(), &msg), msg)
+                let msg = crate::json::humanize(&e.inner().to_string());
+                ApiError::query(crate::json::field_of(&e.path().to_string(), &msg), msg)
             })
     }
 }

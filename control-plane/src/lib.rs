@@ -12,9 +12,11 @@ pub mod domain;
 pub mod error;
 pub mod expiry;
 pub mod extract;
+pub mod json;
 pub mod metrics;
 pub mod policy_feed;
 pub mod record;
+pub mod server;
 pub mod store;
 pub mod token_cache;
 
@@ -55,6 +57,8 @@ pub struct Settings {
     /// How long a successful token check is reused without asking the database (zero: never).
     /// Revocations through this process apply at once; this bounds the others.
     pub token_cache_ttl: Duration,
+    /// Connection limits of the API listener (timeouts, connection cap, header limits).
+    pub conn: server::ConnLimits,
 }
 
 impl Default for Settings {
@@ -68,6 +72,7 @@ impl Default for Settings {
             max_evidence_bytes: 8 << 20,
             policy_wake_interval: Duration::from_millis(DEFAULT_POLICY_WAKE_INTERVAL_MS),
             token_cache_ttl: Duration::from_millis(DEFAULT_TOKEN_CACHE_TTL_MS),
+            conn: server::ConnLimits::default(),
         }
     }
 }
@@ -127,17 +132,13 @@ pub fn app(state: AppState) -> Router {
     api::router(state)
 }
 
-/// Serve on `listener` until `shutdown` becomes true, running the expiry task alongside.
-/// In-flight requests finish; long-polls answer 304 at once.
+/// Serve on `listener` until `shutdown` becomes true, running the expiry task alongside,
+/// under the connection limits of `state.settings.conn` (see [`server`]). In-flight
+/// requests finish; long-polls answer 304 at once.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
     let expiry = tokio::spawn(expiry::run(state.clone()));
-    let mut shutdown = state.shutdown.clone();
-    let router = app(state);
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await;
+    let router = app(state.clone());
+    server::run(listener, router, &state).await;
     expiry.abort();
-    result
+    Ok(())
 }

@@ -31,6 +31,13 @@ pub struct Metrics {
     pub policy_wakeups: IntCounter,
     /// Token checks by cache result (`hit`, `miss`).
     pub token_cache: IntCounterVec,
+    /// Hits reported for rule ids no action ever had (counted here, never in a total).
+    pub edge_unknown_rule_hits: IntCounter,
+    /// Client connections open now.
+    pub connections_open: IntGauge,
+    /// Connections ended by the server, by reason (`over_limit`: refused with 503 at
+    /// accept; `header_timeout`, `idle_timeout`).
+    pub connections_closed: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -115,6 +122,21 @@ impl Metrics {
             &["result"],
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let edge_unknown_rule_hits = IntCounter::new(
+            "edge_unknown_rule_hits_total",
+            "Hit-report entries naming a rule id no containment action ever had",
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let connections_open = IntGauge::new("connections_open", "Client connections open now")
+            .unwrap_or_else(|_| unreachable_metric());
+        let connections_closed = IntCounterVec::new(
+            Opts::new(
+                "connections_closed_total",
+                "Connections the server ended, by reason (over_limit, header_timeout, idle_timeout)",
+            ),
+            &["reason"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
         let m = Metrics {
             registry,
             http_requests,
@@ -129,6 +151,9 @@ impl Metrics {
             policy_cache,
             policy_wakeups,
             token_cache,
+            edge_unknown_rule_hits,
+            connections_open,
+            connections_closed,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.http_requests.clone()),
@@ -143,6 +168,9 @@ impl Metrics {
             Box::new(m.policy_cache.clone()),
             Box::new(m.policy_wakeups.clone()),
             Box::new(m.token_cache.clone()),
+            Box::new(m.edge_unknown_rule_hits.clone()),
+            Box::new(m.connections_open.clone()),
+            Box::new(m.connections_closed.clone()),
         ];
         for c in collectors {
             if let Err(e) = m.registry.register(c) {

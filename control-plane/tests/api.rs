@@ -7,14 +7,22 @@ mod common;
 mod bad_input;
 #[path = "api/caching.rs"]
 mod caching;
+#[path = "api/contract.rs"]
+mod contract;
 #[path = "api/deadlines.rs"]
 mod deadlines;
+#[path = "api/errors.rs"]
+mod errors;
 #[path = "api/evidence.rs"]
 mod evidence;
 #[path = "api/export.rs"]
 mod export;
 #[path = "api/flows.rs"]
 mod flows;
+#[path = "api/limits.rs"]
+mod limits;
+#[path = "api/openapi.rs"]
+mod openapi;
 #[path = "api/record.rs"]
 mod record;
 #[path = "api/roles.rs"]

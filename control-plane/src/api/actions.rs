@@ -30,24 +30,35 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LiftAction {
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = "\\S",
+        example = "source blocked upstream"
+    )]
     pub reason: String,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ActionQuery {
     /// `active` (default), `lifted`, `expired` or `all`.
+    #[param(pattern = "^(active|lifted|expired|all)$")]
     pub status: Option<String>,
+    /// Only this incident's actions.
     pub incident: Option<i64>,
     /// 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
 /// Take a containment action for an incident: block a target, set an isolation flag or add
 /// an allow-list entry. Each bumps the policy version once.
-#[utoipa::path(post, path = "/v1/incidents/{id}/actions", tag = "containment", params(("id" = i64, Path)),
-    request_body = ActionRequest,
+#[utoipa::path(post, path = "/v1/incidents/{id}/actions", tag = "containment", params(("id" = i64, Path, minimum = 1, description = "a positive integer id")),
+    request_body(content = ActionRequest, example = json!({"kind": "block", "target": {"cidr": "203.0.113.0/24"}, "mode": "enforce", "reason": "credential stuffing source", "expires_in": "1h"})),
     responses(
         (status = 201, body = ActionView),
         (status = 404, description = "unknown incident", body = ErrorBody),
@@ -119,7 +130,7 @@ async fn list_actions(
 }
 
 /// One action, with its hit totals.
-#[utoipa::path(get, path = "/v1/actions/{id}", tag = "containment", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/v1/actions/{id}", tag = "containment", params(("id" = i64, Path, minimum = 1, description = "a positive integer id")),
     responses((status = 200, body = ActionView), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn get_action(
@@ -133,8 +144,8 @@ async fn get_action(
 }
 
 /// Lift an active action (the next policy version removes its rule).
-#[utoipa::path(post, path = "/v1/actions/{id}/lift", tag = "containment", params(("id" = i64, Path)),
-    request_body = LiftAction,
+#[utoipa::path(post, path = "/v1/actions/{id}/lift", tag = "containment", params(("id" = i64, Path, minimum = 1, description = "a positive integer id")),
+    request_body(content = LiftAction, example = json!({"reason": "source blocked upstream"})),
     responses((status = 200, body = ActionView), (status = 404, body = ErrorBody),
         (status = 409, description = "already lifted or expired", body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]

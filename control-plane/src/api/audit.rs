@@ -22,17 +22,23 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
+    /// Only this incident's events.
     pub incident: Option<i64>,
+    /// Only this actor's events (a token name, `cli` or `system`).
     pub actor: Option<String>,
     /// RFC 3339, inclusive.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// RFC 3339, exclusive.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Page on: events with a larger sequence number.
     pub after_seq: Option<i64>,
     /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 

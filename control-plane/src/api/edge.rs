@@ -49,12 +49,15 @@ impl Drop for Waiting<'_> {
 pub const MAX_WAIT_SECS: u64 = 60;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyQuery {
     /// The version the edge holds (0 is the empty policy). Without it, `If-None-Match:
     /// "<version>"` is used; with neither, the edge holds nothing and gets the policy at once.
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub since: Option<u64>,
     /// Seconds to wait for a newer version when `since` is current (0..=60, default 0).
+    #[param(minimum = 0, maximum = 60)]
     pub wait: Option<u64>,
 }
 
@@ -86,7 +89,8 @@ fn etag(v: Version) -> HeaderValue {
         (status = 200, description = "`wire::encode_snapshot` or `wire::encode_delta` bytes; headers ETag, X-Policy-Version, X-Policy-Kind (snapshot|delta)",
             content_type = "application/vnd.edge-containment.policy", body = PolicyMessage),
         (status = 304, description = "no newer version within `wait`"),
-        (status = 400, body = ErrorBody)),
+        (status = 400, body = ErrorBody),
+        (status = 503, description = "`unavailable`: the long-poll was cut short by a shutdown; retry (`Retry-After`)", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn get_policy(
     State(s): State<AppState>,
@@ -99,6 +103,12 @@ async fn get_policy(
         return Err(ApiError::query(
             "wait",
             format!("must be 0..={MAX_WAIT_SECS} seconds"),
+        ));
+    }
+    if q.since.is_some_and(|v| v > MAX_COUNTER) {
+        return Err(ApiError::query(
+            "since",
+            format!("must be 0..={MAX_COUNTER}"),
         ));
     }
     let held = edge_policy::sync::held_version(q.since, if_none_match(&headers));
@@ -182,15 +192,20 @@ fn policy_response(s: &AppState, a: Answer) -> ApiResult<Response> {
 #[serde(deny_unknown_fields)]
 pub struct EdgeReportSchema {
     /// The edge's configured id (e.g. `envoy-ams-1`).
+    #[schema(min_length = 1, max_length = 128, pattern = "\\S")]
     pub edge_id: String,
     /// Random per start of the edge process (or VM).
+    #[schema(min_length = 1, max_length = 128, pattern = "\\S")]
     pub boot_id: String,
     /// 1 for the first report after a start, then +1 per report.
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub seq: u64,
     /// The policy version the edge enforces now (0: none yet).
+    #[schema(maximum = 9_223_372_036_854_775_807_i64)]
     pub policy_version: u64,
     /// Hits per rule (action id) since the previous report; increments, not totals.
     #[serde(default)]
+    #[schema(max_items = 10000)]
     pub hits: Vec<RuleHitsSchema>,
 }
 
@@ -198,45 +213,107 @@ pub struct EdgeReportSchema {
 #[schema(as = RuleHits)]
 #[serde(deny_unknown_fields)]
 pub struct RuleHitsSchema {
+    /// The action id.
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub rule_id: u64,
+    #[schema(maximum = 1_099_511_627_776_i64)]
     pub count: u64,
 }
 
 /// Most rule entries one report may carry.
 pub const MAX_REPORT_HITS: usize = 10_000;
 
+/// The answer to a report naming rule ids no containment action ever had.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReportAnswer {
+    /// False when this `(edge_id, boot_id, seq)` was already counted.
+    pub counted: bool,
+    /// Rule ids of the report that no action ever had: their hits were added to no total
+    /// (a stale or foreign policy at the edge).
+    pub unknown_rule_ids: Vec<u64>,
+}
+
+/// The largest value a report's counters may take: they are stored as signed 64-bit.
+const MAX_COUNTER: u64 = i64::MAX as u64;
+
+/// Check every number of a report against what can be stored, naming the field.
+fn check_report(r: &EdgeReport) -> Result<(), CoreError> {
+    if !(1..=MAX_COUNTER).contains(&r.seq) {
+        return Err(CoreError::invalid(
+            "seq",
+            format!("must be 1..={MAX_COUNTER}"),
+        ));
+    }
+    if r.policy_version > MAX_COUNTER {
+        return Err(CoreError::invalid(
+            "policy_version",
+            format!("must be 0..={MAX_COUNTER}"),
+        ));
+    }
+    if r.hits.len() > MAX_REPORT_HITS {
+        return Err(CoreError::invalid(
+            "hits",
+            format!("at most {MAX_REPORT_HITS} entries"),
+        ));
+    }
+    for (i, h) in r.hits.iter().enumerate() {
+        if !(1..=MAX_COUNTER).contains(&h.rule_id) {
+            return Err(CoreError::invalid(
+                format!("hits[{i}].rule_id"),
+                format!("must be 1..={MAX_COUNTER} (an action id)"),
+            ));
+        }
+        if h.count > MAX_HIT_COUNT {
+            return Err(CoreError::invalid(
+                format!("hits[{i}].count"),
+                format!("implausibly large (at most {MAX_HIT_COUNT})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Most hits one entry may add (2^40).
+const MAX_HIT_COUNT: u64 = 1 << 40;
+
 /// Post hit counts (increments since the edge's previous report). A report whose
 /// `(edge_id, boot_id, seq)` was already counted is acknowledged and not counted again.
-#[utoipa::path(post, path = "/v1/edge/reports", tag = "edge", request_body = EdgeReportSchema,
-    responses((status = 204, description = "counted, or already counted"), (status = 422, body = ErrorBody)),
+/// Hits for rule ids no action ever had are counted in no total: the answer is then 200
+/// naming them (and `edge_cp_edge_unknown_rule_hits_total` counts them).
+#[utoipa::path(post, path = "/v1/edge/reports", tag = "edge",
+    request_body(content = EdgeReportSchema, example = json!({"edge_id": "envoy-ams-1", "boot_id": "6f1c2a", "seq": 42, "policy_version": 7, "hits": [{"rule_id": 1, "count": 120}]})),
+    responses((status = 204, description = "counted, or already counted"),
+        (status = 200, description = "counted, but some rule ids are unknown", body = ReportAnswer),
+        (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn post_report(
     State(s): State<AppState>,
     _auth: Auth<Edges>,
     ApiJson(r): ApiJson<EdgeReport>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     check_name("edge_id", &r.edge_id, 128)?;
     check_name("boot_id", &r.boot_id, 128)?;
-    if r.seq == 0 || r.seq > i64::MAX as u64 {
-        return Err(CoreError::invalid("seq", "must be 1 or more").into());
-    }
-    if r.policy_version > i64::MAX as u64 {
-        return Err(CoreError::invalid("policy_version", "too large").into());
-    }
-    if r.hits.len() > MAX_REPORT_HITS {
-        return Err(
-            CoreError::invalid("hits", format!("at most {MAX_REPORT_HITS} entries")).into(),
-        );
-    }
-    if let Some(i) = r.hits.iter().position(|h| h.count > 1 << 40) {
-        return Err(CoreError::invalid(format!("hits[{i}].count"), "implausibly large").into());
-    }
-    let counted = s.store.record_report(&r, s.now_ms()).await?;
+    check_report(&r)?;
+    let out = s.store.record_report(&r, s.now_ms()).await?;
     s.metrics
         .edge_reports
-        .with_label_values(&[if counted { "counted" } else { "duplicate" }])
+        .with_label_values(&[if out.counted { "counted" } else { "duplicate" }])
         .inc();
-    Ok(StatusCode::NO_CONTENT)
+    if out.unknown_rule_ids.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    s.metrics
+        .edge_unknown_rule_hits
+        .inc_by(out.unknown_rule_ids.len() as u64);
+    tracing::info!(edge_id = %r.edge_id, unknown = ?out.unknown_rule_ids, "edge reported hits for unknown rule ids");
+    Ok((
+        StatusCode::OK,
+        Json(ReportAnswer {
+            counted: out.counted,
+            unknown_rule_ids: out.unknown_rule_ids,
+        }),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -14,7 +14,7 @@ use crate::auth::{Auth, Ingesters, Readers};
 use crate::domain::check_name;
 use crate::domain::evidence::{parse_batch, MAX_LINES};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiQuery, PathId};
+use crate::extract::{read_body, ApiQuery, PathId};
 use crate::record::EvidenceView;
 use crate::store::EvidenceBatch;
 use crate::AppState;
@@ -26,11 +26,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct IngestQuery {
     /// The shipper's batch id (or header `X-Batch-Id`); default a hash of the body.
+    #[param(min_length = 1, max_length = 128)]
     pub batch_id: Option<String>,
     /// The edge the lines come from (or header `X-Edge-Id`).
+    #[param(min_length = 1, max_length = 128)]
     pub edge_id: Option<String>,
 }
 
@@ -77,7 +80,8 @@ fn header_or(headers: &HeaderMap, name: &str, q: Option<String>) -> Option<Strin
 /// by line number without rejecting the rest. Re-posting lines stores nothing twice.
 #[utoipa::path(post, path = "/v1/evidence/access-logs", tag = "record", params(IngestQuery,
         ("X-Batch-Id" = Option<String>, Header), ("X-Edge-Id" = Option<String>, Header)),
-    request_body(content = String, content_type = "application/x-ndjson"),
+    request_body(content = String, content_type = "application/x-ndjson",
+        example = json!("{\"start_time\":\"2026-03-02T10:00:00.123Z\",\"method\":\"GET\",\"path\":\"/login\",\"response_code\":403,\"authority\":\"shop.example\",\"downstream_remote_address\":\"203.0.113.7:51234\",\"user_agent\":\"curl/8\"}\n")),
     responses((status = 200, body = IngestReport), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -112,25 +116,7 @@ async fn ingest_access_logs(
             "expected Content-Type: application/x-ndjson (or application/json, text/plain)",
         ));
     }
-    let limit = s.settings.max_evidence_bytes;
-    let too_large = || {
-        ApiError::input(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "body",
-            format!("an access-log batch may be at most {limit} bytes; send smaller batches"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())?;
+    let bytes = read_body(&headers, body, s.settings.max_evidence_bytes).await?;
     let text =
         std::str::from_utf8(&bytes).map_err(|_| ApiError::invalid("body", "must be UTF-8 text"))?;
     let batch_id = match header_or(&headers, "x-batch-id", q.batch_id) {
@@ -188,16 +174,18 @@ async fn ingest_access_logs(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EvidenceQuery {
     /// Page on: rows with a larger id.
     pub after_id: Option<i64>,
     /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
 /// The incident's evidence, in ingestion (id) order.
-#[utoipa::path(get, path = "/v1/incidents/{id}/evidence", tag = "record", params(("id" = i64, Path), EvidenceQuery),
+#[utoipa::path(get, path = "/v1/incidents/{id}/evidence", tag = "record", params(("id" = i64, Path, minimum = 1, description = "a positive integer id"), EvidenceQuery),
     responses((status = 200, body = Vec<EvidenceView>), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list_evidence(

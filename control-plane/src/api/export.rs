@@ -157,7 +157,7 @@ pub fn verify_exported_chain(a: &AuditExport) -> Result<usize, String> {
 }
 
 /// The complete record of an incident.
-#[utoipa::path(get, path = "/v1/incidents/{id}/export", tag = "record", params(("id" = i64, Path), FormatQuery),
+#[utoipa::path(get, path = "/v1/incidents/{id}/export", tag = "record", params(("id" = i64, Path, minimum = 1, description = "a positive integer id"), FormatQuery),
     responses((status = 200, body = IncidentExport, description = "JSON, or text/markdown"), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn export_incident(

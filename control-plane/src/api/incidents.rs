@@ -30,15 +30,24 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateIncident {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "\\S",
+        example = "Credential stuffing on /login"
+    )]
     pub title: String,
     #[serde(default)]
+    #[schema(max_length = 10000)]
     pub summary: String,
     /// `P0`..`P3`, or `critical`, `high`, `medium`, `low`.
-    #[schema(value_type = String, example = "P1")]
+    #[schema(value_type = String, example = "P1", pattern = "^(P[0-3]|critical|high|medium|low)$")]
     pub severity: Severity,
     /// RFC 3339; default now.
+    #[schema(format = DateTime)]
     pub detected_at: Option<String>,
     /// RFC 3339; default now.
+    #[schema(format = DateTime)]
     pub reported_at: Option<String>,
     #[serde(default)]
     pub systems_affected: Vec<String>,
@@ -51,8 +60,10 @@ pub struct CreateIncident {
     pub health_data: bool,
     /// RFC 3339: when the company became aware of the personal-data breach; default the
     /// reported time when personal or health data is involved.
+    #[schema(format = DateTime)]
     pub aware_at: Option<String>,
     /// RFC 3339: when the next update is due (internal alert, preliminary report).
+    #[schema(format = DateTime)]
     pub next_update_at: Option<String>,
     /// Who and what is affected.
     pub impact: Option<String>,
@@ -95,18 +106,23 @@ macro_rules! facts_input {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateIncident {
-    #[schema(value_type = Option<String>, example = "P0")]
+    #[schema(value_type = Option<String>, example = "P0", pattern = "^(P[0-3]|critical|high|medium|low)$")]
     pub severity: Option<Severity>,
     pub phase: Option<Phase>,
     pub assignee: Option<String>,
+    /// Why (required to move back a phase).
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
     pub reason: Option<String>,
+    #[schema(max_length = 10000)]
     pub summary: Option<String>,
     /// Turning it on sets `aware_at` to now unless given (or already set).
     pub personal_data: Option<bool>,
     pub health_data: Option<bool>,
     /// RFC 3339.
+    #[schema(format = DateTime)]
     pub aware_at: Option<String>,
     /// RFC 3339.
+    #[schema(format = DateTime)]
     pub next_update_at: Option<String>,
     /// Who and what is affected.
     pub impact: Option<String>,
@@ -127,20 +143,27 @@ pub struct UpdateIncident {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentQuery {
     /// `open` (not closed), `closed` or `all` (default).
+    #[param(pattern = "^(open|closed|all)$")]
     pub status: Option<String>,
+    #[param(inline)]
     pub phase: Option<Phase>,
-    #[param(value_type = Option<String>)]
+    /// `P0`..`P3`, or `critical`, `high`, `medium`, `low`.
+    #[param(value_type = Option<String>, pattern = "^(P[0-3]|critical|high|medium|low)$")]
     pub severity: Option<Severity>,
     /// 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
 /// Open an incident (phase `detection_analysis`).
-#[utoipa::path(post, path = "/v1/incidents", tag = "incidents", request_body = CreateIncident,
+#[utoipa::path(post, path = "/v1/incidents", tag = "incidents",
+    request_body(content = CreateIncident, example = json!({"title": "Credential stuffing on /login", "summary": "Spike of failed logins from one range", "severity": "high", "systems_affected": ["web-login"], "personal_data": true, "impact": "login service degraded", "next_update_at": "2030-01-01T12:00:00Z"})),
     responses((status = 201, body = IncidentView), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn create_incident(
@@ -204,7 +227,7 @@ async fn list_incidents(
 }
 
 /// One incident with its containment actions (and their hit totals) and timeline.
-#[utoipa::path(get, path = "/v1/incidents/{id}", tag = "incidents", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/v1/incidents/{id}", tag = "incidents", params(("id" = i64, Path, minimum = 1, description = "a positive integer id")),
     responses((status = 200, body = IncidentDetail), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn get_incident(
@@ -245,9 +268,11 @@ async fn get_incident(
 }
 
 /// Change severity, phase or assignee; each change becomes a timeline entry.
-#[utoipa::path(patch, path = "/v1/incidents/{id}", tag = "incidents", params(("id" = i64, Path)),
-    request_body = UpdateIncident,
-    responses((status = 200, body = IncidentView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+#[utoipa::path(patch, path = "/v1/incidents/{id}", tag = "incidents", params(("id" = i64, Path, minimum = 1, description = "a positive integer id")),
+    request_body(content = UpdateIncident, example = json!({"phase": "containment", "assignee": "alice"})),
+    responses((status = 200, body = IncidentView), (status = 404, body = ErrorBody),
+        (status = 409, description = "closing an incident with personal or health data before its post-mortem (`field: postmortem`)", body = ErrorBody),
+        (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn update_incident(
     State(s): State<AppState>,
@@ -276,7 +301,7 @@ async fn update_incident(
 }
 
 /// The incident's timeline, oldest first.
-#[utoipa::path(get, path = "/v1/incidents/{id}/timeline", tag = "incidents", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/v1/incidents/{id}/timeline", tag = "incidents", params(("id" = i64, Path, minimum = 1, description = "a positive integer id")),
     responses((status = 200, body = Vec<TimelineView>), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn get_timeline(

@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod audit;
+pub mod doc;
 pub mod edge;
 pub mod evidence;
 pub mod export;
@@ -21,15 +22,17 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::clock::parse_rfc3339;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Edge containment control plane", description = "Incidents, containment actions, audit chain and edge policy sync. Errors: `{\"error\": {\"code\", \"field\", \"message\"}}`."),
+    info(title = "Edge containment control plane", description = "Incidents, containment actions, audit chain and edge policy sync. Every 4xx and 5xx answer has one shape, `ErrorBody`: `{\"error\": {\"code\", \"field\", \"message\"}}`. Besides the statuses listed per operation, any request may get 405 (`method_not_allowed`), 431 (`headers_too_large`), 413 before routing when `Content-Length` exceeds every body limit, and a connection over the server's limit gets 503 (`overloaded`)."),
+    paths(healthz, metrics),
+    components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
     tags(
-        (name = "incidents"), (name = "containment"), (name = "record"), (name = "audit"), (name = "edge"), (name = "tokens")
+        (name = "incidents"), (name = "containment"), (name = "record"), (name = "audit"), (name = "edge"), (name = "tokens"), (name = "operations")
     )
 )]
 struct ApiDoc;
@@ -47,9 +50,9 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+/// The OpenAPI document as served (see [`doc::finish`]).
+pub fn openapi() -> serde_json::Value {
+    doc::finish(api_routes().split_for_parts().1)
 }
 
 fn api_routes() -> OpenApiRouter<AppState> {
@@ -67,7 +70,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
 /// The full router with state, body limit and metrics middleware.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api_routes().split_for_parts();
-    let doc = std::sync::Arc::new(doc);
+    let doc = std::sync::Arc::new(doc::finish(doc));
     api.route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route(
@@ -75,6 +78,14 @@ pub fn router(state: AppState) -> Router {
             get(move || async move { Json(doc.as_ref().clone()) }),
         )
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::input(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method",
+                "this route does not take this method",
+            )
+        })
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track,
@@ -83,6 +94,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `/healthz`'s answer.
+#[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`, or `database unavailable`.
+    pub status: String,
+}
+
+/// Whether the service and its database answer (public).
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, description = "the database does not answer", body = Health)))]
 async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
     match s.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))),
@@ -96,6 +117,9 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// Prometheus metrics in the text exposition format (public).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     s.metrics
         .policy_version

@@ -41,10 +41,12 @@ pub struct RecordNotification {
     #[serde(default)]
     pub kind: NotificationKind,
     /// RFC 3339; default now.
+    #[schema(format = DateTime)]
     pub notified_at: Option<String>,
     /// Who notified; default the caller's token name.
     pub notified_by: Option<String>,
     /// How: `email`, `dpa-portal`, `phone`, `status-page`, ...
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub channel: String,
     /// The recipient's case number, message id, URL.
     pub reference: Option<String>,
@@ -54,8 +56,8 @@ pub struct RecordNotification {
 /// Record that the authority, customers or staff were notified. A breach notification to
 /// the authority (or customers) is refused with 422 `missing_facts` naming every GDPR fact
 /// the incident lacks; what they were told is kept with the record.
-#[utoipa::path(post, path = "/v1/incidents/{id}/notifications", tag = "record", params(("id" = i64, Path)),
-    request_body = RecordNotification,
+#[utoipa::path(post, path = "/v1/incidents/{id}/notifications", tag = "record", params(("id" = i64, Path, minimum = 1, description = "a positive integer id")),
+    request_body(content = RecordNotification, example = json!({"audience": "staff", "kind": "internal_alert", "channel": "email", "reference": "msg-1"})),
     responses((status = 201, body = NotificationView), (status = 404, body = ErrorBody),
         (status = 422, description = "invalid field, or `missing_facts` with `missing`", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -82,7 +84,7 @@ async fn record_notification(
 }
 
 /// The incident's notifications, in the order they were sent.
-#[utoipa::path(get, path = "/v1/incidents/{id}/notifications", tag = "record", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/v1/incidents/{id}/notifications", tag = "record", params(("id" = i64, Path, minimum = 1, description = "a positive integer id")),
     responses((status = 200, body = Vec<NotificationView>), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list_notifications(
@@ -96,8 +98,8 @@ async fn list_notifications(
 
 /// Submit or revise the post-mortem. The first submission meets the post-mortem deadline;
 /// it is required before an incident with personal or health data can be closed.
-#[utoipa::path(put, path = "/v1/incidents/{id}/postmortem", tag = "record", params(("id" = i64, Path)),
-    request_body = PostMortem,
+#[utoipa::path(put, path = "/v1/incidents/{id}/postmortem", tag = "record", params(("id" = i64, Path, minimum = 1, description = "a positive integer id")),
+    request_body(content = PostMortem, example = json!({"lessons_learned": "rate limits came late", "root_cause": "no rate limit on /login", "attack_vectors": ["credential stuffing"], "data_impact": "none", "follow_ups": [{"item": "rate-limit /login", "owner": "web team", "due": "2030-02-01"}]})),
     responses((status = 200, body = PostMortemView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn put_postmortem(
@@ -115,7 +117,7 @@ async fn put_postmortem(
 }
 
 /// The post-mortem (404 until submitted).
-#[utoipa::path(get, path = "/v1/incidents/{id}/postmortem", tag = "record", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/v1/incidents/{id}/postmortem", tag = "record", params(("id" = i64, Path, minimum = 1, description = "a positive integer id")),
     responses((status = 200, body = PostMortemView), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn get_postmortem(
@@ -132,7 +134,7 @@ async fn get_postmortem(
 }
 
 /// The incident's deadlines, in due order.
-#[utoipa::path(get, path = "/v1/incidents/{id}/deadlines", tag = "record", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/v1/incidents/{id}/deadlines", tag = "record", params(("id" = i64, Path, minimum = 1, description = "a positive integer id")),
     responses((status = 200, body = Vec<DeadlineView>), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn incident_deadlines(
@@ -150,12 +152,16 @@ async fn incident_deadlines(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeadlineQuery {
     /// `pending`, `met`, `overdue` or `all` (default).
+    #[param(pattern = "^(pending|met|overdue|all)$")]
     pub status: Option<String>,
-    #[param(value_type = Option<String>)]
+    /// Only deadlines of this kind (`preliminary_report`, `authority_notification`, ...).
+    #[param(value_type = Option<String>, pattern = "^(preliminary_report|phase_detection_analysis|phase_containment|phase_eradication_recovery|phase_post_incident|authority_notification|hipaa_notice|post_mortem)$")]
     pub kind: Option<DeadlineKind>,
+    /// Only this incident's deadlines.
     pub incident: Option<i64>,
 }
 
@@ -211,16 +217,18 @@ pub(crate) fn markdown_response(body: String) -> Response {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FormatQuery {
     /// `json` (default) or `markdown` (also chosen by `Accept: text/markdown`).
+    #[param(pattern = "^(json|markdown|md)$")]
     pub format: Option<String>,
 }
 
 /// Render a document from the incident's own data: `internal_alert`, `preliminary_report`
 /// or `customer_notification`. 422 `missing_facts` names every fact it would lack.
 #[utoipa::path(get, path = "/v1/incidents/{id}/documents/{kind}", tag = "record",
-    params(("id" = i64, Path), ("kind" = String, Path, description = "internal_alert, preliminary_report or customer_notification"), FormatQuery),
+    params(("id" = i64, Path, minimum = 1, description = "a positive integer id"), ("kind" = String, Path, pattern = "^(internal_alert|preliminary_report|customer_notification)$", description = "internal_alert, preliminary_report or customer_notification"), FormatQuery),
     responses((status = 200, body = Document, description = "JSON, or text/markdown"),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]

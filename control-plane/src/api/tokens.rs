@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// Recorded as the actor of every change made with the token.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S", example = "alice")]
     pub name: String,
     pub role: Role,
 }
@@ -40,8 +41,9 @@ pub struct CreatedToken {
 }
 
 /// Create a token.
-#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = CreateToken,
-    responses((status = 201, body = CreatedToken), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens",
+    request_body(content = CreateToken, example = json!({"name": "alice", "role": "responder"})),
+    responses((status = 201, body = CreatedToken), (status = 409, description = "an active token already has this name", body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 async fn create_token(
     State(s): State<AppState>,
     auth: Auth<Admins>,
@@ -86,8 +88,8 @@ async fn list_tokens(
 }
 
 /// Revoke a token; it stops working at once (its next request gets 401).
-#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", params(("id" = i64, Path)),
-    responses((status = 200, body = TokenView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", params(("id" = i64, Path, minimum = 1, description = "a positive integer id")),
+    responses((status = 200, body = TokenView), (status = 404, body = ErrorBody), (status = 409, description = "already revoked", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn revoke_token(
     State(s): State<AppState>,

@@ -101,11 +101,39 @@ pub enum ScopeInput {
 
 /// `expires_in`: seconds as a number, or a duration string such as `"90s"`, `"15m"`,
 /// `"1h"`, `"1h30m"`, `"2d"` (units s, m, h, d; a bare number string means seconds).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, ToSchema)]
+/// (`Serialize` only gives the schema its untagged shape; reading is by hand so an error
+/// says what is accepted.)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum ExpiresIn {
     Seconds(u64),
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for ExpiresIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ExpiresIn;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "whole seconds (a number) or a duration like \"90s\", \"15m\", \"1h30m\", \"2d\"",
+                )
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ExpiresIn, E> {
+                Ok(ExpiresIn::Seconds(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ExpiresIn, E> {
+                u64::try_from(v)
+                    .map(ExpiresIn::Seconds)
+                    .map_err(|_| E::custom("must be at least 1 second"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ExpiresIn, E> {
+                Ok(ExpiresIn::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Body of `POST /v1/incidents/{id}/actions`.
@@ -123,9 +151,11 @@ pub struct ActionRequest {
     #[serde(default)]
     pub mode: ModeInput,
     /// Why (required).
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
     pub reason: String,
     pub expires_in: Option<ExpiresIn>,
     /// RFC 3339 time in the future.
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
     /// Override a guard rail (very wide prefix, overlap with an allow-list entry).
     #[serde(default)]

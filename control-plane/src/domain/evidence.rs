@@ -94,10 +94,13 @@ pub fn parse_line(number: usize, line: &str) -> Result<LogLine, String> {
     if raw.len() > MAX_LINE_BYTES {
         return Err(format!("line longer than {MAX_LINE_BYTES} bytes"));
     }
-    let v: Value = serde_json::from_str(raw).map_err(|e| {
-        let m = e.to_string();
-        let m = m.split(" at line ").next().unwrap_or(&m).to_string();
-        format!("not JSON: {m}")
+    // Read like every API body: a key given twice is refused, not "last value wins".
+    let v: Value = crate::json::parse_value(raw.as_bytes()).map_err(|e| {
+        if e.syntax {
+            format!("not JSON: {}", e.message)
+        } else {
+            format!("{}: {}", e.field, e.message)
+        }
     })?;
     let Value::Object(o) = v else {
         return Err("not a JSON object".into());
@@ -354,6 +357,15 @@ mod tests {
             (
                 r#"{"start_time":"2026-03-02T10:00:00Z","x_forwarded_for":"1.2.3.4, x"}"#,
                 "x_forwarded_for",
+            ),
+            // A key given twice is refused (as in every API body), whichever value is good.
+            (
+                r#"{"start_time":"2026-03-02T10:00:00Z","path":"/a","path":"/b"}"#,
+                "path: duplicate key",
+            ),
+            (
+                r#"{"start_time":"2026-03-02T10:00:00Z","start_time":"2026-03-02T10:00:00Z"}"#,
+                "start_time: duplicate key",
             ),
         ] {
             let e = parse_line(1, bad).unwrap_err();

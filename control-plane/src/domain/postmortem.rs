@@ -10,8 +10,10 @@ use super::{check_name, check_text, CoreError, CoreResult};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FollowUp {
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
     pub item: String,
     /// Who owns it (a person or team).
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub owner: String,
     /// Optional due date, as the client wrote it (`2026-04-01`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -22,13 +24,18 @@ pub struct FollowUp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostMortem {
+    #[schema(min_length = 1, max_length = 20000, pattern = "\\S")]
     pub lessons_learned: String,
+    #[schema(min_length = 1, max_length = 20000, pattern = "\\S")]
     pub root_cause: String,
     /// At least one.
+    #[schema(min_items = 1, max_items = 50)]
     pub attack_vectors: Vec<String>,
     /// What data was affected and how ("none" is an answer).
+    #[schema(min_length = 1, max_length = 20000, pattern = "\\S")]
     pub data_impact: String,
     /// Follow-up items, each with an owner.
+    #[schema(max_items = 200)]
     pub follow_ups: Vec<FollowUp>,
     /// Policy or system changes decided.
     #[serde(default)]

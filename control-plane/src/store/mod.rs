@@ -256,6 +256,16 @@ pub struct Counts {
 
 /// Storage. Every mutating method commits its row changes, the policy version bump (when
 /// active containment changes) and its audit event in one transaction.
+/// What recording an edge report did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReportOutcome {
+    /// False when this `(edge_id, boot_id, seq)` was already counted (nothing changed).
+    pub counted: bool,
+    /// Rule ids of the report that no containment action ever had, in report order
+    /// (their hits are added to no total).
+    pub unknown_rule_ids: Vec<u64>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // Tokens.
@@ -329,8 +339,9 @@ pub trait Store: Send + Sync + 'static {
     async fn verify_audit(&self) -> CoreResult<ChainReport>;
 
     // Edges.
-    /// Count a report; `false` when `(edge_id, boot_id, seq)` was already counted.
-    async fn record_report(&self, r: &EdgeReport, now: i64) -> CoreResult<bool>;
+    /// Count a report (nothing when `(edge_id, boot_id, seq)` was already counted); hits
+    /// for rule ids no action ever had are returned, not counted.
+    async fn record_report(&self, r: &EdgeReport, now: i64) -> CoreResult<ReportOutcome>;
     async fn list_edges(&self) -> CoreResult<Vec<EdgeRecord>>;
 
     // The incident record.

@@ -338,17 +338,36 @@ async fn edge_reports_count_once_and_show_on_the_incident() {
         json!({"edge_id": edge_id, "boot_id": "boot-1", "seq": seq, "policy_version": v,
                "hits": [{"rule_id": a, "count": n}, {"rule_id": b, "count": 1}, {"rule_id": 999_999, "count": 5}]})
     };
-    for (edge_id, seq, n) in [
-        ("ams-1", 1, 10),
-        ("ams-1", 2, 5),
-        ("ams-1", 2, 5),
-        ("fra-1", 1, 7),
+    // Rule 999999 never existed: each counted report names it (200) and adds it nowhere;
+    // the repeated seq 2 is acknowledged without being looked at again (204).
+    for (edge_id, seq, n, status) in [
+        ("ams-1", 1, 10, 200),
+        ("ams-1", 2, 5, 200),
+        ("ams-1", 2, 5, 204),
+        ("fra-1", 1, 7, 200),
     ] {
         let r = api
             .post("/v1/edge/reports", &edge, report(edge_id, seq, n))
             .await;
-        assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.bytes));
+        assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.bytes));
+        if status == 200 {
+            assert_eq!(
+                r.json,
+                json!({"counted": true, "unknown_rule_ids": [999_999]})
+            );
+        }
     }
+    let m = api
+        .client
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap();
+    let text = m.text().await.unwrap();
+    assert!(
+        text.contains("edge_cp_edge_unknown_rule_hits_total 3"),
+        "{text}"
+    );
     let detail = api.get(&format!("/v1/incidents/{inc}"), t).await;
     let actions = expect_status(&detail, 200)["actions"]
         .as_array()

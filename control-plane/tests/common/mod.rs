@@ -99,6 +99,7 @@ impl Req {
 #[derive(Clone)]
 pub struct Api {
     pub base: String,
+    pub addr: SocketAddr,
     pub client: reqwest::Client,
 }
 
@@ -110,6 +111,7 @@ impl Api {
             .unwrap();
         Api {
             base: format!("http://{addr}"),
+            addr,
             client,
         }
     }
@@ -352,4 +354,49 @@ impl Drop for BinServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Read from `stream` until the server closes it, or `guard` passes (a hung test fails
+/// instead of waiting forever). Returns what was read and whether the server closed.
+pub async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    guard: Duration,
+) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(guard, async {
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (got, closed)
+}
+
+/// The status and JSON body of a raw HTTP/1.1 answer (`Content-Length` framed).
+pub fn parse_raw(resp: &[u8]) -> (u16, Value) {
+    let text = String::from_utf8_lossy(resp);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| serde_json::from_str(b).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// Send `bytes` on a new connection and read the answer until the server closes.
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    read_until_closed(&mut s, Duration::from_secs(20)).await
 }

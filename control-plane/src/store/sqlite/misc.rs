@@ -9,7 +9,8 @@ use crate::domain::audit::ChainVerifier;
 use crate::domain::token::Role;
 use crate::domain::{CoreError, CoreResult};
 use crate::store::{
-    AuditFilter, AuditRecord, AuthToken, ChainReport, Counts, EdgeRecord, TokenRecord,
+    AuditFilter, AuditRecord, AuthToken, ChainReport, Counts, EdgeRecord, ReportOutcome,
+    TokenRecord,
 };
 
 /// Edge hits go on the incident's timeline as one entry per minute (of receipt), summed
@@ -247,7 +248,11 @@ impl SqliteStore {
         })
     }
 
-    pub(crate) async fn record_report_impl(&self, r: &EdgeReport, now: i64) -> CoreResult<bool> {
+    pub(crate) async fn record_report_impl(
+        &self,
+        r: &EdgeReport,
+        now: i64,
+    ) -> CoreResult<ReportOutcome> {
         let mut w = self.begin_write().await?;
         let c = &mut *w.tx;
         let seq = i64::try_from(r.seq).map_err(|_| CoreError::invalid("seq", "too large"))?;
@@ -263,7 +268,7 @@ impl SqliteStore {
             .rows_affected()
             == 1;
         if !fresh {
-            return Ok(false);
+            return Ok(ReportOutcome::default());
         }
         sqlx::query(
             "INSERT INTO edges (edge_id, boot_id, last_seen, policy_version, reports) VALUES (?, ?, ?, ?, 1)
@@ -278,22 +283,31 @@ impl SqliteStore {
         .await?;
         let mut per_incident: std::collections::BTreeMap<i64, Vec<(i64, i64)>> =
             std::collections::BTreeMap::new();
-        for h in r.hits.iter().filter(|h| h.count > 0) {
+        let mut unknown_rule_ids = Vec::new();
+        for h in &r.hits {
+            // The handler has checked both fit (1..=i64::MAX, count <= 2^40).
             let (Ok(action_id), Ok(count)) = (i64::try_from(h.rule_id), i64::try_from(h.count))
             else {
-                continue;
+                return Err(CoreError::invalid("hits", "rule_id or count out of range"));
             };
             let incident: Option<i64> =
                 sqlx::query_scalar("SELECT incident_id FROM actions WHERE id = ?")
                     .bind(action_id)
                     .fetch_optional(&mut *c)
                     .await?;
-            if let Some(i) = incident {
-                per_incident.entry(i).or_default().push((action_id, count));
+            let Some(incident) = incident else {
+                unknown_rule_ids.push(h.rule_id);
+                continue;
+            };
+            if count == 0 {
+                continue;
             }
+            per_incident
+                .entry(incident)
+                .or_default()
+                .push((action_id, count));
             sqlx::query(
-                "INSERT INTO action_hits (action_id, edge_id, count)
-                 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM actions WHERE id = ?1)
+                "INSERT INTO action_hits (action_id, edge_id, count) VALUES (?1, ?2, ?3)
                  ON CONFLICT (action_id, edge_id) DO UPDATE SET count = action_hits.count + excluded.count",
             )
             .bind(action_id)
@@ -306,7 +320,10 @@ impl SqliteStore {
             add_hits_to_timeline(c, incident, &r.edge_id, &hits, now).await?;
         }
         self.commit(w, None).await?;
-        Ok(true)
+        Ok(ReportOutcome {
+            counted: true,
+            unknown_rule_ids,
+        })
     }
 
     pub(crate) async fn list_edges_impl(&self) -> CoreResult<Vec<EdgeRecord>> {

@@ -396,7 +396,7 @@ impl Store for SqliteStore {
     async fn verify_audit(&self) -> CoreResult<ChainReport> {
         self.verify_audit_impl().await
     }
-    async fn record_report(&self, r: &EdgeReport, now: i64) -> CoreResult<bool> {
+    async fn record_report(&self, r: &EdgeReport, now: i64) -> CoreResult<ReportOutcome> {
         self.record_report_impl(r, now).await
     }
     async fn list_edges(&self) -> CoreResult<Vec<EdgeRecord>> {
