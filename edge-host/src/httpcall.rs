@@ -6,12 +6,33 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::options::{HostOptions, HostProfile};
 use crate::types::{HttpCallResponse, PendingHttpCall};
 
 pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 pub(crate) fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Resolves an upstream name to a base URL: a configured cluster, else (when allowed) a
+/// literal `host:port`.
+pub(crate) fn resolve_upstream(opts: &HostOptions, upstream: &str) -> Option<String> {
+    // Kong (ngx_wasm_module) has no clusters: only `host:port`.
+    if opts.profile != HostProfile::Kong {
+        if let Some(url) = opts.clusters.get(upstream) {
+            return Some(url.trim_end_matches('/').to_string());
+        }
+    }
+    if !opts.allow_host_port_upstreams {
+        return None;
+    }
+    let (host, port) = upstream.rsplit_once(':')?;
+    let valid_host = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
+    (valid_host && port.parse::<u16>().is_ok()).then(|| format!("http://{upstream}"))
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

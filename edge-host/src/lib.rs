@@ -14,6 +14,7 @@ mod memory;
 mod options;
 mod plugin;
 mod properties;
+mod runtime;
 mod shared;
 mod state;
 mod status;
@@ -29,8 +30,8 @@ pub use plugin::{prometheus_name, Plugin};
 pub use shared::{LogLine, MetricKind, MetricSnapshot};
 pub use status::Status;
 pub use types::{
-    FilterOutcome, GuestTrap, HeaderList, HttpCallResponse, HttpContextId, PendingHttpCall,
-    RequestHead, ResponseHead, ResponseOutcome,
+    DataOutcome, Direction, FilterOutcome, GuestTrap, HeaderList, HttpCallResponse, HttpContextId,
+    PendingHttpCall, RequestHead, ResponseHead, ResponseOutcome,
 };
 pub use vm::Vm;
 pub use worker::{Outcome, Worker, WorkerHandle};

@@ -147,3 +147,41 @@ pub(crate) fn return_built(
     }
     Ok(status)
 }
+
+/// The `[start, start + max)` window of `data`, clamped to its length.
+pub(crate) fn window(data: &[u8], start: u32, max: u32) -> &[u8] {
+    let start = (start as usize).min(data.len());
+    let end = start.saturating_add(max as usize).min(data.len());
+    &data[start..end]
+}
+
+/// Replaces `[start, start + size)` of `buf` (clamped) with `value`.
+pub(crate) fn splice(buf: &mut Vec<u8>, start: u32, size: u32, value: &[u8]) {
+    let start = (start as usize).min(buf.len());
+    let end = start.saturating_add(size as usize).min(buf.len());
+    buf.splice(start..end, value.iter().copied());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{splice, window};
+
+    #[test]
+    fn window_clamps() {
+        assert_eq!(window(b"hello", 1, 3), b"ell");
+        assert_eq!(window(b"hello", 3, 100), b"lo");
+        assert_eq!(window(b"hello", 9, 1), b"");
+        assert_eq!(window(b"hello", u32::MAX, u32::MAX), b"");
+    }
+
+    #[test]
+    fn splice_replaces_prepends_and_appends() {
+        let mut b = b"hello".to_vec();
+        splice(&mut b, 0, 5, b"bye");
+        assert_eq!(b, b"bye");
+        splice(&mut b, 0, 0, b">");
+        assert_eq!(b, b">bye");
+        splice(&mut b, 100, 0, b"!");
+        assert_eq!(b, b">bye!");
+    }
+}

@@ -1,54 +1,26 @@
 //! A compiled plugin: engine, module, linker and the state shared by all its VMs.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use wasmtime::{Config, Engine, ExternType, InstancePre, Linker, Module, Store, Val, ValType};
 
 use crate::options::HostOptions;
-use crate::shared::{LogLine, LogRing, MetricKind, MetricSnapshot, Metrics, Queues, SharedData};
+use crate::runtime::{PluginInner, EPOCH_TICK};
+use crate::shared::{LogLine, MetricKind, MetricSnapshot};
 use crate::state::HostState;
 use crate::status::Status;
-
-/// Interval of the epoch ticker that enforces callback deadlines.
-pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
-
-pub(crate) struct PluginInner {
-    pub opts: HostOptions,
-    pub engine: Engine,
-    pub pre: OnceLock<InstancePre<HostState>>,
-    pub shared: SharedData,
-    pub queues: Queues,
-    pub metrics: Metrics,
-    pub logs: LogRing,
-    /// Epoch ticks granted to each callback.
-    pub deadline_ticks: u64,
-    next_vm: AtomicU64,
-    ticker_stop: Arc<AtomicBool>,
-}
-
-impl PluginInner {
-    /// A fresh VM instance id, unique within this plugin.
-    pub fn next_vm_id(&self) -> u64 {
-        self.next_vm.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
-impl Drop for PluginInner {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
-    }
-}
 
 /// Compiled module + engine + state shared by all VMs of one plugin (shared data, shared
 /// queues, metrics, logs). Cloning is cheap.
 #[derive(Clone)]
 pub struct Plugin {
     pub(crate) inner: Arc<PluginInner>,
+    /// The module linked against the host ABI, ready to instantiate.
+    pub(crate) pre: InstancePre<HostState>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -68,23 +40,8 @@ impl Plugin {
         let module = Module::new(&engine, wasm)
             .map_err(anyhow::Error::from)
             .context("compiling the wasm module")?;
-        let deadline_ticks = (opts.callback_deadline.as_micros() / EPOCH_TICK.as_micros())
-            .try_into()
-            .unwrap_or(u64::MAX)
-            .saturating_add(1);
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        let inner = Arc::new(PluginInner {
-            logs: LogRing::new(opts.log_capacity),
-            opts,
-            engine: engine.clone(),
-            pre: OnceLock::new(),
-            shared: SharedData::default(),
-            queues: Queues::default(),
-            metrics: Metrics::default(),
-            deadline_ticks,
-            next_vm: AtomicU64::new(1),
-            ticker_stop: ticker_stop.clone(),
-        });
+        let inner = Arc::new(PluginInner::new(opts, engine.clone(), ticker_stop.clone()));
 
         let mut linker: Linker<HostState> = Linker::new(&engine);
         crate::abi::link(&mut linker)?;
@@ -96,7 +53,6 @@ impl Plugin {
         if pre.module().get_export("memory").is_none() {
             anyhow::bail!("the module exports no `memory`");
         }
-        let _ = inner.pre.set(pre);
 
         let ticker_engine = engine;
         thread::Builder::new()
@@ -108,7 +64,7 @@ impl Plugin {
                 }
             })
             .context("spawning the epoch ticker")?;
-        Ok(Plugin { inner })
+        Ok(Plugin { inner, pre })
     }
 
     /// Reads and loads a `.wasm` file.

@@ -12,9 +12,6 @@ pub(crate) fn split_path(raw: &[u8]) -> AbiResult<Vec<String>> {
         .collect()
 }
 
-/// Longest built-in property path, in segments.
-const MAX_SEGMENTS: usize = 3;
-
 /// Looks a property up by its serialized path (NUL-separated segments, read in place from
 /// guest memory) and appends its value to `out`. Values set with `proxy_set_property` win.
 /// An unknown path is `NotFound`, a path that is not UTF-8 `BadArgument`. Allocates nothing
@@ -33,12 +30,15 @@ pub(crate) fn get(state: &HostState, raw: &[u8], out: &mut Vec<u8>) -> AbiResult
             return Ok(());
         }
     }
-    let mut segs = [""; MAX_SEGMENTS];
-    let mut n = 0;
-    for seg in path.split('\0') {
-        *segs.get_mut(n).ok_or(Status::NotFound)? = seg;
-        n += 1;
+    // Built-in properties have at most three segments; a deeper path is matched on its
+    // first three and the rest (no fixed-size array: depth alone never fails a lookup).
+    let mut it = path.split('\0');
+    let segs = [it.next(), it.next(), it.next()];
+    if it.next().is_some() {
+        return Err(Status::NotFound);
     }
+    let n = segs.iter().take_while(|s| s.is_some()).count();
+    let segs: [&str; 3] = segs.map(Option::unwrap_or_default);
     let segs = &segs[..n];
     let opts = &state.plugin.opts;
     let text = |out: &mut Vec<u8>, s: &str| {
@@ -81,7 +81,7 @@ pub(crate) fn get(state: &HostState, raw: &[u8], out: &mut Vec<u8>) -> AbiResult
         ["request", "host"] => text(out, &head.authority),
         ["request", "method"] => text(out, &head.method),
         ["request", "scheme"] => text(out, &head.scheme),
-        ["request", "protocol"] => text(out, "HTTP/1.1"),
+        ["request", "protocol"] => text(out, head.protocol),
         ["request", "id"] => text(out, &ctx.request_id),
         ["request", "headers"] => {
             crate::map::encode_map_into(&ctx.request_headers, out);
@@ -166,14 +166,11 @@ mod tests {
     use super::*;
     use crate::state::HttpCtx;
 
-    fn wasm() -> Vec<u8> {
-        wat::parse_str(r#"(module (memory (export "memory") 1))"#).expect("valid wat")
-    }
-
     fn state(opts: crate::options::HostOptions) -> HostState {
-        let plugin = crate::plugin::Plugin::load(&wasm(), opts).expect("empty module loads");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let inner = crate::runtime::PluginInner::new(opts, wasmtime::Engine::default(), stop);
         let wasi = wasmtime_wasi::WasiCtxBuilder::new().build_p1();
-        HostState::new(plugin.inner.clone(), wasi, 7)
+        HostState::new(std::sync::Arc::new(inner), wasi, 7)
     }
 
     fn lookup(s: &HostState, path: &[u8]) -> AbiResult<Vec<u8>> {

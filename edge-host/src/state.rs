@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use wasmtime::{Memory, TypedFunc};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use crate::plugin::PluginInner;
-use crate::types::{HttpCallResponse, PendingHttpCall, RequestHead};
+use crate::runtime::PluginInner;
+use crate::types::{Direction, HttpCallResponse, PendingHttpCall, RequestHead};
 
 /// Map types of the ABI.
 pub(crate) mod map_type {
@@ -80,6 +80,9 @@ pub(crate) struct HttpCtx {
     pub local_reply: Option<LocalReply>,
     pub request_resumed: bool,
     pub response_resumed: bool,
+    /// The response has a body the filter will see: the context ends after it, not after
+    /// the response headers.
+    pub response_body_follows: bool,
     pub reset: bool,
     pub properties: HashMap<String, Vec<u8>>,
 }
@@ -104,6 +107,7 @@ impl HttpCtx {
             local_reply: None,
             request_resumed: false,
             response_resumed: false,
+            response_body_follows: false,
             reset: false,
             properties: HashMap::new(),
         }
@@ -125,6 +129,7 @@ impl HttpCtx {
         h.headers.clear();
         h.source = head.source;
         h.body_empty = head.body_empty;
+        h.protocol = head.protocol;
         ctx.request_id.clear();
         match head
             .headers
@@ -150,9 +155,34 @@ impl HttpCtx {
         ctx.local_reply = None;
         ctx.request_resumed = false;
         ctx.response_resumed = false;
+        ctx.response_body_follows = false;
         ctx.reset = false;
         ctx.properties.clear();
         ctx
+    }
+
+    /// The body buffer of `dir`.
+    pub fn body_mut(&mut self, dir: Direction) -> &mut Vec<u8> {
+        match dir {
+            Direction::Request => &mut self.request_body,
+            Direction::Response => &mut self.response_body,
+        }
+    }
+
+    /// The trailer map of `dir`.
+    pub fn trailers_mut(&mut self, dir: Direction) -> &mut Vec<(String, String)> {
+        match dir {
+            Direction::Request => &mut self.request_trailers,
+            Direction::Response => &mut self.response_trailers,
+        }
+    }
+
+    /// The "resumed since the last callback" flag of `dir` (`proxy_continue_stream`).
+    pub fn resumed_mut(&mut self, dir: Direction) -> &mut bool {
+        match dir {
+            Direction::Request => &mut self.request_resumed,
+            Direction::Response => &mut self.response_resumed,
+        }
     }
 
     /// Puts a finished context aside for reuse, unless the VM already keeps enough spares

@@ -19,6 +19,8 @@ pub struct RequestHead {
     pub source: SocketAddr,
     /// True when the request has no body (`end_of_stream` on the headers).
     pub body_empty: bool,
+    /// Property `request.protocol`: `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
+    pub protocol: &'static str,
 }
 
 impl RequestHead {
@@ -32,6 +34,7 @@ impl RequestHead {
             headers: Vec::new(),
             source,
             body_empty: true,
+            protocol: "HTTP/1.1",
         }
     }
 
@@ -203,6 +206,39 @@ pub enum ResponseOutcome {
     /// The filter paused the response; deliver call responses, then poll with
     /// [`crate::Vm::poll_response`].
     Paused,
+}
+
+/// Which side of the stream a body or trailers belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Request,
+    Response,
+}
+
+/// What the filter decided on a body chunk or on trailers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataOutcome {
+    /// Forward `data` now: the body buffered so far after the filter's edits (possibly
+    /// empty). After trailers, `trailers` is the trailer map after the filter ran.
+    Continue {
+        data: Vec<u8>,
+        trailers: Vec<(String, String)>,
+    },
+    /// The filter buffers (`StopIterationAndBuffer` before the end of the stream): hand it
+    /// the next chunk; the buffer keeps growing.
+    Buffer,
+    /// The filter stopped at the end of the stream (or on trailers) and has not resumed yet:
+    /// deliver call responses, then poll with [`crate::Vm::poll_data`].
+    Paused,
+    /// Answer with this response instead.
+    LocalResponse {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// No filter applies any more (the context is unknown, or its VM trapped and the fail
+    /// mode is open): forward the data as received, and the rest of the stream unfiltered.
+    Unfiltered,
 }
 
 /// An HTTP call the guest dispatched with `proxy_http_call`.

@@ -9,14 +9,11 @@ use wasmtime::{Instance, Store, Trap, TypedFunc, WasmParams, WasmResults};
 
 use crate::plugin::Plugin;
 use crate::shared::QueueWaker;
-use crate::state::{HostState, HttpCtx};
-use crate::types::{
-    FilterOutcome, GuestTrap, HeaderList, HttpCallResponse, HttpContextId, PendingHttpCall,
-    RequestHead, ResponseHead, ResponseOutcome,
-};
+use crate::state::HostState;
+use crate::types::{GuestTrap, HttpCallResponse, PendingHttpCall};
 
-/// Status returned to the client when the filter resets the stream.
-const RESET_STATUS: u16 = 502;
+mod stream;
+
 /// `Action::Continue`.
 const ACTION_CONTINUE: u32 = 0;
 const ROOT: u32 = 1;
@@ -35,7 +32,11 @@ struct Exports {
     on_tick: Option<F1>,
     on_queue_ready: Option<F2>,
     on_request_headers: Option<A3>,
+    on_request_body: Option<A3>,
+    on_request_trailers: Option<B2>,
     on_response_headers: Option<A3>,
+    on_response_body: Option<A3>,
+    on_response_trailers: Option<B2>,
     on_http_call_response: Option<F5>,
     on_done: Option<TypedFunc<u32, u32>>,
     on_log: Option<F1>,
@@ -62,7 +63,11 @@ impl Exports {
             on_tick: opt(instance, store, "proxy_on_tick"),
             on_queue_ready: opt(instance, store, "proxy_on_queue_ready"),
             on_request_headers: opt(instance, store, "proxy_on_request_headers"),
+            on_request_body: opt(instance, store, "proxy_on_request_body"),
+            on_request_trailers: opt(instance, store, "proxy_on_request_trailers"),
             on_response_headers: opt(instance, store, "proxy_on_response_headers"),
+            on_response_body: opt(instance, store, "proxy_on_response_body"),
+            on_response_trailers: opt(instance, store, "proxy_on_response_trailers"),
             on_http_call_response: opt(instance, store, "proxy_on_http_call_response"),
             on_done: opt(instance, store, "proxy_on_done"),
             on_log: opt(instance, store, "proxy_on_log"),
@@ -114,7 +119,7 @@ impl Vm {
     /// error carries the guest's recent log lines) or traps.
     pub fn start(plugin: &Plugin) -> anyhow::Result<Vm> {
         let inner = plugin.inner.clone();
-        let pre = inner.pre.get().context("plugin not linked")?;
+        let pre = &plugin.pre;
         let wasi = wasmtime_wasi::WasiCtxBuilder::new().build_p1();
         let vm_id = inner.next_vm_id();
         let mut store = Store::new(&inner.engine, HostState::new(inner.clone(), wasi, vm_id));
@@ -227,211 +232,6 @@ impl Vm {
             self.poisoned = Some(t.clone());
             t
         })
-    }
-
-    fn ctx_id(&self, id: u32) -> HttpContextId {
-        HttpContextId {
-            vm: self.store.data().vm,
-            id,
-        }
-    }
-
-    /// Creates an HTTP context and runs `proxy_on_request_headers`.
-    pub fn on_request(&mut self, req: &RequestHead) -> Result<FilterOutcome, GuestTrap> {
-        if let Some(t) = &self.poisoned {
-            return Err(t.clone());
-        }
-        let id = self.next_context;
-        self.next_context = self.next_context.checked_add(1).unwrap_or(ROOT + 1);
-        let s = self.store.data_mut();
-        let ctx = HttpCtx::start(s, req, id);
-        let n = ctx.request_headers.len() as u32;
-        s.http.insert(id, ctx);
-        let ex = self.exports.clone();
-        self.store.data_mut().effective_context = id;
-        self.invoke("proxy_on_context_create", &ex.on_context_create, (id, ROOT))?;
-        let action = match &ex.on_request_headers {
-            Some(f) => {
-                self.store.data_mut().effective_context = id;
-                self.invoke(
-                    "proxy_on_request_headers",
-                    f,
-                    (id, n, u32::from(req.body_empty)),
-                )?
-            }
-            None => ACTION_CONTINUE,
-        };
-        Ok(self.request_outcome(id, action == ACTION_CONTINUE))
-    }
-
-    fn request_outcome(&mut self, id: u32, continued: bool) -> FilterOutcome {
-        let context = self.ctx_id(id);
-        let Some(ctx) = self.store.data_mut().http.get_mut(&id) else {
-            return FilterOutcome::Paused { context };
-        };
-        if ctx.reset {
-            return FilterOutcome::LocalResponse {
-                context,
-                status: RESET_STATUS,
-                headers: Vec::new(),
-                body: Vec::new(),
-            };
-        }
-        if let Some(r) = ctx.local_reply.take() {
-            return FilterOutcome::LocalResponse {
-                context,
-                status: r.status,
-                headers: r.headers,
-                body: r.body,
-            };
-        }
-        if continued || ctx.request_resumed {
-            return FilterOutcome::Continue {
-                context,
-                headers: HeaderList(Arc::clone(&ctx.request_headers)),
-            };
-        }
-        FilterOutcome::Paused { context }
-    }
-
-    /// For a request that returned [`FilterOutcome::Paused`]: its outcome once the filter
-    /// resumed it or sent a local response; `None` while still paused or if unknown.
-    pub fn poll_request(&mut self, ctx: HttpContextId) -> Option<FilterOutcome> {
-        if ctx.vm != self.store.data().vm || !self.store.data().http.contains_key(&ctx.id) {
-            return None;
-        }
-        match self.request_outcome(ctx.id, false) {
-            FilterOutcome::Paused { .. } => None,
-            other => Some(other),
-        }
-    }
-
-    /// Runs `proxy_on_response_headers`, then (unless the filter paused) ends the context
-    /// with `proxy_on_done` / `proxy_on_log` / `proxy_on_delete`. An unknown context (for
-    /// example from a VM that has since been re-created) passes the response through.
-    pub fn on_response(
-        &mut self,
-        ctx: HttpContextId,
-        resp: &ResponseHead,
-    ) -> Result<ResponseOutcome, GuestTrap> {
-        if let Some(t) = &self.poisoned {
-            return Err(t.clone());
-        }
-        let id = ctx.id;
-        let s = self.store.data_mut();
-        let Some(c) = s.http.get_mut(&id).filter(|_| ctx.vm == s.vm) else {
-            return Ok(ResponseOutcome::Continue {
-                headers: resp.headers.clone(),
-            });
-        };
-        c.response_code = Some(resp.status);
-        c.response_headers = std::iter::once((":status".to_string(), resp.status.to_string()))
-            .chain(
-                resp.headers
-                    .iter()
-                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone())),
-            )
-            .collect();
-        let n = c.response_headers.len() as u32;
-        let ex = self.exports.clone();
-        let action = match &ex.on_response_headers {
-            Some(f) => {
-                self.store.data_mut().effective_context = id;
-                self.invoke(
-                    "proxy_on_response_headers",
-                    f,
-                    (id, n, u32::from(resp.body_empty)),
-                )?
-            }
-            None => ACTION_CONTINUE,
-        };
-        let outcome = self.response_outcome(id, action == ACTION_CONTINUE);
-        if outcome != ResponseOutcome::Paused {
-            self.finish_inner(id)?;
-        }
-        Ok(outcome)
-    }
-
-    fn response_outcome(&mut self, id: u32, continued: bool) -> ResponseOutcome {
-        let Some(ctx) = self.store.data_mut().http.get_mut(&id) else {
-            return ResponseOutcome::Paused;
-        };
-        if ctx.reset {
-            return ResponseOutcome::LocalResponse {
-                status: RESET_STATUS,
-                headers: Vec::new(),
-                body: Vec::new(),
-            };
-        }
-        if let Some(r) = ctx.local_reply.take() {
-            return ResponseOutcome::LocalResponse {
-                status: r.status,
-                headers: r.headers,
-                body: r.body,
-            };
-        }
-        if continued || ctx.response_resumed {
-            return ResponseOutcome::Continue {
-                headers: ctx
-                    .response_headers
-                    .iter()
-                    .filter(|(k, _)| !k.starts_with(':'))
-                    .cloned()
-                    .collect(),
-            };
-        }
-        ResponseOutcome::Paused
-    }
-
-    /// For a response that returned [`ResponseOutcome::Paused`]: its outcome once resumed
-    /// (the context is then finished); `None` while still paused or if unknown.
-    pub fn poll_response(
-        &mut self,
-        ctx: HttpContextId,
-    ) -> Option<Result<ResponseOutcome, GuestTrap>> {
-        if ctx.vm != self.store.data().vm || !self.store.data().http.contains_key(&ctx.id) {
-            return None;
-        }
-        match self.response_outcome(ctx.id, false) {
-            ResponseOutcome::Paused => None,
-            other => Some(self.finish_inner(ctx.id).map(|()| other)),
-        }
-    }
-
-    /// Ends a context that got no response pass (local reply, upstream failure, client
-    /// gone): `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`. Unknown contexts are
-    /// ignored; a trap poisons the VM (see [`Vm::poisoned`]).
-    pub fn finish(&mut self, ctx: HttpContextId) {
-        if ctx.vm == self.store.data().vm {
-            let _ = self.finish_inner(ctx.id);
-        }
-    }
-
-    fn finish_inner(&mut self, id: u32) -> Result<(), GuestTrap> {
-        if !self.store.data().http.contains_key(&id) {
-            return Ok(());
-        }
-        let ex = self.exports.clone();
-        let result = (|| {
-            if let Some(f) = &ex.on_done {
-                self.store.data_mut().effective_context = id;
-                self.invoke("proxy_on_done", f, id)?;
-            }
-            if let Some(f) = &ex.on_log {
-                self.store.data_mut().effective_context = id;
-                self.invoke("proxy_on_log", f, id)?;
-            }
-            if let Some(f) = &ex.on_delete {
-                self.store.data_mut().effective_context = id;
-                self.invoke("proxy_on_delete", f, id)?;
-            }
-            Ok(())
-        })();
-        let s = self.store.data_mut();
-        if let Some(ctx) = s.http.remove(&id) {
-            ctx.recycle(s);
-        }
-        result
     }
 
     /// When the next `proxy_on_tick` is due, if the guest set a tick period.

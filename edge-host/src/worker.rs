@@ -2,7 +2,7 @@
 //! queue notifications, and HTTP calls performed for real on a tokio runtime. A trap is
 //! answered by the fail mode and the VM is re-created.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -10,48 +10,29 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use crate::httpcall::{self, HttpClient};
-use crate::options::FailMode;
+use crate::options::{FailMode, LogLevel};
 use crate::plugin::Plugin;
 use crate::types::{
-    FilterOutcome, GuestTrap, HeaderList, HttpCallResponse, HttpContextId, RequestHead,
+    DataOutcome, Direction, FilterOutcome, GuestTrap, HttpCallResponse, HttpContextId, RequestHead,
     ResponseHead, ResponseOutcome,
 };
 use crate::vm::Vm;
 
+mod fail;
+
+pub use fail::Outcome;
+use fail::{fail_data, fail_request, fail_response, Waiter};
+
 /// Longest the loop sleeps when nothing is scheduled.
 const IDLE_WAIT: Duration = Duration::from_millis(250);
-/// Status of a fail-closed answer.
-const FAIL_CLOSED_STATUS: u16 = 503;
-
-/// The filter's decision on a request, after any pause was resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Forward the request with these headers (pseudo-headers included).
-    Continue {
-        context: HttpContextId,
-        headers: HeaderList,
-    },
-    /// Answer with this response.
-    LocalResponse {
-        context: HttpContextId,
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    },
-}
-
-impl Outcome {
-    /// The HTTP context to pass to `on_response` / `finish`.
-    pub fn context(&self) -> HttpContextId {
-        match self {
-            Outcome::Continue { context, .. } | Outcome::LocalResponse { context, .. } => *context,
-        }
-    }
-}
+/// Ids of trapped VMs remembered, so that the responses of their in-flight requests are
+/// answered by the fail mode (VM ids only grow; a trap is rare).
+const DEAD_VMS_KEPT: usize = 64;
 
 enum Msg {
     Request(RequestHead, oneshot::Sender<Outcome>),
@@ -60,6 +41,7 @@ enum Msg {
         ResponseHead,
         oneshot::Sender<ResponseOutcome>,
     ),
+    Data(HttpContextId, Direction, Data, oneshot::Sender<DataOutcome>),
     Finish(HttpContextId),
     CallDone {
         vm: u64,
@@ -70,6 +52,12 @@ enum Msg {
     Shutdown,
 }
 
+/// A body chunk (with `end_of_stream`) or the trailers.
+enum Data {
+    Chunk(Bytes, bool),
+    Trailers(Vec<(String, String)>),
+}
+
 /// Spawns workers.
 pub struct Worker;
 
@@ -78,6 +66,8 @@ struct HandleInner {
     fail_mode: FailMode,
     restarts: Arc<AtomicU64>,
     plugin: Plugin,
+    /// [`Vm::wants_body`] by direction (request, response).
+    wants_body: [bool; 2],
 }
 
 impl Drop for HandleInner {
@@ -91,37 +81,6 @@ impl Drop for HandleInner {
 #[derive(Clone)]
 pub struct WorkerHandle {
     inner: Arc<HandleInner>,
-}
-
-/// A context id that no VM has (VM ids start at 1): used for fail-mode answers.
-const NO_CONTEXT: HttpContextId = HttpContextId { vm: 0, id: 0 };
-
-fn fail_request(mode: FailMode, head: &RequestHead) -> Outcome {
-    match mode {
-        FailMode::Open => Outcome::Continue {
-            context: NO_CONTEXT,
-            headers: head.header_map().into(),
-        },
-        FailMode::Closed => Outcome::LocalResponse {
-            context: NO_CONTEXT,
-            status: FAIL_CLOSED_STATUS,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: br#"{"error":"edge filter unavailable"}"#.to_vec(),
-        },
-    }
-}
-
-fn fail_response(mode: FailMode, head: &ResponseHead) -> ResponseOutcome {
-    match mode {
-        FailMode::Open => ResponseOutcome::Continue {
-            headers: head.headers.clone(),
-        },
-        FailMode::Closed => ResponseOutcome::LocalResponse {
-            status: FAIL_CLOSED_STATUS,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: br#"{"error":"edge filter unavailable"}"#.to_vec(),
-        },
-    }
 }
 
 impl Worker {
@@ -139,15 +98,15 @@ impl Worker {
             tx: tx.clone(),
             vm: None,
             fail_mode,
-            paused_req: HashMap::new(),
-            paused_resp: HashMap::new(),
+            paused: HashMap::new(),
+            dead: VecDeque::new(),
             restarts: restarts.clone(),
         };
         thread::Builder::new()
             .name("edge-host-worker".into())
             .spawn(move || state.run(rx, ready_tx))
             .context("spawning the worker thread")?;
-        ready_rx
+        let wants_body = ready_rx
             .recv()
             .context("worker thread exited during start")??;
         Ok(WorkerHandle {
@@ -156,6 +115,7 @@ impl Worker {
                 fail_mode,
                 restarts,
                 plugin,
+                wants_body,
             }),
         })
     }
@@ -182,6 +142,41 @@ impl WorkerHandle {
         rx.await.unwrap_or(fallback)
     }
 
+    /// True when the filter sees bodies of `dir` ([`Vm::wants_body`]); otherwise they pass
+    /// through without a round trip to the worker.
+    pub fn wants_body(&self, dir: Direction) -> bool {
+        self.inner.wants_body[dir as usize]
+    }
+
+    /// Runs a body chunk through the filter ([`Vm::on_body`]); pauses are resolved.
+    pub async fn on_body(
+        &self,
+        ctx: HttpContextId,
+        dir: Direction,
+        chunk: Bytes,
+        end_of_stream: bool,
+    ) -> DataOutcome {
+        self.data(ctx, dir, Data::Chunk(chunk, end_of_stream)).await
+    }
+
+    /// Runs the trailers through the filter ([`Vm::on_trailers`]); pauses are resolved.
+    pub async fn on_trailers(
+        &self,
+        ctx: HttpContextId,
+        dir: Direction,
+        trailers: Vec<(String, String)>,
+    ) -> DataOutcome {
+        self.data(ctx, dir, Data::Trailers(trailers)).await
+    }
+
+    async fn data(&self, ctx: HttpContextId, dir: Direction, data: Data) -> DataOutcome {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.tx.send(Msg::Data(ctx, dir, data, tx)).is_err() {
+            return fail_data(self.inner.fail_mode);
+        }
+        rx.await.unwrap_or_else(|_| fail_data(self.inner.fail_mode))
+    }
+
     /// Ends a context that gets no response pass (local reply, upstream failure).
     pub fn finish(&self, ctx: HttpContextId) {
         let _ = self.inner.tx.send(Msg::Finish(ctx));
@@ -205,16 +200,23 @@ struct Loop {
     tx: Sender<Msg>,
     vm: Option<Vm>,
     fail_mode: FailMode,
-    paused_req: HashMap<HttpContextId, (RequestHead, oneshot::Sender<Outcome>)>,
-    paused_resp: HashMap<HttpContextId, (ResponseHead, oneshot::Sender<ResponseOutcome>)>,
+    paused: HashMap<HttpContextId, Waiter>,
+    /// Ids of VMs that trapped, newest last ([`DEAD_VMS_KEPT`]).
+    dead: VecDeque<u64>,
     restarts: Arc<AtomicU64>,
 }
 
 impl Loop {
-    fn run(mut self, rx: Receiver<Msg>, ready: Sender<anyhow::Result<()>>) {
+    fn run(mut self, rx: Receiver<Msg>, ready: Sender<anyhow::Result<[bool; 2]>>) {
         match self.start_vm() {
             Ok(()) => {
-                let _ = ready.send(Ok(()));
+                let wants = self.vm.as_ref().map_or([false; 2], |vm| {
+                    [
+                        vm.wants_body(Direction::Request),
+                        vm.wants_body(Direction::Response),
+                    ]
+                });
+                let _ = ready.send(Ok(wants));
             }
             Err(e) => {
                 let _ = ready.send(Err(e));
@@ -247,25 +249,48 @@ impl Loop {
         Ok(())
     }
 
-    /// Logs the trap, answers everything paused on the dead VM by the fail mode, and
-    /// re-creates the VM.
+    /// Logs the trap (to `tracing` and the plugin's log lines), answers everything paused
+    /// on the dead VM by the fail mode, remembers the VM as dead (so the rest of its
+    /// in-flight requests are answered by the fail mode too) and re-creates it.
     fn recover(&mut self, trap: &GuestTrap) {
+        let opts = self.plugin.options();
         tracing::error!(
-            plugin = %self.plugin.options().plugin_name,
+            plugin = %opts.plugin_name,
             fail_mode = %self.fail_mode,
             "{trap}; re-creating the VM"
         );
-        self.vm = None;
-        for (_, (head, reply)) in self.paused_req.drain() {
-            let _ = reply.send(fail_request(self.fail_mode, &head));
+        self.plugin.inner.logs.push(
+            &opts.plugin_name,
+            LogLevel::Error,
+            format!("{trap}; fail mode {}; re-creating the VM", self.fail_mode),
+        );
+        if let Some(vm) = self.vm.take() {
+            if self.dead.len() >= DEAD_VMS_KEPT {
+                self.dead.pop_front();
+            }
+            self.dead.push_back(vm.instance_id());
         }
-        for (_, (head, reply)) in self.paused_resp.drain() {
-            let _ = reply.send(fail_response(self.fail_mode, &head));
+        for (_, waiter) in self.paused.drain() {
+            waiter.fail(self.fail_mode);
         }
         self.restarts.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.start_vm() {
             tracing::error!("re-creating the VM failed: {e:#}");
         }
+    }
+
+    /// True when `ctx` belongs to a VM that trapped: its request was in flight (forwarded,
+    /// or between phases) when the VM died, so it is answered by the fail mode.
+    fn orphaned(&self, ctx: HttpContextId) -> bool {
+        let dead = self.dead.contains(&ctx.vm);
+        if dead {
+            tracing::warn!(
+                context = ctx.id,
+                fail_mode = %self.fail_mode,
+                "the VM of this request trapped while it was in flight"
+            );
+        }
+        dead
     }
 
     fn vm(&mut self) -> Option<&mut Vm> {
@@ -286,7 +311,7 @@ impl Loop {
                 };
                 match vm.on_request(&head).map(to_outcome) {
                     Ok(Err(context)) => {
-                        self.paused_req.insert(context, (head, reply));
+                        self.paused.insert(context, Waiter::Request(head, reply));
                     }
                     Ok(Ok(outcome)) => {
                         let _ = reply.send(outcome);
@@ -298,13 +323,17 @@ impl Loop {
                 }
             }
             Msg::Response(ctx, head, reply) => {
+                if self.orphaned(ctx) {
+                    let _ = reply.send(fail_response(self.fail_mode, &head));
+                    return;
+                }
                 let Some(vm) = self.vm() else {
                     let _ = reply.send(fail_response(self.fail_mode, &head));
                     return;
                 };
                 match vm.on_response(ctx, &head) {
                     Ok(ResponseOutcome::Paused) => {
-                        self.paused_resp.insert(ctx, (head, reply));
+                        self.paused.insert(ctx, Waiter::Response(head, reply));
                     }
                     Ok(other) => {
                         let _ = reply.send(other);
@@ -312,6 +341,38 @@ impl Loop {
                     Err(trap) => {
                         self.recover(&trap);
                         let _ = reply.send(fail_response(self.fail_mode, &head));
+                    }
+                }
+            }
+            Msg::Data(ctx, dir, data, reply) => {
+                if self.orphaned(ctx) {
+                    let _ = reply.send(fail_data(self.fail_mode));
+                    return;
+                }
+                let Some(vm) = self.vm() else {
+                    let _ = reply.send(fail_data(self.fail_mode));
+                    return;
+                };
+                let trailers = matches!(data, Data::Trailers(_));
+                let r = match &data {
+                    Data::Chunk(chunk, eos) => vm.on_body(ctx, dir, chunk, *eos),
+                    Data::Trailers(t) => vm.on_trailers(ctx, dir, t),
+                };
+                match r {
+                    Ok(DataOutcome::Paused) => {
+                        let waiter = Waiter::Data {
+                            dir,
+                            trailers,
+                            reply,
+                        };
+                        self.paused.insert(ctx, waiter);
+                    }
+                    Ok(other) => {
+                        let _ = reply.send(other);
+                    }
+                    Err(trap) => {
+                        self.recover(&trap);
+                        let _ = reply.send(fail_data(self.fail_mode));
                     }
                 }
             }
@@ -381,31 +442,54 @@ impl Loop {
         let Some(vm) = self.vm.as_mut() else {
             return;
         };
-        let ids: Vec<HttpContextId> = self.paused_req.keys().copied().collect();
+        let ids: Vec<HttpContextId> = self.paused.keys().copied().collect();
         for ctx in ids {
-            if let Some(Ok(outcome)) = vm.poll_request(ctx).map(to_outcome) {
-                if let Some((_, reply)) = self.paused_req.remove(&ctx) {
-                    let _ = reply.send(outcome);
-                }
+            let Some(waiter) = self.paused.get(&ctx) else {
+                continue;
+            };
+            let done = match waiter {
+                Waiter::Request(..) => vm.poll_request(ctx).map(|o| Ok(Resumed::Request(o))),
+                Waiter::Response(..) => vm.poll_response(ctx).map(|r| r.map(Resumed::Response)),
+                Waiter::Data { dir, trailers, .. } => vm
+                    .poll_data(ctx, *dir, *trailers)
+                    .map(|r| r.map(Resumed::Data)),
+            };
+            if let Some(trap) = vm.poisoned().cloned() {
+                self.recover(&trap);
+                return;
             }
-        }
-        let ids: Vec<HttpContextId> = self.paused_resp.keys().copied().collect();
-        for ctx in ids {
-            let Some(vm) = self.vm.as_mut() else { return };
-            match vm.poll_response(ctx) {
-                None => {}
-                Some(Ok(outcome)) => {
-                    if let Some((_, reply)) = self.paused_resp.remove(&ctx) {
+            let Some(done) = done else { continue };
+            let Some(waiter) = self.paused.remove(&ctx) else {
+                continue;
+            };
+            match (done, waiter) {
+                (Ok(Resumed::Request(o)), Waiter::Request(_, reply)) => {
+                    if let Ok(outcome) = to_outcome(o) {
                         let _ = reply.send(outcome);
                     }
                 }
-                Some(Err(trap)) => {
+                (Ok(Resumed::Response(o)), Waiter::Response(_, reply)) => {
+                    let _ = reply.send(o);
+                }
+                (Ok(Resumed::Data(o)), Waiter::Data { reply, .. }) => {
+                    let _ = reply.send(o);
+                }
+                (Err(trap), waiter) => {
+                    self.paused.insert(ctx, waiter);
                     self.recover(&trap);
                     return;
                 }
+                (_, waiter) => waiter.fail(self.fail_mode),
             }
         }
     }
+}
+
+/// What a paused request or response resumed with.
+enum Resumed {
+    Request(FilterOutcome),
+    Response(ResponseOutcome),
+    Data(DataOutcome),
 }
 
 /// A final outcome, or `Err(context)` while the request is paused.

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use wasmtime::{Caller, Linker};
 
+use crate::httpcall::resolve_upstream;
 use crate::map::decode_map;
 use crate::memory::{check, read, read_str, write_u32};
-use crate::options::HostProfile;
 use crate::state::{HostState, LocalReply};
 use crate::status::{code, AbiResult, Status};
 use crate::types::PendingHttpCall;
@@ -15,26 +15,6 @@ type C<'a> = Caller<'a, HostState>;
 
 /// Default for a call dispatched with timeout 0.
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Resolves an upstream name to a base URL: a configured cluster, else (when allowed) a
-/// literal `host:port`. Under the `kong` profile there are no clusters: only `host:port`.
-pub(crate) fn resolve_upstream(s: &HostState, upstream: &str) -> Option<String> {
-    let opts = &s.plugin.opts;
-    if opts.profile != HostProfile::Kong {
-        if let Some(url) = opts.clusters.get(upstream) {
-            return Some(url.trim_end_matches('/').to_string());
-        }
-    }
-    if !opts.allow_host_port_upstreams {
-        return None;
-    }
-    let (host, port) = upstream.rsplit_once(':')?;
-    let valid_host = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
-    (valid_host && port.parse::<u16>().is_ok()).then(|| format!("http://{upstream}"))
-}
 
 fn stream_flag(c: &mut C<'_>, stream: u32, reset: bool) -> AbiResult {
     let Some(ctx) = c.data_mut().http_ctx_mut() else {
@@ -71,7 +51,7 @@ fn http_call(
         }
     }
     let s = c.data_mut();
-    let base_url = resolve_upstream(s, &upstream).ok_or(Status::BadArgument)?;
+    let base_url = resolve_upstream(&s.plugin.opts, &upstream).ok_or(Status::BadArgument)?;
     let token = s.next_token;
     s.next_token = s.next_token.wrapping_add(1).max(1);
     let timeout = match timeout_ms {
@@ -114,12 +94,17 @@ pub(super) fn link(l: &mut Linker<HostState>) -> anyhow::Result<()> {
                     .filter(|s| (100..=999).contains(s))
                     .ok_or(Status::BadArgument)?;
                 let ctx = c.data_mut().http_ctx_mut().ok_or(Status::BadArgument)?;
+                let mut headers: Vec<(String, String)> = headers
+                    .into_iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                    .collect();
+                // Envoy's local replies: a non-empty body without a content-type is text/plain.
+                if !body.is_empty() && !headers.iter().any(|(k, _)| k == "content-type") {
+                    headers.push(("content-type".into(), "text/plain".into()));
+                }
                 ctx.local_reply = Some(LocalReply {
                     status,
-                    headers: headers
-                        .into_iter()
-                        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                        .collect(),
+                    headers,
                     body,
                 });
                 Ok(())

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wasmtime::{Caller, Linker};
 
-use crate::memory::{check, read, read_str, return_built, slice, write_u32, write_u64};
+use crate::memory::{
+    check, read, read_str, return_built, return_bytes, slice, write_u32, write_u64,
+};
 use crate::options::LogLevel;
 use crate::properties;
 use crate::state::HostState;
@@ -69,10 +71,6 @@ fn fd_write(c: &mut C<'_>, fd: i32, iovs: u32, iovs_len: u32, nwritten: u32) -> 
     }
     c.data_mut().stdio[slot] = buf;
     ERRNO_SUCCESS
-}
-
-fn unimplemented_status() -> u32 {
-    Status::Unimplemented.code()
 }
 
 pub(super) fn link(l: &mut Linker<HostState>) -> anyhow::Result<()> {
@@ -160,6 +158,9 @@ pub(super) fn link(l: &mut Linker<HostState>) -> anyhow::Result<()> {
             }
         },
     )?;
+    // gRPC is not implemented. Each call answers a status the Rust SDK (proxy-wasm 0.2)
+    // maps to an `Err` (anything else makes it panic): dispatch / open -> InternalFailure,
+    // send / cancel / close -> NotFound (no stream or call can exist).
     l.func_wrap(
         "env",
         "proxy_grpc_call",
@@ -176,34 +177,39 @@ pub(super) fn link(l: &mut Linker<HostState>) -> anyhow::Result<()> {
          _: u32,
          _: u32,
          _: u32|
-         -> u32 { unimplemented_status() },
+         -> u32 { Status::InternalFailure.code() },
     )?;
     l.func_wrap(
         "env",
         "proxy_grpc_stream",
         |_c: C<'_>, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32| {
-            unimplemented_status()
+            Status::InternalFailure.code()
         },
     )?;
     l.func_wrap(
         "env",
         "proxy_grpc_send",
-        |_c: C<'_>, _: u32, _: u32, _: u32, _: u32| unimplemented_status(),
+        |_c: C<'_>, _: u32, _: u32, _: u32, _: u32| Status::NotFound.code(),
     )?;
     l.func_wrap("env", "proxy_grpc_cancel", |_c: C<'_>, _: u32| {
-        unimplemented_status()
+        Status::NotFound.code()
     })?;
     l.func_wrap("env", "proxy_grpc_close", |_c: C<'_>, _: u32| {
-        unimplemented_status()
+        Status::NotFound.code()
     })?;
+    // The status of the last gRPC call: none was ever made, so code 0 and an empty message
+    // (the SDK panics on anything but Ok).
     l.func_wrap(
         "env",
         "proxy_get_status",
-        |mut c: C<'_>, code_ptr: u32, _rp: u32, _rs: u32| -> u32 {
-            match check(&mut c, code_ptr, 4) {
-                Ok(()) => unimplemented_status(),
-                Err(s) => s.code(),
+        |mut c: C<'_>, code_ptr: u32, rp: u32, rs: u32| -> wasmtime::Result<u32> {
+            if let Err(s) = check(&mut c, code_ptr, 4) {
+                return Ok(s.code());
             }
+            if let Err(s) = return_bytes(&mut c, &[], rp, rs)? {
+                return Ok(s.code());
+            }
+            Ok(code(write_u32(&mut c, code_ptr, 0)))
         },
     )?;
     Ok(())

@@ -8,8 +8,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper::{Request, Response};
 
+use super::body::{announce, collect, filter_body, header_pairs, BodyResult, Filtered, Frames};
 use super::Shared;
-use crate::types::{RequestHead, ResponseHead, ResponseOutcome};
+use crate::types::{Direction, RequestHead, ResponseHead, ResponseOutcome};
 use crate::worker::{Outcome, WorkerHandle};
 
 pub(crate) type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -51,23 +52,43 @@ pub(crate) fn simple(
     })
 }
 
-fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
-}
-
 fn pseudo<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
+}
+
+fn protocol(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// A response with a body already through the filter: `content-length` recomputed from it
+/// (dropped with trailers, which HTTP/1.1 sends chunked, announced in `trailer`).
+fn filtered_response(
+    status: http::StatusCode,
+    headers: &[(String, String)],
+    body: Filtered,
+) -> Response<ProxyBody> {
+    let mut resp = Response::builder().status(status);
+    for (k, v) in headers.iter().filter(|(k, _)| !k.starts_with(':')) {
+        if HOP_BY_HOP.contains(&k.as_str()) || k == "content-length" {
+            continue;
+        }
+        resp = resp.header(k.as_str(), v.as_str());
+    }
+    if let Some(names) = body.trailers.as_ref().and_then(announce) {
+        resp = resp.header(http::header::TRAILER, names);
+    }
+    resp.body(Frames::new(body.data.into(), body.trailers).boxed())
+        .unwrap_or_else(|e| {
+            tracing::warn!("filter produced invalid response headers: {e}");
+            simple(502, &[], b"invalid response headers".to_vec())
+        })
 }
 
 pub(crate) async fn handle(
@@ -98,6 +119,7 @@ pub(crate) async fn handle(
             .collect(),
         source: peer,
         body_empty: body.is_end_stream(),
+        protocol: protocol(parts.version),
     };
     let (context, headers) = match worker.on_request(head.clone()).await {
         Outcome::LocalResponse {
@@ -112,12 +134,33 @@ pub(crate) async fn handle(
         Outcome::Continue { context, headers } => (context, headers),
     };
 
-    let body = match body.collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            worker.finish(context);
-            tracing::debug!(%peer, "reading the request body failed: {e}");
-            return simple(400, &[], b"bad request body".to_vec());
+    // The request body (none: nothing to run, nothing allocated).
+    let body = if head.body_empty {
+        Filtered::default()
+    } else {
+        let result = if worker.wants_body(Direction::Request) {
+            filter_body(worker, context, Direction::Request, body).await
+        } else {
+            match collect(body).await {
+                Ok(b) => BodyResult::Done(b),
+                Err(e) => BodyResult::Failed(e),
+            }
+        };
+        match result {
+            BodyResult::Done(b) => b,
+            BodyResult::Local {
+                status,
+                headers,
+                body,
+            } => {
+                worker.finish(context);
+                return simple(status, &headers, body);
+            }
+            BodyResult::Failed(e) => {
+                worker.finish(context);
+                tracing::debug!(%peer, "reading the request body failed: {e}");
+                return simple(400, &[], b"bad request body".to_vec());
+            }
         }
     };
     let method = pseudo(&headers, ":method").unwrap_or(&head.method);
@@ -145,7 +188,10 @@ pub(crate) async fn handle(
     up = up
         .header("x-forwarded-for", xff)
         .header(http::header::HOST, authority);
-    let up = match up.body(Full::new(body)) {
+    if let Some(names) = body.trailers.as_ref().and_then(announce) {
+        up = up.header(http::header::TRAILER, names);
+    }
+    let up = match up.body(Frames::new(body.data.into(), body.trailers)) {
         Ok(r) => r,
         Err(e) => {
             worker.finish(context);
@@ -162,24 +208,30 @@ pub(crate) async fn handle(
         }
     };
     let (parts, body) = resp.into_parts();
+    let body_empty = body.is_end_stream();
     let rhead = ResponseHead {
         status: parts.status.as_u16(),
         headers: header_pairs(&parts.headers),
-        body_empty: body.is_end_stream(),
+        body_empty,
     };
     match worker.on_response(context, rhead).await {
         ResponseOutcome::Continue { headers } => {
-            let mut resp = Response::builder().status(parts.status);
-            for (k, v) in headers.iter().filter(|(k, _)| !k.starts_with(':')) {
-                if HOP_BY_HOP.contains(&k.as_str()) {
-                    continue;
-                }
-                resp = resp.header(k.as_str(), v.as_str());
+            if body_empty || !worker.wants_body(Direction::Response) {
+                return streamed(parts.status, &headers, body);
             }
-            resp.body(body.boxed()).unwrap_or_else(|e| {
-                tracing::warn!("filter produced invalid response headers: {e}");
-                simple(502, &[], b"invalid response headers".to_vec())
-            })
+            match filter_body(worker, context, Direction::Response, body).await {
+                BodyResult::Done(b) => filtered_response(parts.status, &headers, b),
+                BodyResult::Local {
+                    status,
+                    headers,
+                    body,
+                } => simple(status, &headers, body),
+                BodyResult::Failed(e) => {
+                    worker.finish(context);
+                    tracing::warn!(upstream = %shared.upstream, "reading the response body failed: {e}");
+                    simple(502, &[], b"upstream response failed".to_vec())
+                }
+            }
         }
         ResponseOutcome::LocalResponse {
             status,
@@ -188,4 +240,23 @@ pub(crate) async fn handle(
         } => simple(status, &headers, body),
         ResponseOutcome::Paused => simple(502, &[], b"filter paused the response".to_vec()),
     }
+}
+
+/// The upstream response with the filter's headers and the body streamed through unseen.
+fn streamed(
+    status: http::StatusCode,
+    headers: &[(String, String)],
+    body: Incoming,
+) -> Response<ProxyBody> {
+    let mut resp = Response::builder().status(status);
+    for (k, v) in headers.iter().filter(|(k, _)| !k.starts_with(':')) {
+        if HOP_BY_HOP.contains(&k.as_str()) {
+            continue;
+        }
+        resp = resp.header(k.as_str(), v.as_str());
+    }
+    resp.body(body.boxed()).unwrap_or_else(|e| {
+        tracing::warn!("filter produced invalid response headers: {e}");
+        simple(502, &[], b"invalid response headers".to_vec())
+    })
 }

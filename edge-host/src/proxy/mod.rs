@@ -1,9 +1,11 @@
 //! `edge-proxy`: a small reverse proxy that runs every request through the filter.
 //!
 //! Requests are assigned to workers round-robin per connection; each worker is one VM.
+//! The listener speaks HTTP/1.1 and HTTP/2 (h2c, prior knowledge); upstreams HTTP/1.1.
 
 mod admin;
 mod args;
+mod body;
 mod forward;
 
 use std::future::Future;
@@ -13,13 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::httpcall::{self, HttpClient};
 use crate::plugin::Plugin;
 use crate::worker::{Worker, WorkerHandle};
 
@@ -43,7 +46,7 @@ pub struct ProxyConfig {
 pub(crate) struct Shared {
     pub workers: Vec<WorkerHandle>,
     pub next: AtomicUsize,
-    pub client: HttpClient,
+    pub client: Client<HttpConnector, body::Frames>,
     pub upstream: String,
 }
 
@@ -66,7 +69,7 @@ pub async fn serve_with_shutdown(
     let shared = Arc::new(Shared {
         workers,
         next: AtomicUsize::new(0),
-        client: httpcall::client(),
+        client: Client::builder(TokioExecutor::new()).build_http(),
         upstream: cfg.upstream.trim_end_matches('/').to_string(),
     });
     let graceful = GracefulShutdown::new();
@@ -114,7 +117,11 @@ fn serve_connection(
             Ok::<_, std::convert::Infallible>(forward::handle(&shared, &worker, peer, req).await)
         }
     });
-    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+    // HTTP/1.1, or HTTP/2 over cleartext with prior knowledge (h2c), told apart by the
+    // connection preface.
+    let conn = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(stream), svc)
+        .into_owned();
     let conn = graceful.watch(conn);
     tokio::spawn(async move {
         if let Err(e) = conn.await {

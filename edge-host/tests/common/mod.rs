@@ -1,12 +1,17 @@
 //! Shared helpers of the `host` integration tests.
 
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use edge_host::{FilterOutcome, HostOptions, Plugin, RequestHead, Vm};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Frame;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -121,8 +126,23 @@ pub fn find_check<'a>(
 }
 
 /// An HTTP server on 127.0.0.1 (port chosen at run time) answering every request with 200,
-/// `x-echo: <x-from>`, `x-remove-resp: 1`, and a body listing the method, path and headers.
+/// `x-echo: <x-from>`, `x-remove-resp: 1`, and a body listing the method, path, headers,
+/// body and trailers. See [`spawn_upstream_gated`].
 pub async fn spawn_upstream() -> SocketAddr {
+    spawn_upstream_gated(None).await
+}
+
+/// Holds requests whose path starts with `/slow` until released: `arrived` is notified when
+/// one comes in, it is answered after `release` is notified.
+#[derive(Default)]
+pub struct Gate {
+    pub arrived: tokio::sync::Notify,
+    pub release: tokio::sync::Notify,
+}
+
+/// [`spawn_upstream`], with `/slow` requests held by `gate`, and responses to paths starting
+/// with `/trailers` sent chunked with the trailer `x-up-trailer: t`.
+pub async fn spawn_upstream_gated(gate: Option<Arc<Gate>>) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind upstream");
@@ -132,32 +152,11 @@ pub async fn spawn_upstream() -> SocketAddr {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
+            let gate = gate.clone();
             tokio::spawn(async move {
-                let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    let mut text = format!("{} {}\n", req.method(), req.uri());
-                    for (k, v) in req.headers() {
-                        text.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
-                    }
-                    let from = req
-                        .headers()
-                        .get("x-from")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string();
-                    let body = req
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    text.push_str(&format!("body: {}\n", String::from_utf8_lossy(&body)));
-                    Ok::<_, std::convert::Infallible>(
-                        hyper::Response::builder()
-                            .header("x-echo", from)
-                            .header("x-remove-resp", "1")
-                            .body(Full::new(Bytes::from(text)))
-                            .expect("response"),
-                    )
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let gate = gate.clone();
+                    async move { Ok::<_, std::convert::Infallible>(echo(req, gate).await) }
                 });
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -166,6 +165,228 @@ pub async fn spawn_upstream() -> SocketAddr {
         }
     });
     addr
+}
+
+async fn echo(
+    req: hyper::Request<hyper::body::Incoming>,
+    gate: Option<Arc<Gate>>,
+) -> hyper::Response<Chunks> {
+    let path = req.uri().path().to_string();
+    if let (Some(gate), true) = (gate, path.starts_with("/slow")) {
+        gate.arrived.notify_one();
+        gate.release.notified().await;
+    }
+    let mut text = format!("{} {}\n", req.method(), req.uri());
+    for (k, v) in req.headers() {
+        text.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
+    }
+    let from = req
+        .headers()
+        .get("x-from")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let collected = req.into_body().collect().await.ok();
+    if let Some(t) = collected.as_ref().and_then(|c| c.trailers()) {
+        for (k, v) in t {
+            text.push_str(&format!("trailer {}: {}\n", k, v.to_str().unwrap_or("?")));
+        }
+    }
+    let body = collected.map(|c| c.to_bytes()).unwrap_or_default();
+    text.push_str(&format!("body: {}\n", String::from_utf8_lossy(&body)));
+    let resp = hyper::Response::builder()
+        .header("x-echo", from)
+        .header("x-remove-resp", "1");
+    if path.starts_with("/trailers") {
+        resp.header("trailer", "x-up-trailer")
+            .body(Chunks::new(&[text.as_str()], &[("x-up-trailer", "t")]))
+            .expect("response")
+    } else {
+        let len = text.len().to_string();
+        resp.header("content-length", len)
+            .body(Chunks::new(&[text.as_str()], &[]))
+            .expect("response")
+    }
+}
+
+/// A body of data chunks, then trailers (if any), all ready at once; its size is unknown, so
+/// HTTP/1.1 sends it chunked (one chunk per frame).
+#[derive(Debug, Default)]
+pub struct Chunks(VecDeque<Frame<Bytes>>);
+
+impl Chunks {
+    pub fn new(chunks: &[&str], trailers: &[(&str, &str)]) -> Self {
+        let mut frames: VecDeque<Frame<Bytes>> = chunks
+            .iter()
+            .map(|c| Frame::data(Bytes::from(c.to_string())))
+            .collect();
+        if !trailers.is_empty() {
+            let mut map = http::HeaderMap::new();
+            for (k, v) in trailers {
+                map.append(
+                    http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                    http::HeaderValue::from_str(v).expect("value"),
+                );
+            }
+            frames.push_back(Frame::trailers(map));
+        }
+        Chunks(frames)
+    }
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(Ok))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A response as a test client saw it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub trailers: Vec<(String, String)>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+
+    pub fn trailer(&self, name: &str) -> Option<&str> {
+        header(&self.trailers, name)
+    }
+}
+
+async fn read_reply(resp: hyper::Response<hyper::body::Incoming>) -> Reply {
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let collected = resp.into_body().collect().await.expect("body");
+    let trailers = collected
+        .trailers()
+        .map(|t| {
+            t.iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+        trailers,
+    }
+}
+
+fn build(
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Chunks,
+) -> hyper::Request<Chunks> {
+    let mut req = hyper::Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.body(body).expect("request")
+}
+
+/// An HTTP/1.1 request to `addr` (a new connection).
+pub async fn send_h1(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Chunks,
+) -> Reply {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Chunks>();
+    let req = build(method, &format!("http://{addr}{path}"), headers, body);
+    let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req))
+        .await
+        .expect("request timed out")
+        .expect("request failed");
+    read_reply(resp).await
+}
+
+/// An HTTP/2 request to `addr` over cleartext with prior knowledge (h2c).
+pub async fn send_h2(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Chunks,
+) -> Reply {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = build(method, &format!("http://{addr}{path}"), headers, body);
+    let resp = tokio::time::timeout(Duration::from_secs(20), send.send_request(req))
+        .await
+        .expect("request timed out")
+        .expect("request failed");
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    read_reply(resp).await
+}
+
+/// `edge-proxy` serving `plugin` on 127.0.0.1 (port chosen at run time) in front of
+/// `upstream`, until [`Proxy::stop`].
+pub struct Proxy {
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+pub async fn start_proxy(plugin: Plugin, upstream: SocketAddr, workers: usize) -> Proxy {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let cfg = edge_host::proxy::ProxyConfig {
+        upstream: format!("http://{upstream}"),
+        plugin,
+        workers,
+    };
+    let server = tokio::spawn(edge_host::proxy::serve_with_shutdown(
+        cfg,
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Proxy { addr, stop, server }
+}
+
+impl Proxy {
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(15), self.server)
+            .await
+            .expect("shut down in time")
+            .expect("join")
+            .expect("serve ok");
+    }
 }
 
 /// A port on 127.0.0.1 with nothing listening (bound, then released).

@@ -178,6 +178,14 @@ impl Http {
             self.prop(vec!["conformance", "http"]),
             Some("h".into()),
         );
+        let deep = vec!["conformance", "deep", "a", "b", "c"];
+        self.set_property(deep.clone(), Some(b"d"));
+        check_eq("http_deep_property", self.prop(deep), Some("d".into()));
+        check_eq(
+            "http_deep_property_from_root",
+            self.prop(vec!["conformance", "root", "x", "y"]),
+            Some("ry".into()),
+        );
         check_eq("http_request_body", self.get_http_request_body(0, 10), None);
         let (vm_starts, _) = self.get_shared_data(crate::root::VM_STARTS_KEY);
         check(

@@ -4,7 +4,8 @@
 //!
 //! Plugin configuration: a flat JSON object of strings.
 //! - `mode`: `conformance` (default), `noop` (only `Continue` on request headers, for
-//!   benchmarks), `fail-configure` (`on_configure` returns false).
+//!   benchmarks), `fail-configure` (`on_configure` returns false), `envoy` (see
+//!   `envoy.rs`: bodies, trailers, local replies, a pausing callout, as SDK filters do).
 //! - `expect_plugin_name`, `expect_root_id`, `expect_vm_config`: values the host should hand
 //!   out.
 //! - `upstream`: cluster for the HTTP call made from the first tick of the root context.
@@ -14,6 +15,7 @@
 //! path runs the HTTP-context checks, edits headers and continues.
 
 mod checks;
+mod envoy;
 mod http;
 mod root;
 

@@ -9,6 +9,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel, MetricType, Status};
 
 use crate::checks::{check, check_eq, field};
+use crate::envoy::Envoy;
 use crate::http::{Http, Noop};
 
 pub const QUEUE: &str = "conformance_queue";
@@ -22,6 +23,7 @@ pub struct Root {
     upstream: Option<String>,
     queue: u32,
     ticks: u32,
+    greeting: String,
 }
 
 fn log(msg: &str) {
@@ -233,6 +235,7 @@ impl Root {
             None,
         );
         self.set_property(vec!["conformance", "root"], Some(b"r"));
+        self.set_property(vec!["conformance", "root", "x", "y"], Some(b"ry"));
         check_eq(
             "property_set_root",
             prop(vec!["conformance", "root"]),
@@ -264,8 +267,41 @@ impl Root {
             self.call_foreign_function("nope", None).err(),
             Some(Status::NotFound),
         );
+        self.grpc_checks();
         println!("conformance: stdout line");
         log("conformance: proxy_log line");
+    }
+}
+
+impl Root {
+    /// gRPC is not implemented by the host: every call must answer an `Err` the SDK's
+    /// `hostcalls` wrappers return (a status they do not expect makes them panic).
+    fn grpc_checks(&self) {
+        let call = hostcalls::dispatch_grpc_call("c", "svc", "m", vec![], None, Duration::ZERO);
+        check("grpc_call_refused", call.is_err(), format!("{call:?}"));
+        let stream = hostcalls::open_grpc_stream("c", "svc", "m", vec![]);
+        check(
+            "grpc_stream_refused",
+            stream.is_err(),
+            format!("{stream:?}"),
+        );
+        check_eq(
+            "grpc_send_unknown",
+            hostcalls::send_grpc_stream_message(77, None, true),
+            Err(Status::NotFound),
+        );
+        check_eq(
+            "grpc_cancel_unknown",
+            hostcalls::cancel_grpc_call(77),
+            Err(Status::NotFound),
+        );
+        check_eq(
+            "grpc_close_unknown",
+            hostcalls::close_grpc_stream(77),
+            Err(Status::NotFound),
+        );
+        let status = hostcalls::get_grpc_status();
+        check("grpc_status", status.is_ok(), format!("{status:?}"));
     }
 }
 
@@ -282,6 +318,14 @@ impl RootContext for Root {
         self.mode = field(&text, "mode").unwrap_or_else(|| "conformance".into());
         match self.mode.as_str() {
             "noop" => return true,
+            "envoy" => {
+                self.greeting = field(&text, "greeting").unwrap_or_default();
+                self.upstream = field(&text, "auth_upstream");
+                self.set_property(crate::envoy::DEEP_PROPERTY.to_vec(), Some(b"deep-value"));
+                self.set_tick_period(Duration::from_millis(10));
+                log("envoy fixture: configured");
+                return true;
+            }
             "fail-configure" => {
                 let _ = hostcalls::log(
                     LogLevel::Error,
@@ -304,6 +348,12 @@ impl RootContext for Root {
         self.ticks += 1;
         if let Ok(id) = hostcalls::define_metric(MetricType::Counter, "conformance_ticks") {
             let _ = hostcalls::increment_metric(id, 1);
+        }
+        if self.mode == "envoy" {
+            if self.ticks == 1 {
+                log("envoy fixture: first tick");
+            }
+            return;
         }
         if self.ticks == 1 {
             check("on_tick", true, "first tick");
@@ -337,11 +387,15 @@ impl RootContext for Root {
         );
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        if self.mode == "noop" {
-            Some(Box::new(Noop))
-        } else {
-            Some(Box::new(Http::default()))
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        match self.mode.as_str() {
+            "noop" => Some(Box::new(Noop)),
+            "envoy" => Some(Box::new(Envoy::new(
+                context_id,
+                self.greeting.clone(),
+                self.upstream.clone().unwrap_or_default(),
+            ))),
+            _ => Some(Box::new(Http::default())),
         }
     }
 
