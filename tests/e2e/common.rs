@@ -136,18 +136,18 @@ impl Edge {
 
     /// A counter or gauge from the admin `/stats` (Prometheus text); 0 when absent.
     pub async fn stat(&self, name_part: &str) -> u64 {
-        let text = reqwest::get(format!("{}/stats", self.admin))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| !l.starts_with('#') && l.contains(name_part))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|v| v as u64)
-            .sum()
+        prometheus_sum(&format!("{}/stats", self.admin), |l| l.contains(name_part)).await
     }
+}
+
+/// The sum of the samples at `url` (Prometheus text) whose line `keep` accepts.
+pub async fn prometheus_sum(url: &str, keep: impl Fn(&str) -> bool) -> u64 {
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && keep(l))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
 }
 
 /// A client that opens a new connection per request, so requests spread over workers.

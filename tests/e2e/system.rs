@@ -152,18 +152,10 @@ impl ControlPlane {
 
     /// Policy requests answered so far (`edge_cp_http_requests_total` on the sync route).
     async fn policy_requests(&self) -> u64 {
-        let text = reqwest::get(format!("{}/metrics", self.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with("edge_cp_http_requests_total"))
-            .filter(|l| l.contains("route=\"/v1/edge/policy\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|v| v as u64)
-            .sum()
+        prometheus_sum(&format!("{}/metrics", self.url), |l| {
+            l.starts_with("edge_cp_http_requests_total") && l.contains("route=\"/v1/edge/policy\"")
+        })
+        .await
     }
 
     fn edge(&self, upstream: &str, edge_id: &str, token: &str, workers: u32) -> Edge {
