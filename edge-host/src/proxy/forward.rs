@@ -26,6 +26,22 @@ const HOP_BY_HOP: &[&str] = &[
     "trailer",
 ];
 
+/// `resp` with `headers` less pseudo-headers and hop-by-hop ones (and less
+/// `content-length` when the body is the proxy's own, so it is recomputed).
+fn with_headers(
+    mut resp: http::response::Builder,
+    headers: &[(String, String)],
+    drop_content_length: bool,
+) -> http::response::Builder {
+    for (k, v) in headers.iter().filter(|(k, _)| !k.starts_with(':')) {
+        if HOP_BY_HOP.contains(&k.as_str()) || (drop_content_length && k == "content-length") {
+            continue;
+        }
+        resp = resp.header(k.as_str(), v.as_str());
+    }
+    resp
+}
+
 fn full(body: impl Into<Bytes>) -> ProxyBody {
     Full::new(body.into())
         .map_err(|never| match never {})
@@ -37,13 +53,7 @@ pub(crate) fn simple(
     headers: &[(String, String)],
     body: Vec<u8>,
 ) -> Response<ProxyBody> {
-    let mut resp = Response::builder().status(status);
-    for (k, v) in headers.iter().filter(|(k, _)| !k.starts_with(':')) {
-        if HOP_BY_HOP.contains(&k.as_str()) || k == "content-length" {
-            continue;
-        }
-        resp = resp.header(k.as_str(), v.as_str());
-    }
+    let resp = with_headers(Response::builder().status(status), headers, true);
     resp.body(full(body)).unwrap_or_else(|e| {
         tracing::warn!("filter produced an invalid response: {e}");
         let mut r = Response::new(full(Bytes::from_static(b"invalid local response")));
@@ -74,13 +84,7 @@ fn filtered_response(
     headers: &[(String, String)],
     body: Filtered,
 ) -> Response<ProxyBody> {
-    let mut resp = Response::builder().status(status);
-    for (k, v) in headers.iter().filter(|(k, _)| !k.starts_with(':')) {
-        if HOP_BY_HOP.contains(&k.as_str()) || k == "content-length" {
-            continue;
-        }
-        resp = resp.header(k.as_str(), v.as_str());
-    }
+    let mut resp = with_headers(Response::builder().status(status), headers, true);
     if let Some(names) = body.trailers.as_ref().and_then(announce) {
         resp = resp.header(http::header::TRAILER, names);
     }
@@ -248,13 +252,7 @@ fn streamed(
     headers: &[(String, String)],
     body: Incoming,
 ) -> Response<ProxyBody> {
-    let mut resp = Response::builder().status(status);
-    for (k, v) in headers.iter().filter(|(k, _)| !k.starts_with(':')) {
-        if HOP_BY_HOP.contains(&k.as_str()) {
-            continue;
-        }
-        resp = resp.header(k.as_str(), v.as_str());
-    }
+    let resp = with_headers(Response::builder().status(status), headers, false);
     resp.body(body.boxed()).unwrap_or_else(|e| {
         tracing::warn!("filter produced invalid response headers: {e}");
         simple(502, &[], b"invalid response headers".to_vec())
