@@ -4,6 +4,8 @@
 //! - an object with the same key twice is refused (no "last value wins");
 //! - a number with an integral value (`3600.0`, `1.5e3`) is an integer, so every integer
 //!   field takes it;
+//! - an array where an object is expected is a type error, not the fields in order
+//!   ([`crate::json_de`]);
 //! - a number too large for a double (`1e309`) is an error about its field, not a syntax
 //!   error;
 //! - type errors become one message in JSON words (`expected a whole number of 0 or more`),
@@ -64,7 +66,7 @@ pub fn parse_value(bytes: &[u8]) -> Result<Value, JsonError> {
 
 /// Convert a parsed value into `T`; every error is about a field's value.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, JsonError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    serde_path_to_error::deserialize(crate::json_de::Strict(value)).map_err(|e| {
         let msg = e.inner().to_string();
         JsonError {
             field: field_of(&e.path().to_string(), &msg),

@@ -489,6 +489,7 @@ async fn edge_proxy_forwards_filters_and_serves_stats() {
     tokio::spawn(edge_host::proxy::serve_admin(
         plugin.clone(),
         admin,
+        edge_host::proxy::AdminLimits::default(),
         std::future::pending(),
     ));
 

@@ -30,12 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LiftAction {
-    #[schema(
-        min_length = 1,
-        max_length = 2000,
-        pattern = "\\S",
-        example = "source blocked upstream"
-    )]
+    #[schema(value_type = crate::schema_items::Text2000, example = "source blocked upstream")]
     pub reason: String,
 }
 
@@ -63,7 +58,7 @@ pub struct ActionQuery {
         (status = 201, body = ActionView),
         (status = 404, description = "unknown incident", body = ErrorBody),
         (status = 409, description = "duplicate active target, or incident closed", body = ErrorBody),
-        (status = 422, description = "invalid field or guard rail (code `guard_rail`)", body = ErrorBody)),
+        (status = 422, description = "invalid field or guard rail (code `guard_rail`); also rules across fields no schema states: `expires_in` or `expires_at`, not both, and in the future; the target or scope its `kind` needs", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn create_action(
     State(s): State<AppState>,

@@ -192,10 +192,10 @@ fn policy_response(s: &AppState, a: Answer) -> ApiResult<Response> {
 #[serde(deny_unknown_fields)]
 pub struct EdgeReportSchema {
     /// The edge's configured id (e.g. `envoy-ams-1`).
-    #[schema(min_length = 1, max_length = 128, pattern = "\\S")]
+    #[schema(value_type = crate::schema_items::Name128)]
     pub edge_id: String,
     /// Random per start of the edge process (or VM).
-    #[schema(min_length = 1, max_length = 128, pattern = "\\S")]
+    #[schema(value_type = crate::schema_items::Name128)]
     pub boot_id: String,
     /// 1 for the first report after a start, then +1 per report.
     #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]

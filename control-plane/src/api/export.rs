@@ -158,7 +158,9 @@ pub fn verify_exported_chain(a: &AuditExport) -> Result<usize, String> {
 
 /// The complete record of an incident.
 #[utoipa::path(get, path = "/v1/incidents/{id}/export", tag = "record", params(("id" = i64, Path, minimum = 1, description = "a positive integer id"), FormatQuery),
-    responses((status = 200, body = IncidentExport, description = "JSON, or text/markdown"), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "the record as JSON, or as Markdown with `format=markdown` (or `Accept: text/markdown`)",
+            content((IncidentExport = "application/json"), (String = "text/markdown"))),
+        (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn export_incident(
     State(s): State<AppState>,

@@ -30,15 +30,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateIncident {
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = "\\S",
-        example = "Credential stuffing on /login"
-    )]
+    #[schema(value_type = crate::schema_items::Name200, example = "Credential stuffing on /login")]
     pub title: String,
     #[serde(default)]
-    #[schema(max_length = 10000)]
+    #[schema(value_type = crate::schema_items::FreeText10000)]
     pub summary: String,
     /// `P0`..`P3`, or `critical`, `high`, `medium`, `low`.
     #[schema(value_type = String, example = "P1", pattern = "^(P[0-3]|critical|high|medium|low)$")]
@@ -50,10 +45,12 @@ pub struct CreateIncident {
     #[schema(format = DateTime)]
     pub reported_at: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Vec<crate::schema_items::Name200>, max_items = 100)]
     pub systems_affected: Vec<String>,
     /// Whether personal data is involved (GDPR: notify the authority within 72 h).
     #[serde(default)]
     pub personal_data: bool,
+    #[schema(value_type = Option<crate::schema_items::Name200>)]
     pub assignee: Option<String>,
     /// Whether health data is involved (HIPAA: notice within 60 days).
     #[serde(default)]
@@ -66,20 +63,27 @@ pub struct CreateIncident {
     #[schema(format = DateTime)]
     pub next_update_at: Option<String>,
     /// Who and what is affected.
+    #[schema(value_type = Option<crate::schema_items::FreeText10000>)]
     pub impact: Option<String>,
     /// Indicators of compromise (replaces the whole set on update).
     pub indicators: Option<IndicatorsInput>,
     /// GDPR: the nature of the breach.
+    #[schema(value_type = Option<crate::schema_items::FreeText10000>)]
     pub breach_nature: Option<String>,
     /// GDPR: categories of personal data concerned.
+    #[schema(value_type = Option<Vec<crate::schema_items::Name200>>, max_items = 50)]
     pub data_categories: Option<Vec<String>>,
     /// GDPR: approximate number of data subjects concerned.
+    #[schema(maximum = 100_000_000_000_u64)]
     pub data_subjects_approx: Option<u64>,
     /// GDPR: approximate number of personal-data records concerned.
+    #[schema(maximum = 100_000_000_000_u64)]
     pub records_approx: Option<u64>,
     /// GDPR: likely consequences.
+    #[schema(value_type = Option<crate::schema_items::FreeText10000>)]
     pub likely_consequences: Option<String>,
     /// GDPR: measures taken or proposed.
+    #[schema(value_type = Option<crate::schema_items::FreeText10000>)]
     pub measures_taken: Option<String>,
 }
 
@@ -109,11 +113,13 @@ pub struct UpdateIncident {
     #[schema(value_type = Option<String>, example = "P0", pattern = "^(P[0-3]|critical|high|medium|low)$")]
     pub severity: Option<Severity>,
     pub phase: Option<Phase>,
+    /// `""` unassigns.
+    #[schema(max_length = 200)]
     pub assignee: Option<String>,
     /// Why (required to move back a phase).
-    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
+    #[schema(value_type = Option<crate::schema_items::Text2000>)]
     pub reason: Option<String>,
-    #[schema(max_length = 10000)]
+    #[schema(value_type = Option<crate::schema_items::FreeText10000>)]
     pub summary: Option<String>,
     /// Turning it on sets `aware_at` to now unless given (or already set).
     pub personal_data: Option<bool>,
@@ -125,20 +131,27 @@ pub struct UpdateIncident {
     #[schema(format = DateTime)]
     pub next_update_at: Option<String>,
     /// Who and what is affected.
+    #[schema(value_type = Option<crate::schema_items::FreeText10000>)]
     pub impact: Option<String>,
     /// Indicators of compromise (replaces the whole set on update).
     pub indicators: Option<IndicatorsInput>,
     /// GDPR: the nature of the breach.
+    #[schema(value_type = Option<crate::schema_items::FreeText10000>)]
     pub breach_nature: Option<String>,
     /// GDPR: categories of personal data concerned.
+    #[schema(value_type = Option<Vec<crate::schema_items::Name200>>, max_items = 50)]
     pub data_categories: Option<Vec<String>>,
     /// GDPR: approximate number of data subjects concerned.
+    #[schema(maximum = 100_000_000_000_u64)]
     pub data_subjects_approx: Option<u64>,
     /// GDPR: approximate number of personal-data records concerned.
+    #[schema(maximum = 100_000_000_000_u64)]
     pub records_approx: Option<u64>,
     /// GDPR: likely consequences.
+    #[schema(value_type = Option<crate::schema_items::FreeText10000>)]
     pub likely_consequences: Option<String>,
     /// GDPR: measures taken or proposed.
+    #[schema(value_type = Option<crate::schema_items::FreeText10000>)]
     pub measures_taken: Option<String>,
 }
 
@@ -164,7 +177,8 @@ pub struct IncidentQuery {
 /// Open an incident (phase `detection_analysis`).
 #[utoipa::path(post, path = "/v1/incidents", tag = "incidents",
     request_body(content = CreateIncident, example = json!({"title": "Credential stuffing on /login", "summary": "Spike of failed logins from one range", "severity": "high", "systems_affected": ["web-login"], "personal_data": true, "impact": "login service degraded", "next_update_at": "2030-01-01T12:00:00Z"})),
-    responses((status = 201, body = IncidentView), (status = 422, body = ErrorBody)),
+    responses((status = 201, body = IncidentView),
+        (status = 422, description = "a field that is not valid, named in `field`; also rules across fields and against the clock no schema states: `detected_at` and `reported_at` not in the future, `reported_at` not before `detected_at`", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn create_incident(
     State(s): State<AppState>,
@@ -272,7 +286,7 @@ async fn get_incident(
     request_body(content = UpdateIncident, example = json!({"phase": "containment", "assignee": "alice"})),
     responses((status = 200, body = IncidentView), (status = 404, body = ErrorBody),
         (status = 409, description = "closing an incident with personal or health data before its post-mortem (`field: postmortem`)", body = ErrorBody),
-        (status = 422, body = ErrorBody)),
+        (status = 422, description = "a field that is not valid (named in `field`), or a move to an earlier phase than the incident's without `reason` (`field: reason`; which moves are earlier depends on the incident's phase, so no schema can say it)", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn update_incident(
     State(s): State<AppState>,

@@ -44,12 +44,15 @@ pub struct RecordNotification {
     #[schema(format = DateTime)]
     pub notified_at: Option<String>,
     /// Who notified; default the caller's token name.
+    #[schema(value_type = Option<crate::schema_items::Name200>)]
     pub notified_by: Option<String>,
     /// How: `email`, `dpa-portal`, `phone`, `status-page`, ...
-    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    #[schema(value_type = crate::schema_items::Name200)]
     pub channel: String,
     /// The recipient's case number, message id, URL.
+    #[schema(value_type = Option<crate::schema_items::Name500>)]
     pub reference: Option<String>,
+    #[schema(value_type = Option<crate::schema_items::FreeText10000>)]
     pub note: Option<String>,
 }
 
@@ -167,7 +170,8 @@ pub struct DeadlineQuery {
 
 /// Deadlines across incidents, in due order: `?status=overdue` is what is late now.
 #[utoipa::path(get, path = "/v1/deadlines", tag = "record", params(DeadlineQuery),
-    responses((status = 200, body = Vec<DeadlineView>), (status = 400, body = ErrorBody)),
+    responses((status = 200, body = Vec<DeadlineView>), (status = 400, body = ErrorBody),
+        (status = 404, description = "`incident` names no incident", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list_deadlines(
     State(s): State<AppState>,
@@ -229,8 +233,10 @@ pub struct FormatQuery {
 /// or `customer_notification`. 422 `missing_facts` names every fact it would lack.
 #[utoipa::path(get, path = "/v1/incidents/{id}/documents/{kind}", tag = "record",
     params(("id" = i64, Path, minimum = 1, description = "a positive integer id"), ("kind" = String, Path, pattern = "^(internal_alert|preliminary_report|customer_notification)$", description = "internal_alert, preliminary_report or customer_notification"), FormatQuery),
-    responses((status = 200, body = Document, description = "JSON, or text/markdown"),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, description = "the document as JSON, or as Markdown with `format=markdown` (or `Accept: text/markdown`)",
+            content((Document = "application/json"), (String = "text/markdown"))),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "`missing_facts`: the incident lacks facts this document needs (listed in `missing`); which ones depends on the incident, so no schema can say it", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn get_document(
     State(s): State<AppState>,

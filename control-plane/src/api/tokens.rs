@@ -27,7 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// Recorded as the actor of every change made with the token.
-    #[schema(min_length = 1, max_length = 100, pattern = "\\S", example = "alice")]
+    #[schema(value_type = crate::schema_items::Name100, example = "alice")]
     pub name: String,
     pub role: Role,
 }

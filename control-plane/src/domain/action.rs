@@ -80,13 +80,19 @@ impl From<IsolationInput> for Isolation {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum TargetInput {
     /// An IPv4/IPv6 address or CIDR (`203.0.113.0/24`, `2001:db8::/48`, `198.51.100.7`).
+    #[schema(value_type = crate::schema_items::CidrItem)]
     Cidr(String),
     /// An API key in clear; only its SHA-256 is stored and sent to edges.
+    #[schema(value_type = crate::schema_items::ApiKeyItem)]
     ApiKey(String),
+    #[schema(value_type = crate::schema_items::TokenItem)]
     Account(String),
+    #[schema(value_type = crate::schema_items::TokenItem)]
     Pixel(String),
+    #[schema(value_type = crate::schema_items::HostItem)]
     Host(String),
     /// A path prefix starting with `/`, matched on whole segments.
+    #[schema(value_type = crate::schema_items::PathPrefixItem)]
     PathPrefix(String),
 }
 
@@ -94,8 +100,11 @@ pub enum TargetInput {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ScopeInput {
+    #[schema(value_type = crate::schema_items::HostItem)]
     Host(String),
+    #[schema(value_type = crate::schema_items::PathPrefixItem)]
     PathPrefix(String),
+    #[schema(value_type = crate::schema_items::TokenItem)]
     Pixel(String),
 }
 
@@ -151,7 +160,7 @@ pub struct ActionRequest {
     #[serde(default)]
     pub mode: ModeInput,
     /// Why (required).
-    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
+    #[schema(value_type = crate::schema_items::Text2000)]
     pub reason: String,
     pub expires_in: Option<ExpiresIn>,
     /// RFC 3339 time in the future.
@@ -384,10 +393,10 @@ fn check_token_like(field: &str, v: &str, max: usize) -> CoreResult<String> {
     if v.is_empty() {
         return Err(CoreError::invalid(field, "must not be empty"));
     }
-    if v.len() > max {
+    if v.chars().count() > max {
         return Err(CoreError::invalid(
             field,
-            format!("must be at most {max} bytes"),
+            format!("must be at most {max} characters"),
         ));
     }
     if v.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -437,17 +446,20 @@ fn check_path_prefix(field: &str, v: &str) -> CoreResult<String> {
     Ok(p)
 }
 
-fn normalise_target(t: &TargetInput, warnings: &mut Vec<String>) -> CoreResult<StoredTarget> {
+pub(crate) fn normalise_target(
+    t: &TargetInput,
+    warnings: &mut Vec<String>,
+) -> CoreResult<StoredTarget> {
     let (ty, value) = match t {
         TargetInput::Cidr(s) => (
             "cidr",
             normalise_cidr("target.cidr", s, warnings)?.to_string(),
         ),
         TargetInput::ApiKey(k) => {
-            if k.is_empty() || k.len() > 4096 || k.chars().any(char::is_control) {
+            if k.is_empty() || k.chars().count() > 4096 || k.chars().any(char::is_control) {
                 return Err(CoreError::invalid(
                     "target.api_key",
-                    "must be 1 to 4096 bytes without control characters",
+                    "must be 1 to 4096 characters without control characters",
                 ));
             }
             ("api_key", KeyHash::of(k).to_hex())
@@ -471,6 +483,15 @@ fn normalise_scope(s: &ScopeInput, warnings: &mut Vec<String>) -> CoreResult<Sto
 
 /// Parse an address or CIDR. Host bits are cleared (normalised) and a warning says so.
 pub fn normalise_cidr(field: &str, s: &str, warnings: &mut Vec<String>) -> CoreResult<IpNet> {
+    if s.chars().count() > crate::schema_items::MAX_CIDR_CHARS {
+        return Err(CoreError::invalid(
+            field,
+            format!(
+                "must be at most {} characters",
+                crate::schema_items::MAX_CIDR_CHARS
+            ),
+        ));
+    }
     let s = s.trim();
     let net: IpNet = match s.parse::<IpNet>() {
         Ok(n) => n,

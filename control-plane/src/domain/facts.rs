@@ -33,8 +33,10 @@ impl Indicators {
 #[serde(deny_unknown_fields)]
 pub struct IndicatorsInput {
     #[serde(default)]
+    #[schema(value_type = Vec<crate::schema_items::CidrItem>, max_items = 1000)]
     pub cidrs: Vec<String>,
     #[serde(default)]
+    #[schema(value_type = Vec<crate::schema_items::UserAgentItem>, max_items = 100)]
     pub user_agents: Vec<String>,
 }
 

@@ -90,7 +90,8 @@ pub fn check_text(field: &str, value: &str, max: usize, required: bool) -> CoreR
     if required && v.is_empty() {
         return Err(CoreError::invalid(field, "must not be empty"));
     }
-    if v.chars().count() > max {
+    // Counted before trimming, as the OpenAPI document's `maxLength` counts.
+    if value.chars().count() > max {
         return Err(CoreError::invalid(
             field,
             format!("must be at most {max} characters"),

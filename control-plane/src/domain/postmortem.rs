@@ -10,13 +10,14 @@ use super::{check_name, check_text, CoreError, CoreResult};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FollowUp {
-    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
+    #[schema(value_type = crate::schema_items::Text2000)]
     pub item: String,
     /// Who owns it (a person or team).
-    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    #[schema(value_type = crate::schema_items::Name200)]
     pub owner: String,
     /// Optional due date, as the client wrote it (`2026-04-01`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema_items::Name40>)]
     pub due: Option<String>,
 }
 
@@ -24,21 +25,22 @@ pub struct FollowUp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostMortem {
-    #[schema(min_length = 1, max_length = 20000, pattern = "\\S")]
+    #[schema(value_type = crate::schema_items::Text20000)]
     pub lessons_learned: String,
-    #[schema(min_length = 1, max_length = 20000, pattern = "\\S")]
+    #[schema(value_type = crate::schema_items::Text20000)]
     pub root_cause: String,
     /// At least one.
-    #[schema(min_items = 1, max_items = 50)]
+    #[schema(value_type = Vec<crate::schema_items::Text2000>, min_items = 1, max_items = 50)]
     pub attack_vectors: Vec<String>,
     /// What data was affected and how ("none" is an answer).
-    #[schema(min_length = 1, max_length = 20000, pattern = "\\S")]
+    #[schema(value_type = crate::schema_items::Text20000)]
     pub data_impact: String,
     /// Follow-up items, each with an owner.
     #[schema(max_items = 200)]
     pub follow_ups: Vec<FollowUp>,
     /// Policy or system changes decided.
     #[serde(default)]
+    #[schema(value_type = crate::schema_items::FreeText20000)]
     pub policy_changes: String,
 }
 

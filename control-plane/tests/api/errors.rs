@@ -113,6 +113,31 @@ async fn wrong_types_and_shapes_are_422_naming_the_field() {
             .await;
         expect_error(&r, 422, Some(field), Some("invalid_field"));
     }
+    // An array where an object is expected is not the object's fields in order.
+    for (path, body, field) in [
+        (
+            "/v1/incidents",
+            json!({"title": "t", "severity": "P1", "indicators": []}),
+            "indicators",
+        ),
+        (
+            "/v1/incidents",
+            json!({"title": "t", "severity": "P1", "indicators": [["10.0.0.0/8"], []]}),
+            "indicators",
+        ),
+        ("/v1/incidents", json!(["t", "", "P1"]), "body"),
+        (
+            actions.as_str(),
+            json!({"kind": "block", "target": ["10.9.0.0/16"], "reason": "r"}),
+            "target",
+        ),
+    ] {
+        let r = api.post(path, t, body.clone()).await;
+        expect_error(&r, 422, Some(field), Some("invalid_field"));
+        no_rust_words(&r.json);
+        let msg = r.json["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("array"), "{body}: {msg}");
+    }
     // A key given twice is refused, as it would be ambiguous.
     let raw =
         r#"{"kind": "block", "target": {"cidr": "10.9.0.0/16"}, "reason": "a", "reason": "b"}"#;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Parser;
 
-use super::{bind, serve_admin, serve_with_shutdown, shutdown_signal, ProxyConfig};
+use super::{bind, serve_admin, serve_with_shutdown, shutdown_signal, AdminLimits, ProxyConfig};
 use crate::options::{FailMode, HostOptions, HostProfile};
 use crate::plugin::Plugin;
 
@@ -48,6 +48,16 @@ pub struct Args {
     /// Optional admin address serving `GET /stats` (Prometheus) and `GET /ready`.
     #[arg(long, env = "EDGE_PROXY_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
+
+    /// Admin port: a request head must arrive within this many milliseconds, counted from
+    /// the connection's start or the end of the previous answer (so it also closes idle
+    /// kept-alive connections).
+    #[arg(long, env = "EDGE_PROXY_ADMIN_HEADER_READ_TIMEOUT_MS", default_value_t = super::admin::DEFAULT_ADMIN_HEADER_READ_TIMEOUT_MS)]
+    pub admin_header_read_timeout_ms: u64,
+
+    /// Admin port: connections open at once; further ones are answered 503 and closed.
+    #[arg(long, env = "EDGE_PROXY_ADMIN_MAX_CONNECTIONS", default_value_t = super::admin::DEFAULT_ADMIN_MAX_CONNECTIONS)]
+    pub admin_max_connections: usize,
 
     /// Wall-clock budget of one filter callback in milliseconds; a callback running longer
     /// traps (and the VM is re-created). Only a guard against runaway loops: it must stay
@@ -115,9 +125,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let mut rx = stop_rx.clone();
             let admin_addr = l.local_addr()?;
             println!("edge-proxy admin on http://{admin_addr}");
-            Some(tokio::spawn(serve_admin(plugin.clone(), l, async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            })))
+            let limits = AdminLimits {
+                header_read_timeout: std::time::Duration::from_millis(
+                    args.admin_header_read_timeout_ms,
+                ),
+                max_connections: args.admin_max_connections,
+            };
+            Some(tokio::spawn(serve_admin(
+                plugin.clone(),
+                l,
+                limits,
+                async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                },
+            )))
         }
         None => None,
     };

@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use crate::plugin::Plugin;
 use crate::worker::{Worker, WorkerHandle};
 
-pub use admin::serve_admin;
+pub use admin::{serve_admin, serve_admin_with, AdminLimits};
 pub use args::{run, Args};
 
 /// How long in-flight requests get to finish after a shutdown signal.
