@@ -6,14 +6,14 @@
 //!   cargo bench -p edge-benches --bench filter
 //!
 //! Policies: N CIDR rules (80% IPv4, 20% IPv6, realistic prefix lengths) + 10k API keys +
-//! 1k pixels, N in {0, 1k, 100k, 1M}. One request = `on_request` (context create + request
+//! 1k pixels + 1k path prefixes (blocks and isolations), N in {0, 1k, 100k, 1M}. One request = `on_request` (context create + request
 //! headers + verdict) + `finish` (done/log/delete), as a proxy runs it.
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use edge_benches::vmkit::{filter_plugin, noop_plugin, run_request, seed_policy, typical_request};
-use edge_benches::{blocked_v4, policy, ALLOWED_V4};
+use edge_benches::{blocked_v4, policy, with_paths, ALLOWED_V4};
 use edge_host::Vm;
 use edge_policy::{wire, Facts, Matcher};
 use std::hint::black_box;
@@ -52,7 +52,7 @@ fn bench(c: &mut Criterion) {
     });
 
     for n in sizes() {
-        let snap = policy(n, 10_000, 1_000);
+        let snap = with_paths(policy(n, 10_000, 1_000), 1_000);
         let blocked = blocked_v4(&snap);
         let blocked_head = typical_request(blocked);
         let m = Matcher::new(&snap);
@@ -84,6 +84,15 @@ fn bench(c: &mut Criterion) {
             no_key.headers.retain(|(k, _)| k != "x-api-key");
             group.bench_function(BenchmarkId::new("filter_allowed_no_api_key", n), |b| {
                 b.iter(|| run_request(&mut vm, black_box(&no_key)))
+            });
+        }
+        if n == 1_000 {
+            // A spelling of the same path that needs canonicalising (`//api/./v1/%6Frders`).
+            let mut odd = allowed_head.clone();
+            odd.path = "//api/./v1/%6Frders?page=2".into();
+            assert_eq!(run_request(&mut vm, &odd), 0, "still forwarded");
+            group.bench_function(BenchmarkId::new("filter_allowed_obfuscated_path", n), |b| {
+                b.iter(|| run_request(&mut vm, black_box(&odd)))
             });
         }
         if n > 0 {

@@ -100,6 +100,31 @@ pub fn policy(n_cidrs: usize, n_keys: usize, n_pixels: usize) -> Snapshot {
     Snapshot { version: 1, rules }
 }
 
+/// `snap` with `n` path-prefix blocks (`/blocked-{i}`) and `n / 10` path isolations
+/// (`/isolated-{i}/area`) added, so the request path canonicalises and looks up its path.
+pub fn with_paths(mut snap: Snapshot, n: usize) -> Snapshot {
+    let mut id = snap.rules.iter().map(|r| r.id).max().unwrap_or(0) + 1;
+    for i in 0..n {
+        let kind = if i % 10 == 9 {
+            RuleKind::Isolate {
+                scope: edge_policy::Scope::PathPrefix(format!("/isolated-{i}/area")),
+                action: edge_policy::Isolation::Block,
+            }
+        } else {
+            RuleKind::Block(Target::PathPrefix(format!("/blocked-{i}")))
+        };
+        snap.rules.push(Rule {
+            id,
+            incident: Some(1),
+            mode: Mode::Enforce,
+            expires_at_ms: None,
+            kind,
+        });
+        id += 1;
+    }
+    snap
+}
+
 /// An address the generated IP rules of [`policy`] block (the first IPv4 host route).
 pub fn blocked_v4(s: &Snapshot) -> std::net::IpAddr {
     s.rules

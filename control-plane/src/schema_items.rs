@@ -103,8 +103,8 @@ string_schema!(
     ApiKeyItem, 1, 4096, format!("^[^{CTRL}]+$"), "no control characters");
 string_schema!(
     /// A path prefix, matched on whole segments.
-    PathPrefixItem, 1, 2048, format!("^/[^{CTRL}{WS}?#]*$"),
-    "starts with `/`, no white space, `?` or `#`");
+    PathPrefixItem, 1, 2048, format!("^/[^{CTRL}{WS}?#%\\\\]*$"),
+    "starts with `/`, written decoded: no white space, `?`, `#`, `%` or `\\`; dot segments and repeated slashes are resolved, with a warning");
 string_schema!(
     /// A host name (lower-cased; a port and a trailing dot are dropped, with a warning).
     HostItem, 1, 255,
@@ -217,6 +217,12 @@ mod tests {
             ".",
             ":80",
             "00",
+            "/a%2Fb",
+            "/a\\b",
+            "/caf%C3%A9",
+            "/café",
+            "//a/./b/../c",
+            "/a;x",
         ]
         .iter()
         .map(|s| s.to_string())

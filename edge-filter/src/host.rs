@@ -113,6 +113,30 @@ impl RequestHeaders {
     }
 }
 
+impl RequestHeaders {
+    /// Every value of `name`, each repeated header on its own and each comma-separated
+    /// element of a value on its own (RFC 9110 field combination), trimmed, non-empty.
+    pub fn get_all(&self, name: &str) -> Vec<std::borrow::Cow<'_, str>> {
+        let name = name.as_bytes();
+        let mut out = Vec::new();
+        for (k, v) in self.pairs() {
+            if k.len() != name.len() || !k.eq_ignore_ascii_case(name) {
+                continue;
+            }
+            let Ok(v) = std::str::from_utf8(v) else {
+                continue;
+            };
+            out.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(std::borrow::Cow::Borrowed),
+            );
+        }
+        out
+    }
+}
+
 pub fn call_response_header(name: &str) -> Option<String> {
     hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
         .ok()

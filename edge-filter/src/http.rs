@@ -8,10 +8,10 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
 use edge_policy::config::FailMode;
-use edge_policy::facts::{bearer_subject, client_ip, parse_source_address, split_path};
+use edge_policy::facts::{bearer_subject, client_ip, parse_source_address};
 use edge_policy::model::normalize_host;
 use edge_policy::reply::{self, LocalReply};
-use edge_policy::Facts;
+use edge_policy::request::{decide, Decision, RawRequest};
 
 use crate::host;
 use crate::metrics;
@@ -69,11 +69,12 @@ impl HttpContext for Request {
         let method = headers.get(":method").unwrap_or_default();
         let path_and_query = headers.get(":path").unwrap_or_default();
         let authority = headers.get(":authority").unwrap_or_default();
-        let api_key = if matcher.has_api_keys() {
-            headers.get(&rt.extractor.api_key_header)
+        let header_keys = if matcher.has_api_keys() {
+            headers.get_all(&rt.extractor.api_key_header)
         } else {
-            None
+            Vec::new()
         };
+        let authorization = headers.get("authorization");
         let account = if matcher.has_accounts() {
             match &rt.extractor.account_header {
                 Some(h) => headers.get(h).map(|a| a.into_owned()),
@@ -89,7 +90,6 @@ impl HttpContext for Request {
             None
         };
 
-        let (path, query) = split_path(&path_and_query);
         let host_name = normalize_host(&authority);
         let host_name: std::borrow::Cow<'_, str> =
             if host_name.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -97,14 +97,15 @@ impl HttpContext for Request {
             } else {
                 host_name.into()
             };
-        let facts = Facts {
-            client_ip: client_ip(peer, xff.as_deref(), cfg.trusted_hops),
+        let client = client_ip(peer, xff.as_deref(), cfg.trusted_hops);
+        let req = RawRequest {
+            client_ip: client,
             method: &method,
             host: &host_name,
-            path,
-            api_key: api_key.as_deref(),
+            path_and_query: &path_and_query,
+            header_keys,
+            authorization: authorization.as_deref(),
             account: account.as_deref(),
-            pixel: rt.extractor.pixel(path, query),
         };
         // The clock only matters when some rule expires.
         let now = if matcher.has_expiring() {
@@ -113,8 +114,21 @@ impl HttpContext for Request {
             0
         };
         let mut key_cache = self.state.key_cache.borrow_mut();
-        let verdict = matcher.evaluate_with(&facts, &mut |k| key_cache.hash(k), now);
+        let decision = decide(
+            &matcher,
+            &rt.extractor,
+            &req,
+            &mut |k| key_cache.hash(k),
+            now,
+        );
         drop(key_cache);
+        let verdict = match decision {
+            Decision::Verdict(v) => v,
+            Decision::RejectAmbiguous => {
+                metrics::inc(rt.metrics.ambiguous);
+                return send(&reply::ambiguous_path());
+            }
+        };
 
         rt.metrics.verdict(verdict.action);
         if let Some(rule) = verdict.rule {
@@ -126,8 +140,8 @@ impl HttpContext for Request {
             host::log(
                 LogLevel::Info,
                 &format!(
-                    "edge-filter: simulate rule {rule} would act on {method} {host_name}{path} from {}",
-                    facts.client_ip.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into())
+                    "edge-filter: simulate rule {rule} would act on {method} {host_name}{path_and_query} from {}",
+                    client.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into())
                 ),
             );
         }

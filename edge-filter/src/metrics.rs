@@ -10,6 +10,8 @@ pub struct Metrics {
     verdicts: [Option<u32>; Action::ALL.len()],
     pub simulated: Option<u32>,
     pub no_policy: Option<u32>,
+    /// Requests refused as ambiguous (`ambiguous_path: reject`).
+    pub ambiguous: Option<u32>,
     pub sync_ok: Option<u32>,
     pub sync_failed: Option<u32>,
     pub sync_unauthorized: Option<u32>,
@@ -41,6 +43,7 @@ impl Metrics {
             verdicts,
             simulated: define(MetricType::Counter, "edge_containment.simulated"),
             no_policy: define(MetricType::Counter, "edge_containment.no_policy"),
+            ambiguous: define(MetricType::Counter, "edge_containment.ambiguous_path"),
             sync_ok: define(MetricType::Counter, "edge_containment.sync.ok"),
             sync_failed: define(MetricType::Counter, "edge_containment.sync.failed"),
             sync_unauthorized: define(MetricType::Counter, "edge_containment.sync.unauthorized"),

@@ -128,6 +128,17 @@ pub struct FilterConfig {
     /// Header carrying an API key.
     #[serde(default = "default_api_key_header")]
     pub api_key_header: String,
+    /// Query parameters carrying an API key (`?api_key=`); each occurrence is checked.
+    #[serde(default)]
+    pub api_key_query: Vec<String>,
+    /// Whether an `Authorization: Bearer` token that is not a JWT is checked as an API key.
+    #[serde(default = "default_true")]
+    pub api_key_bearer: bool,
+    /// What a request whose path common servers read differently gets when any path or
+    /// pixel rule exists: `match` (every reading is matched, and a rule covering any of
+    /// them applies) or `reject` (400).
+    #[serde(default)]
+    pub ambiguous_path: AmbiguousPath,
     /// Header carrying an account id; when absent, a bearer JWT's `sub` is used.
     #[serde(default)]
     pub account_header: Option<String>,
@@ -141,6 +152,21 @@ pub struct FilterConfig {
     /// `Retry-After` seconds on isolation replies.
     #[serde(default = "default_retry_after")]
     pub retry_after_s: u32,
+}
+
+/// See [`FilterConfig::ambiguous_path`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AmbiguousPath {
+    /// Match every reading (the default: nothing legitimate is refused, nothing escapes).
+    #[default]
+    Match,
+    /// Answer 400.
+    Reject,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_api_key_header() -> String {
@@ -195,6 +221,9 @@ impl FilterConfig {
             sync: SyncSettings::default(),
             trusted_hops: 0,
             api_key_header: default_api_key_header(),
+            api_key_query: Vec::new(),
+            api_key_bearer: true,
+            ambiguous_path: AmbiguousPath::Match,
             account_header: None,
             pixel_routes: pixel::default_routes(),
             fail_mode: default_fail_mode(),
@@ -287,6 +316,14 @@ impl FilterConfig {
                 "api_key_header",
                 "must be a lower-case header name",
             ));
+        }
+        for (i, q) in self.api_key_query.iter().enumerate() {
+            if q.is_empty() || q.len() > 64 || q.contains(['&', '=', ';', '#', ' ']) {
+                return Err(field_err(
+                    format!("api_key_query[{i}]"),
+                    "must be a query parameter name (1 to 64 characters, no `&`, `=`, `;`, `#` or space)",
+                ));
+            }
         }
         if let Some(h) = &self.account_header {
             if !is_header_name(h) {

@@ -13,13 +13,22 @@ use crate::config::FilterConfig;
 use crate::pixel::PixelRoute;
 use crate::verdict::PixelRef;
 
-/// Parse a proxy's `source.address`: `1.2.3.4`, `1.2.3.4:5678`, `::1`, `[::1]:5678`.
+/// Parse a proxy's `source.address` or an `X-Forwarded-For` entry: `1.2.3.4`,
+/// `1.2.3.4:5678`, `::1`, `[::1]`, `[::1]:5678`. An IPv4-mapped IPv6 address
+/// (`::ffff:1.2.3.4`, in any spelling) is the IPv4 address, as dual-stack sockets report
+/// IPv4 clients that way.
 pub fn parse_source_address(s: &str) -> Option<IpAddr> {
     let s = s.trim();
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Some(ip);
-    }
-    s.parse::<SocketAddr>().ok().map(|sa| sa.ip())
+    let ip = s
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| s.parse::<SocketAddr>().ok().map(|sa| sa.ip()))
+        .or_else(|| {
+            s.strip_prefix('[')
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|r| r.parse::<IpAddr>().ok())
+        })?;
+    Some(ip.to_canonical())
 }
 
 /// Resolve the client address.
@@ -98,6 +107,9 @@ pub struct Extractor {
     pub api_key_header: String,
     pub account_header: Option<String>,
     pub pixel_routes: Vec<PixelRoute>,
+    pub api_key_query: Vec<String>,
+    pub api_key_bearer: bool,
+    pub ambiguous_path: crate::config::AmbiguousPath,
 }
 
 impl Extractor {
@@ -109,6 +121,9 @@ impl Extractor {
             api_key_header: cfg.api_key_header.clone(),
             account_header: cfg.account_header.clone(),
             pixel_routes: cfg.pixel_routes.clone(),
+            api_key_query: cfg.api_key_query.clone(),
+            api_key_bearer: cfg.api_key_bearer,
+            ambiguous_path: cfg.ambiguous_path,
         })
     }
 
@@ -138,6 +153,24 @@ mod tests {
             Some(ip("2001:db8::1"))
         );
         assert_eq!(parse_source_address("nonsense"), None);
+        for mapped in [
+            "::ffff:10.1.2.3",
+            "::FFFF:10.1.2.3",
+            "::ffff:a01:203",
+            "0:0:0:0:0:ffff:10.1.2.3",
+            "[::ffff:10.1.2.3]:80",
+            "[::ffff:10.1.2.3]",
+        ] {
+            assert_eq!(
+                parse_source_address(mapped),
+                Some(ip("10.1.2.3")),
+                "{mapped}"
+            );
+        }
+        assert_eq!(
+            parse_source_address("[2001:db8::1]"),
+            Some(ip("2001:db8::1"))
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod canon;
 pub mod config;
 pub mod facts;
 pub mod lease;
@@ -15,6 +16,7 @@ pub mod naive;
 pub mod pixel;
 pub mod reply;
 pub mod report;
+pub mod request;
 pub mod shared;
 pub mod sync;
 pub mod verdict;

@@ -228,6 +228,17 @@ impl Matcher {
         self.expiring > 0
     }
 
+    /// Whether any rule is on a path prefix (a target or an isolation scope): when not, the
+    /// request's path need not be canonicalised for matching.
+    pub fn has_paths(&self) -> bool {
+        !self.path_lens.is_empty()
+    }
+
+    /// Whether any rule is on a pixel id: when not, pixel ids need not be extracted.
+    pub fn has_pixels(&self) -> bool {
+        !self.pixels.is_empty()
+    }
+
     /// Whether any rule targets an account: when not, a request's account (header or bearer
     /// JWT subject) need not be read.
     pub fn has_accounts(&self) -> bool {

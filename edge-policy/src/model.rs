@@ -190,17 +190,19 @@ impl UnknownVariant {
 
 /// Normalise a host for matching: lower case, no port, no trailing dot.
 pub fn normalize_host(host: &str) -> &str {
-    let h = host.trim_end_matches('.');
+    let h = host.trim();
     // Bracketed IPv6 literal with optional port: "[::1]:8080".
     if let Some(rest) = h.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }
-    match h.rsplit_once(':') {
+    // The port first, then trailing dots: `shop.example.:8080` is `shop.example`.
+    let name = match h.rsplit_once(':') {
         Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
             name
         }
         _ => h,
-    }
+    };
+    name.trim_end_matches('.')
 }
 
 /// Whether `path` lies under `prefix`, on whole segments.

@@ -151,6 +151,33 @@ impl PixelRoute {
     }
 }
 
+impl PixelRoute {
+    /// Every id this route finds in a (canonical) path and a raw query: the path's, or the
+    /// decoded value of each occurrence of the query parameter (servers differ on which of
+    /// a repeated parameter they use, so each counts). Not yet checked with
+    /// [`is_pixel_id`].
+    pub fn candidates<'a>(
+        &'a self,
+        path: &'a str,
+        query: &'a str,
+    ) -> Vec<(std::borrow::Cow<'a, str>, PixelKind)> {
+        match self {
+            PixelRoute::Path {
+                prefix,
+                suffix,
+                kind,
+            } => path
+                .strip_prefix(prefix.as_str())
+                .and_then(|rest| rest.strip_suffix(suffix.as_str()))
+                .map(|id| vec![(std::borrow::Cow::Borrowed(id), *kind)])
+                .unwrap_or_default(),
+            PixelRoute::Query { name, kind } => crate::canon::query_values(query, name)
+                .map(|v| (v, *kind))
+                .collect(),
+        }
+    }
+}
+
 impl TryFrom<PixelRouteSpec> for PixelRoute {
     type Error = String;
     fn try_from(spec: PixelRouteSpec) -> Result<PixelRoute, String> {

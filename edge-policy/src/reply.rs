@@ -29,7 +29,7 @@ fn json(status: u16, error: &str, rule: Option<RuleId>, retry_after_s: Option<u3
         headers.push(("retry-after", s.to_string()));
     }
     if let Some(id) = rule {
-        headers.push(("x-edge-containment-rule", id.to_string()));
+        headers.push((RULE_HEADER, id.to_string()));
     }
     LocalReply {
         status,
@@ -38,8 +38,22 @@ fn json(status: u16, error: &str, rule: Option<RuleId>, retry_after_s: Option<u3
     }
 }
 
-/// The reply for a verdict, or `None` when the request is forwarded.
+/// The reply for a verdict, or `None` when the request is forwarded. Every reply names
+/// the deciding rule in `x-edge-containment-rule`, so evidence can be attributed to it.
 pub fn for_verdict(v: &Verdict, retry_after_s: u32) -> Option<LocalReply> {
+    let mut r = reply_for(v, retry_after_s)?;
+    if let Some(id) = v.rule {
+        if !r.headers.iter().any(|(k, _)| *k == RULE_HEADER) {
+            r.headers.push((RULE_HEADER, id.to_string()));
+        }
+    }
+    Some(r)
+}
+
+/// The response header naming the rule that decided a local reply.
+pub const RULE_HEADER: &str = "x-edge-containment-rule";
+
+fn reply_for(v: &Verdict, retry_after_s: u32) -> Option<LocalReply> {
     match v.action {
         Action::Allow | Action::AllowListed => None,
         Action::Block => Some(json(403, "blocked", v.rule, None)),
@@ -59,6 +73,12 @@ pub fn for_verdict(v: &Verdict, retry_after_s: u32) -> Option<LocalReply> {
             body: Vec::new(),
         }),
     }
+}
+
+/// The reply to a request whose path common servers read differently, under
+/// `ambiguous_path: reject` (see [`crate::canon`]).
+pub fn ambiguous_path() -> LocalReply {
+    json(400, "ambiguous_path", None, None)
 }
 
 /// The reply under fail mode `closed` before any policy was received.

@@ -107,3 +107,47 @@ impl Verdict {
         simulated: None,
     };
 }
+
+/// Precedence of an action that stops a request (lower wins), as the matcher ranks rules.
+fn stop_level(a: Action) -> Option<u8> {
+    match a {
+        Action::Allow | Action::AllowListed => None,
+        Action::Block => Some(1),
+        Action::Isolate => Some(2),
+        Action::ReadOnlyRefused => Some(3),
+        Action::PixelNoopScript | Action::PixelDropBeacon => Some(4),
+    }
+}
+
+/// The verdict on a request that has several readings (an ambiguous path, a repeated
+/// parameter, several credentials), from the verdicts on each: a rule that stops any
+/// reading stops the request, and an allow-list entry lets it through only when it covers
+/// every reading (otherwise a spelling read one way by the edge and another by the
+/// upstream would carry a blocked request past its block).
+pub fn combine(a: Verdict, b: Verdict) -> Verdict {
+    match (stop_level(a.action), stop_level(b.action)) {
+        (Some(x), Some(y)) => {
+            if (y, b.rule) < (x, a.rule) {
+                b
+            } else {
+                a
+            }
+        }
+        (Some(_), None) => a,
+        (None, Some(_)) => b,
+        (None, None) => {
+            if a.action == Action::AllowListed && b.action == Action::AllowListed {
+                return a;
+            }
+            let simulated = match (a.simulated, b.simulated) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            };
+            Verdict {
+                action: Action::Allow,
+                rule: None,
+                simulated,
+            }
+        }
+    }
+}

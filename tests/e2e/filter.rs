@@ -17,17 +17,21 @@ const TOKEN: &str = "edge-token-for-tests";
 const SENTINEL_IP: &str = "198.51.100.254";
 const SENTINEL_RULE: u64 = 999_999;
 
-struct Rig {
-    ps: PolicyServer,
-    ps_srv: Server,
-    up: Upstream,
+pub(crate) struct Rig {
+    pub ps: PolicyServer,
+    pub ps_srv: Server,
+    pub up: Upstream,
     _up_srv: Server,
-    edge: Edge,
+    pub edge: Edge,
 }
 
 /// A policy server publishing `rules` (and the sentinel), an upstream, and an edge whose
 /// [`plugin_config`] `tweak` adjusts, enforcing that policy on `workers` workers.
-async fn rig(rules: Vec<Rule>, tweak: impl FnOnce(&mut FilterConfig), workers: u32) -> Rig {
+pub(crate) async fn rig(
+    rules: Vec<Rule>,
+    tweak: impl FnOnce(&mut FilterConfig),
+    workers: u32,
+) -> Rig {
     let (up, up_srv) = Upstream::start().await;
     let (ps, ps_srv) = PolicyServer::start(TOKEN).await;
     let mut rules = rules;

@@ -3,6 +3,7 @@
 
 mod common;
 mod deploy;
+mod evasion;
 mod filter;
 mod profiles;
 mod sharing;

@@ -435,7 +435,9 @@ fn normalise_host(field: &str, v: &str, warnings: &mut Vec<String>) -> CoreResul
     Ok(host)
 }
 
-fn check_path_prefix(field: &str, v: &str) -> CoreResult<String> {
+/// A path prefix in the canonical form the edge matches requests in
+/// (`edge_policy::canon`): `//a/./b/../c` is `/a/c`, with a warning.
+fn check_path_prefix(field: &str, v: &str, warnings: &mut Vec<String>) -> CoreResult<String> {
     let p = check_token_like(field, v, 2048)?;
     if !p.starts_with('/') {
         return Err(CoreError::invalid(field, "must start with '/'"));
@@ -443,7 +445,38 @@ fn check_path_prefix(field: &str, v: &str) -> CoreResult<String> {
     if p.contains(['?', '#']) {
         return Err(CoreError::invalid(field, "must not contain '?' or '#'"));
     }
-    Ok(p)
+    if p.contains(['%', '\\']) {
+        return Err(CoreError::invalid(
+            field,
+            "must be written decoded, without '%' escapes or '\\' (`/café`, not `/caf%C3%A9`)",
+        ));
+    }
+    let c = edge_policy::canon::canonical_path(&p);
+    if c.ambiguous {
+        return Err(CoreError::invalid(
+            field,
+            "is read differently by different servers (an encoded `/` or `\\`, an encoded dot segment, double encoding, a NUL or an invalid escape); write the path as the upstream reads it",
+        ));
+    }
+    if c.canonical != p {
+        warnings.push(format!(
+            "{field}: normalised {p:?} to {:?} (the form the edge matches requests in)",
+            c.canonical
+        ));
+    }
+    Ok(c.canonical.into_owned())
+}
+
+/// A pixel id, lower-cased (the edge matches pixel ids case-insensitively).
+fn check_pixel(field: &str, v: &str, warnings: &mut Vec<String>) -> CoreResult<String> {
+    let p = check_token_like(field, v, 256)?;
+    let lower = p.to_ascii_lowercase();
+    if lower != p {
+        warnings.push(format!(
+            "{field}: normalised {p:?} to {lower:?} (pixel ids are matched case-insensitively)"
+        ));
+    }
+    Ok(lower)
 }
 
 pub(crate) fn normalise_target(
@@ -465,9 +498,12 @@ pub(crate) fn normalise_target(
             ("api_key", KeyHash::of(k).to_hex())
         }
         TargetInput::Account(a) => ("account", check_token_like("target.account", a, 256)?),
-        TargetInput::Pixel(p) => ("pixel", check_token_like("target.pixel", p, 256)?),
+        TargetInput::Pixel(p) => ("pixel", check_pixel("target.pixel", p, warnings)?),
         TargetInput::Host(h) => ("host", normalise_host("target.host", h, warnings)?),
-        TargetInput::PathPrefix(p) => ("path_prefix", check_path_prefix("target.path_prefix", p)?),
+        TargetInput::PathPrefix(p) => (
+            "path_prefix",
+            check_path_prefix("target.path_prefix", p, warnings)?,
+        ),
     };
     Ok(StoredTarget { ty, value })
 }
@@ -475,8 +511,11 @@ pub(crate) fn normalise_target(
 fn normalise_scope(s: &ScopeInput, warnings: &mut Vec<String>) -> CoreResult<StoredTarget> {
     let (ty, value) = match s {
         ScopeInput::Host(h) => ("host", normalise_host("scope.host", h, warnings)?),
-        ScopeInput::PathPrefix(p) => ("path_prefix", check_path_prefix("scope.path_prefix", p)?),
-        ScopeInput::Pixel(p) => ("pixel", check_token_like("scope.pixel", p, 256)?),
+        ScopeInput::PathPrefix(p) => (
+            "path_prefix",
+            check_path_prefix("scope.path_prefix", p, warnings)?,
+        ),
+        ScopeInput::Pixel(p) => ("pixel", check_pixel("scope.pixel", p, warnings)?),
     };
     Ok(StoredTarget { ty, value })
 }
@@ -507,6 +546,23 @@ pub fn normalise_cidr(field: &str, s: &str, warnings: &mut Vec<String>) -> CoreR
                 ))
             }
         },
+    };
+    // An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) is the IPv4 network: the edge
+    // reads a mapped client address as IPv4, so only the IPv4 rule can match it.
+    let net = match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 && v6.network().to_ipv4_mapped().is_some() => {
+            let v4 = v6
+                .network()
+                .to_ipv4_mapped()
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+            let mapped =
+                IpNet::V4(ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).unwrap_or_default());
+            warnings.push(format!(
+                "{field}: {net} is IPv4-mapped; normalised to {mapped}"
+            ));
+            mapped
+        }
+        n => n,
     };
     let trunc = net.trunc();
     if trunc != net {

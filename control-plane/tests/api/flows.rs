@@ -370,3 +370,59 @@ async fn openapi_health_and_metrics() {
     let nf = api.get("/v1/nothing", &s.admin).await;
     expect_error(&nf, 404, None, Some("not_found"));
 }
+
+#[tokio::test]
+async fn targets_are_stored_as_the_edge_reads_requests() {
+    let s = TestServer::start().await;
+    let api = &s.api;
+    let t = &s.admin;
+    let inc = api.new_incident(t, "canonical targets").await;
+    for (target, field, stored, warning) in [
+        (
+            json!({"path_prefix": "//admin/./x/../users"}),
+            "path_prefix",
+            "/admin/users",
+            "normalised",
+        ),
+        (
+            json!({"pixel": "PX-Evil"}),
+            "pixel",
+            "px-evil",
+            "case-insensitively",
+        ),
+        (
+            json!({"cidr": "::ffff:10.0.0.0/104"}),
+            "cidr",
+            "10.0.0.0/8",
+            "IPv4-mapped",
+        ),
+    ] {
+        let a = api
+            .new_action(
+                t,
+                inc,
+                json!({"kind": "block", "target": target, "reason": "r"}),
+            )
+            .await;
+        assert_eq!(a["target"][field], stored, "{a}");
+        assert!(
+            a["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w.as_str().unwrap().contains(warning)),
+            "{a}"
+        );
+    }
+    // A prefix servers would read differently, or written encoded, is refused by name.
+    for bad in ["/a%2Fb", "/caf%C3%A9", "/a\\b"] {
+        let r = api
+            .post(
+                &format!("/v1/incidents/{inc}/actions"),
+                t,
+                json!({"kind": "block", "target": {"path_prefix": bad}, "reason": "r"}),
+            )
+            .await;
+        expect_error(&r, 422, Some("target.path_prefix"), Some("invalid_field"));
+    }
+}
