@@ -103,8 +103,8 @@ pub fn policy(n_cidrs: usize, n_keys: usize, n_pixels: usize) -> Snapshot {
 /// `snap` with `n` path-prefix blocks (`/blocked-{i}`) and `n / 10` path isolations
 /// (`/isolated-{i}/area`) added, so the request path canonicalises and looks up its path.
 pub fn with_paths(mut snap: Snapshot, n: usize) -> Snapshot {
-    let mut id = snap.rules.iter().map(|r| r.id).max().unwrap_or(0) + 1;
-    for i in 0..n {
+    let first = snap.rules.iter().map(|r| r.id).max().unwrap_or(0) + 1;
+    for (i, id) in (0..n).zip(first..) {
         let kind = if i % 10 == 9 {
             RuleKind::Isolate {
                 scope: edge_policy::Scope::PathPrefix(format!("/isolated-{i}/area")),
@@ -120,7 +120,6 @@ pub fn with_paths(mut snap: Snapshot, n: usize) -> Snapshot {
             expires_at_ms: None,
             kind,
         });
-        id += 1;
     }
     snap
 }

@@ -129,15 +129,17 @@ pub struct FilterConfig {
     #[serde(default = "default_api_key_header")]
     pub api_key_header: String,
     /// Query parameters carrying an API key (`?api_key=`); each occurrence is checked.
-    #[serde(default)]
+    /// (Fields added after the first release are left out when serialised at their
+    /// default, so a configuration written by a newer tool still loads in an older filter.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub api_key_query: Vec<String>,
     /// Whether an `Authorization: Bearer` token that is not a JWT is checked as an API key.
-    #[serde(default = "default_true")]
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub api_key_bearer: bool,
     /// What a request whose path common servers read differently gets when any path or
     /// pixel rule exists: `match` (every reading is matched, and a rule covering any of
     /// them applies) or `reject` (400).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "AmbiguousPath::is_default")]
     pub ambiguous_path: AmbiguousPath,
     /// Header carrying an account id; when absent, a bearer JWT's `sub` is used.
     #[serde(default)]
@@ -165,8 +167,18 @@ pub enum AmbiguousPath {
     Reject,
 }
 
+impl AmbiguousPath {
+    fn is_default(&self) -> bool {
+        *self == AmbiguousPath::Match
+    }
+}
+
 fn default_true() -> bool {
     true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn default_api_key_header() -> String {

@@ -16,6 +16,13 @@
 //! Within one level the rule with the lowest id decides. `simulated` is the simulate-mode rule
 //! that would have decided at the highest level (lowest id within it), reported only when the
 //! request is forwarded (action Allow) — a request an enforced rule stops is not "would have".
+//!
+//! This decides one reading of a request. A request is first read the way upstream servers
+//! read it (`crate::canon`: the canonical path, and every reading of an ambiguous one; every
+//! pixel id and API key it carries), each reading is decided here, and the verdicts are
+//! combined (`crate::verdict::combine`: a rule that stops any reading stops the request; an
+//! allow-list entry lets it through only when it covers every reading). `crate::request`
+//! does that around either evaluator, and its tests hold the matcher to this one through it.
 
 use crate::model::{path_has_prefix, Isolation, KeyHash, Mode, Rule, RuleKind, Scope, Target};
 use crate::verdict::{Action, Facts, PixelKind, Verdict};

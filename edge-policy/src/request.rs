@@ -109,6 +109,32 @@ fn pixels(
     out
 }
 
+/// Which facts the policy looks at, so that a request's path is only canonicalised, and its
+/// pixel ids and keys only collected, when some rule needs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Needs {
+    pub paths: bool,
+    pub pixels: bool,
+    pub api_keys: bool,
+}
+
+impl Needs {
+    /// Every fact (the reference semantics look at all of them).
+    pub const ALL: Needs = Needs {
+        paths: true,
+        pixels: true,
+        api_keys: true,
+    };
+
+    pub fn of(m: &Matcher) -> Needs {
+        Needs {
+            paths: m.has_paths(),
+            pixels: m.has_pixels(),
+            api_keys: m.has_api_keys(),
+        }
+    }
+}
+
 /// The decision on `req` under `matcher`.
 pub fn decide(
     matcher: &Matcher,
@@ -117,8 +143,21 @@ pub fn decide(
     key_hash: &mut dyn FnMut(&str) -> KeyHash,
     now_ms: u64,
 ) -> Decision {
+    decide_with(Needs::of(matcher), ex, req, &mut |f| {
+        matcher.evaluate_with(f, key_hash, now_ms)
+    })
+}
+
+/// The decision on `req` with `evaluate` deciding each reading: the matcher on the
+/// request path, the reference semantics ([`crate::naive::evaluate`]) in tests.
+pub fn decide_with(
+    needs: Needs,
+    ex: &Extractor,
+    req: &RawRequest<'_>,
+    evaluate: &mut dyn FnMut(&Facts<'_>) -> Verdict,
+) -> Decision {
     let (raw_path, query) = split_path(req.path_and_query);
-    let needs_path = matcher.has_paths() || matcher.has_pixels();
+    let needs_path = needs.paths || needs.pixels;
     let readings = if needs_path {
         canonical_path(raw_path)
     } else {
@@ -131,12 +170,12 @@ pub fn decide(
     if readings.ambiguous && ex.ambiguous_path == AmbiguousPath::Reject {
         return Decision::RejectAmbiguous;
     }
-    let pixel_ids = if matcher.has_pixels() {
+    let pixel_ids = if needs.pixels {
         pixels(ex, &readings, query)
     } else {
         Vec::new()
     };
-    let keys = if matcher.has_api_keys() {
+    let keys = if needs.api_keys {
         api_keys(ex, req, query)
     } else {
         Vec::new()
@@ -160,24 +199,24 @@ pub fn decide(
         account: req.account,
         pixel: pixel_at(0),
     };
-    let mut v = matcher.evaluate_with(&base, key_hash, now_ms);
+    let mut v = evaluate(&base);
     for path in &readings.others {
         let f = Facts { path, ..base };
-        v = combine(v, matcher.evaluate_with(&f, key_hash, now_ms));
+        v = combine(v, evaluate(&f));
     }
     for i in 1..pixel_ids.len() {
         let f = Facts {
             pixel: pixel_at(i),
             ..base
         };
-        v = combine(v, matcher.evaluate_with(&f, key_hash, now_ms));
+        v = combine(v, evaluate(&f));
     }
     for k in keys.iter().skip(1) {
         let f = Facts {
             api_key: Some(k),
             ..base
         };
-        v = combine(v, matcher.evaluate_with(&f, key_hash, now_ms));
+        v = combine(v, evaluate(&f));
     }
     Decision::Verdict(v)
 }

@@ -133,3 +133,101 @@ fn pixel_ids_are_found_however_they_are_spelled() {
     }
     assert_eq!(a("/p/px-good.gif"), Some(Action::Allow));
 }
+
+mod against_the_reference {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const PATHS: &[&str] = &["/admin", "/public", "/a/b", "/checkout", "/"];
+    const PIXELS: &[&str] = &["px-evil", "px-kill", "px-1"];
+    const KEYS: &[&str] = &["stolen-key", "k2"];
+
+    fn rules() -> impl Strategy<Value = Vec<Rule>> {
+        let kind = prop_oneof![
+            prop::sample::select(PATHS).prop_map(|p| RuleKind::Block(Target::PathPrefix(p.into()))),
+            prop::sample::select(PATHS).prop_map(|p| RuleKind::Allow(Target::PathPrefix(p.into()))),
+            prop::sample::select(PIXELS).prop_map(|p| RuleKind::Block(Target::Pixel(p.into()))),
+            prop::sample::select(PIXELS).prop_map(|p| RuleKind::Isolate {
+                scope: Scope::Pixel(p.into()),
+                action: Isolation::PixelKill,
+            }),
+            prop::sample::select(PATHS).prop_map(|p| RuleKind::Isolate {
+                scope: Scope::PathPrefix(p.into()),
+                action: Isolation::ReadOnly,
+            }),
+            prop::sample::select(KEYS)
+                .prop_map(|k| RuleKind::Block(Target::ApiKey(KeyHash::of(k)))),
+            prop::sample::select(KEYS)
+                .prop_map(|k| RuleKind::Allow(Target::ApiKey(KeyHash::of(k)))),
+        ];
+        prop::collection::vec((kind, any::<bool>()), 0..8).prop_map(|ks| {
+            ks.into_iter()
+                .enumerate()
+                .map(|(i, (kind, sim))| Rule {
+                    mode: if sim { Mode::Simulate } else { Mode::Enforce },
+                    ..rule(i as u64 + 1, kind)
+                })
+                .collect()
+        })
+    }
+
+    /// A request path built from the rule universe with the spellings servers differ on.
+    fn path() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("admin"),
+            Just("public"),
+            Just("a"),
+            Just("b"),
+            Just("checkout"),
+            Just("p"),
+            Just("px-evil.gif"),
+            Just("PX-KILL.gif"),
+            Just(".."),
+            Just("."),
+            Just(""),
+            Just("%2e%2e"),
+            Just("%61dmin"),
+            Just("..%2F"),
+            Just("%252e%252e"),
+            Just("x;y=1"),
+            Just("..;"),
+            Just("a%00"),
+            Just("%zz"),
+            Just("\\\\"),
+        ];
+        (
+            prop::collection::vec(piece, 0..6),
+            prop::option::of(prop_oneof![
+                Just("?pid=px-evil"),
+                Just("?pid=ok&pid=PX-KILL"),
+                Just("?api_key=stolen-key"),
+                Just("?x=1;api_key=k2"),
+            ]),
+        )
+            .prop_map(|(ps, q)| format!("/{}{}", ps.join("/"), q.unwrap_or("")))
+    }
+
+    proptest! {
+        #[test]
+        fn the_matcher_decides_every_request_as_the_reference_does(
+            rules in rules(),
+            path in path(),
+            keys in prop::collection::vec(prop::sample::select(KEYS), 0..3),
+            write in any::<bool>(),
+        ) {
+            let (_, ex) = setup("");
+            let m = Matcher::from_snapshot(Snapshot { version: 1, rules: rules.clone() });
+            let req = RawRequest {
+                method: if write { "POST" } else { "GET" },
+                host: "shop.example",
+                path_and_query: &path,
+                header_keys: keys.iter().map(|k| Cow::Borrowed(*k)).collect(),
+                ..RawRequest::default()
+            };
+            let fast = decide(&m, &ex, &req, &mut |k| KeyHash::of(k), 0);
+            let reference = decide_with(Needs::ALL, &ex, &req, &mut |f| crate::naive::evaluate(&rules, f, 0));
+            prop_assert_eq!(fast, reference, "{} {:?}", path, rules);
+        }
+    }
+}
