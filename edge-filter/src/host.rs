@@ -92,18 +92,19 @@ impl RequestHeaders {
         })
     }
 
-    /// The value of `name` (several values joined with `,`); a value that is not UTF-8 is
+    /// Each value of the headers called `name`, in order; a value that is not UTF-8 is
     /// skipped, as the host's `get_header_map_value` would not return it either.
-    pub fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+    fn values<'s: 'n, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + 'n {
         let name = name.as_bytes();
+        self.pairs()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// The value of `name` (several values joined with `,`).
+    pub fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
         let mut found: Option<std::borrow::Cow<'_, str>> = None;
-        for (k, v) in self.pairs() {
-            if k.len() != name.len() || !k.eq_ignore_ascii_case(name) {
-                continue;
-            }
-            let Ok(v) = std::str::from_utf8(v) else {
-                continue;
-            };
+        for v in self.values(name) {
             found = Some(match found {
                 None => std::borrow::Cow::Borrowed(v),
                 Some(prev) => std::borrow::Cow::Owned(format!("{prev},{v}")),
@@ -111,29 +112,16 @@ impl RequestHeaders {
         }
         found
     }
-}
 
-impl RequestHeaders {
     /// Every value of `name`, each repeated header on its own and each comma-separated
     /// element of a value on its own (RFC 9110 field combination), trimmed, non-empty.
     pub fn get_all(&self, name: &str) -> Vec<std::borrow::Cow<'_, str>> {
-        let name = name.as_bytes();
-        let mut out = Vec::new();
-        for (k, v) in self.pairs() {
-            if k.len() != name.len() || !k.eq_ignore_ascii_case(name) {
-                continue;
-            }
-            let Ok(v) = std::str::from_utf8(v) else {
-                continue;
-            };
-            out.extend(
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|e| !e.is_empty())
-                    .map(std::borrow::Cow::Borrowed),
-            );
-        }
-        out
+        self.values(name)
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(std::borrow::Cow::Borrowed)
+            .collect()
     }
 }
 

@@ -74,18 +74,18 @@ impl HttpContext for Request {
         } else {
             Vec::new()
         };
-        let authorization = headers.get("authorization");
+        // Read for an opaque bearer API key or a JWT's subject, only when a rule needs one.
+        let authorization = if matcher.has_api_keys() || matcher.has_accounts() {
+            headers.get("authorization")
+        } else {
+            None
+        };
         let account = if matcher.has_accounts() {
             match &rt.extractor.account_header {
                 Some(h) => headers.get(h).map(|a| a.into_owned()),
                 None => None,
             }
-            .or_else(|| {
-                headers
-                    .get("authorization")
-                    .as_deref()
-                    .and_then(bearer_subject)
-            })
+            .or_else(|| authorization.as_deref().and_then(bearer_subject))
         } else {
             None
         };

@@ -11,7 +11,7 @@ use base64::Engine;
 
 use crate::config::FilterConfig;
 use crate::pixel::PixelRoute;
-use crate::verdict::PixelRef;
+use crate::verdict::PixelKind;
 
 /// Parse a proxy's `source.address` or an `X-Forwarded-For` entry: `1.2.3.4`,
 /// `1.2.3.4:5678`, `::1`, `[::1]`, `[::1]:5678`. An IPv4-mapped IPv6 address
@@ -65,14 +65,19 @@ pub fn client_ip(source: Option<IpAddr>, xff: Option<&str>, trusted_hops: u8) ->
     }
 }
 
+/// The token of an `Authorization: Bearer` header (the scheme is case-insensitive).
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
 /// The `sub` claim of a bearer JWT in an `Authorization` header, read without verifying
 /// the signature (the edge only uses it to find a compromised account's traffic).
 pub fn bearer_subject(authorization: &str) -> Option<String> {
-    let (scheme, token) = authorization.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let mut parts = token.trim().split('.');
+    let token = bearer_token(authorization)?;
+    let mut parts = token.split('.');
     let (_header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() || payload.len() > 8192 {
         return None;
@@ -127,11 +132,15 @@ impl Extractor {
         })
     }
 
-    /// The first pixel route that matches.
-    pub fn pixel<'a>(&self, path: &'a str, query: &'a str) -> Option<PixelRef<'a>> {
+    /// Every pixel id the configured routes find in a (canonical) path and a raw query.
+    pub fn pixel_ids<'a>(
+        &'a self,
+        path: &'a str,
+        query: &'a str,
+    ) -> impl Iterator<Item = (std::borrow::Cow<'a, str>, PixelKind)> + 'a {
         self.pixel_routes
             .iter()
-            .find_map(|r| r.extract(path, query))
+            .flat_map(move |r| r.candidates(path, query))
     }
 }
 
@@ -242,10 +251,8 @@ mod tests {
             "edge_id": "e", "pixel_routes": [{"pattern": "/t/{pixel}", "kind": "script"}]}"#;
         let c = FilterConfig::parse(json.as_bytes()).unwrap();
         let ex = Extractor::new(&c).unwrap();
-        assert_eq!(
-            ex.pixel("/t/abc", "").map(|p| p.kind),
-            Some(crate::PixelKind::Script)
-        );
-        assert_eq!(ex.pixel("/p/abc.gif", ""), None);
+        let ids: Vec<_> = ex.pixel_ids("/t/abc", "").collect();
+        assert_eq!(ids, [("abc".into(), crate::PixelKind::Script)]);
+        assert_eq!(ex.pixel_ids("/p/abc.gif", "").count(), 0);
     }
 }

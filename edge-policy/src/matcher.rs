@@ -36,11 +36,14 @@
 //! rebuild. Nothing in [`Matcher::evaluate`] allocates; the API key is hashed into a stack
 //! array.
 
+mod acc;
 mod decode;
 mod index;
+mod key_cache;
 mod slab;
 
 pub use decode::{Pieces, SlicePieces, Update};
+pub use key_cache::KeyHashCache;
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
@@ -50,10 +53,10 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::model::{Isolation, KeyHash, Mode, Rule, RuleId, RuleKind, Scope, Target, Version};
-use crate::naive::is_read_method;
-use crate::verdict::{Action, Facts, PixelKind, Verdict};
+use crate::verdict::{Facts, Verdict};
 use crate::wire::{ApplyError, Delta, Snapshot};
 
+use acc::Acc;
 use index::{path_key, PrefixTables, StrKind, StrTable};
 use slab::{Interner, Meta, Slab};
 
@@ -697,98 +700,4 @@ fn hash_loc(
     l: u32,
 ) -> u64 {
     id_at(v4, v6, keys, strs, l).map_or(0, |id| bh.hash_one(id))
-}
-
-/// The running decision of one evaluation: the best enforced and the best simulated
-/// (level, id), as in [`crate::naive::evaluate`].
-struct Acc<'f, 'a> {
-    facts: &'f Facts<'a>,
-    now_ms: u64,
-    best: Option<(u8, RuleId, Action)>,
-    best_sim: Option<(u8, RuleId)>,
-}
-
-impl Acc<'_, '_> {
-    fn consider(&mut self, m: Option<Meta>) {
-        let Some(m) = m else { return };
-        if !m.is_live(self.now_ms) {
-            return;
-        }
-        let f = self.facts;
-        let (level, action) = match m.class() {
-            slab::CLASS_ALLOW => (0, Action::AllowListed),
-            slab::CLASS_BLOCK => (1, Action::Block),
-            slab::CLASS_ISO_BLOCK => (2, Action::Isolate),
-            slab::CLASS_ISO_READ_ONLY if !is_read_method(f.method) => (3, Action::ReadOnlyRefused),
-            slab::CLASS_ISO_PIXEL_KILL => match f.pixel {
-                Some(px) if px.kind == PixelKind::Script => (4, Action::PixelNoopScript),
-                Some(_) => (4, Action::PixelDropBeacon),
-                None => return,
-            },
-            _ => return,
-        };
-        let enforced = m.class() == slab::CLASS_ALLOW || m.flags & slab::FLAG_SIMULATE == 0;
-        if enforced {
-            if self.best.is_none_or(|(l, id, _)| (level, m.id) < (l, id)) {
-                self.best = Some((level, m.id, action));
-            }
-        } else if self.best_sim.is_none_or(|(l, id)| (level, m.id) < (l, id)) {
-            self.best_sim = Some((level, m.id));
-        }
-    }
-
-    fn verdict(&self) -> Verdict {
-        match self.best {
-            Some((_, id, action)) => Verdict {
-                action,
-                rule: Some(id),
-                simulated: None,
-            },
-            None => Verdict {
-                action: Action::Allow,
-                rule: None,
-                simulated: self.best_sim.map(|(_, id)| id),
-            },
-        }
-    }
-}
-
-/// Remembers the SHA-256 of recently seen API keys (a client sends the same key on every
-/// request; hashing it costs more than the rest of a lookup inside the VM). Direct-mapped,
-/// fixed size; a key is stored whole and compared exactly, so a collision only evicts.
-pub struct KeyHashCache {
-    hasher: DefaultHashBuilder,
-    slots: Vec<Option<(Box<str>, KeyHash)>>,
-}
-
-impl KeyHashCache {
-    /// Keys longer than this are hashed every time (not stored).
-    pub const MAX_KEY_LEN: usize = 256;
-
-    /// A cache of `slots` entries (at least 1).
-    pub fn new(slots: usize) -> KeyHashCache {
-        KeyHashCache {
-            hasher: DefaultHashBuilder::default(),
-            slots: vec![None; slots.max(1)],
-        }
-    }
-
-    /// `KeyHash::of(key)`, from the cache when `key` was seen before.
-    pub fn hash(&mut self, key: &str) -> KeyHash {
-        if key.len() > Self::MAX_KEY_LEN {
-            return KeyHash::of(key);
-        }
-        let i = (self.hasher.hash_one(key) % self.slots.len() as u64) as usize;
-        let Some(slot) = self.slots.get_mut(i) else {
-            return KeyHash::of(key);
-        };
-        match slot {
-            Some((k, h)) if **k == *key => *h,
-            _ => {
-                let h = KeyHash::of(key);
-                *slot = Some((Box::from(key), h));
-                h
-            }
-        }
-    }
 }

@@ -126,7 +126,9 @@ impl PixelRoute {
         }
     }
 
-    /// The pixel this request is for, if the route matches.
+    /// The pixel a logged request was for, if the route matches: the raw path and the
+    /// first occurrence of the parameter, as the control plane attributes access-log
+    /// evidence (the edge reads requests with [`PixelRoute::candidates`] instead).
     pub fn extract<'a>(&self, path: &'a str, query: &'a str) -> Option<PixelRef<'a>> {
         let (id, kind) = match self {
             PixelRoute::Path {
@@ -154,14 +156,14 @@ impl PixelRoute {
 impl PixelRoute {
     /// Every id this route finds in a (canonical) path and a raw query: the path's, or the
     /// decoded value of each occurrence of the query parameter (servers differ on which of
-    /// a repeated parameter they use, so each counts). Not yet checked with
-    /// [`is_pixel_id`].
+    /// a repeated parameter they use, so each counts); only values that are pixel ids
+    /// ([`is_pixel_id`]).
     pub fn candidates<'a>(
         &'a self,
         path: &'a str,
         query: &'a str,
     ) -> Vec<(std::borrow::Cow<'a, str>, PixelKind)> {
-        match self {
+        let mut ids = match self {
             PixelRoute::Path {
                 prefix,
                 suffix,
@@ -174,7 +176,9 @@ impl PixelRoute {
             PixelRoute::Query { name, kind } => crate::canon::query_values(query, name)
                 .map(|v| (v, *kind))
                 .collect(),
-        }
+        };
+        ids.retain(|(id, _)| is_pixel_id(id));
+        ids
     }
 }
 
@@ -231,6 +235,21 @@ mod tests {
         let gif = compile("/p/{pixel}.gif").unwrap();
         let js = compile("/px/{pixel}.js").unwrap();
         let q = compile("?pid=").unwrap();
+        assert_eq!(
+            gif.candidates("/p/abc.gif", ""),
+            [("abc".into(), PixelKind::Beacon)]
+        );
+        assert_eq!(
+            js.candidates("/px/abc.js", ""),
+            [("abc".into(), PixelKind::Script)]
+        );
+        assert_eq!(
+            q.candidates("/collect", "x=1&pid=abc"),
+            [("abc".into(), PixelKind::Beacon)]
+        );
+        assert_eq!(gif.candidates("/p/.gif", ""), []);
+        assert_eq!(gif.candidates("/p/a/b.gif", ""), []);
+        assert_eq!(q.candidates("/collect", "pidx=abc"), []);
         assert_eq!(
             gif.extract("/p/abc.gif", ""),
             Some(PixelRef {

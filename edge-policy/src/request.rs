@@ -12,9 +12,9 @@ use std::net::IpAddr;
 
 use crate::canon::{canonical_path, query_values, PathReadings};
 use crate::config::AmbiguousPath;
-use crate::facts::{split_path, Extractor};
+use crate::facts::{bearer_token, split_path, Extractor};
 use crate::model::KeyHash;
-use crate::verdict::{combine, Facts, PixelRef, Verdict};
+use crate::verdict::{combine, Facts, PixelKind, PixelRef, Verdict};
 use crate::Matcher;
 
 /// What the proxy knows about a request, as raw strings.
@@ -70,9 +70,8 @@ pub fn api_keys<'a>(ex: &'a Extractor, req: &RawRequest<'a>, query: &'a str) -> 
         add(v.clone());
     }
     if ex.api_key_bearer {
-        if let Some((scheme, token)) = req.authorization.and_then(|a| a.trim().split_once(' ')) {
-            let token = token.trim();
-            if scheme.eq_ignore_ascii_case("bearer") && !is_jwt(token) {
+        if let Some(token) = req.authorization.and_then(bearer_token) {
+            if !is_jwt(token) {
                 add(Cow::Borrowed(token));
             }
         }
@@ -85,24 +84,15 @@ pub fn api_keys<'a>(ex: &'a Extractor, req: &RawRequest<'a>, query: &'a str) -> 
     keys
 }
 
-/// Every pixel id the request names under any path reading, lower-cased when the route
-/// says ids are case-insensitive, without duplicates.
-fn pixels(
-    ex: &Extractor,
-    readings: &PathReadings,
-    query: &str,
-) -> Vec<(String, PixelRef<'static>)> {
-    let mut out: Vec<(String, PixelRef<'static>)> = Vec::new();
-    let mut add = |id: &str, kind| {
-        let id = id.to_ascii_lowercase();
-        if crate::pixel::is_pixel_id(&id) && !out.iter().any(|(i, p)| *i == id && p.kind == kind) {
-            out.push((id, PixelRef { id: "", kind }));
-        }
-    };
-    for route in &ex.pixel_routes {
-        for path in readings.all() {
-            for (id, kind) in route.candidates(path, query) {
-                add(&id, kind);
+/// Every pixel id the request names under any path reading, lower-cased (pixel ids are
+/// matched case-insensitively), without duplicates.
+fn pixels(ex: &Extractor, readings: &PathReadings, query: &str) -> Vec<(String, PixelKind)> {
+    let mut out: Vec<(String, PixelKind)> = Vec::new();
+    for path in readings.all() {
+        for (id, kind) in ex.pixel_ids(path, query) {
+            let id = id.to_ascii_lowercase();
+            if !out.iter().any(|(i, k)| *i == id && *k == kind) {
+                out.push((id, kind));
             }
         }
     }
@@ -181,9 +171,9 @@ pub fn decide_with(
         Vec::new()
     };
     let pixel_at = |i: usize| {
-        pixel_ids.get(i).map(|(id, p)| PixelRef {
+        pixel_ids.get(i).map(|(id, kind)| PixelRef {
             id: id.as_str(),
-            kind: p.kind,
+            kind: *kind,
         })
     };
     let base = Facts {
