@@ -119,8 +119,13 @@ pub fn start_edge(
     long_poll_wait_s: u32,
     poll_interval_ms: u32,
 ) -> anyhow::Result<(Proc, String)> {
+    // The keys of the database `start_control_plane` made in `dir`.
+    let keys = edge_testkit::trusted_keys(
+        &edge_testkit::bin("control-plane")?,
+        &format!("sqlite://{}/cp.db", dir.display()),
+    )?;
     let mut cfg = FilterConfig::new(
-        ControlPlane::new("control-plane", cp.trim_start_matches("http://")),
+        ControlPlane::new("control-plane", cp.trim_start_matches("http://"), keys),
         edge_token,
         format!("bench-edge-lp{long_poll_wait_s}"),
     );

@@ -12,7 +12,11 @@ pub use edge_policy::shared::{DELTAS_KEY, VERSION_KEY};
 /// (which [`filter_plugin_with`] points at a closed port), 20 s long-polls, no reports.
 pub fn filter_config() -> FilterConfig {
     let mut cfg = FilterConfig::new(
-        ControlPlane::new("cp", "control-plane"),
+        ControlPlane::new(
+            "cp",
+            "control-plane",
+            vec![edge_testkit::test_trusted_key()],
+        ),
         "ecp_bench",
         "bench-edge",
     );

@@ -1,5 +1,5 @@
-//! Command line: `control-plane [serve]`, `control-plane token create` and
-//! `control-plane purge`.
+//! Command line: `control-plane [serve]`, `control-plane token create`,
+//! `control-plane key list|rotate` and `control-plane purge`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,6 +55,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage the keys that sign every policy answer.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Delete the records of incidents closed more than N (at least 5) years ago. Their
     /// audit events are kept, and the purge itself is appended to the audit log.
     Purge(PurgeArgs),
@@ -79,6 +82,31 @@ pub enum TokenCommand {
     /// Create a token and print it once on stdout. Meant for the first admin token on an
     /// empty database; refuses when active tokens exist unless `--force`.
     Create(TokenCreate),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List the signing keys (public keys only): what goes into every edge's
+    /// `control_plane.trusted_keys`. On a database without keys, creates the first one (as
+    /// the first start does), so edges can be configured before the control plane runs.
+    List {
+        /// One JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a new signing key. Every key signing now keeps signing for the overlap (both
+    /// sign every answer meanwhile), then retires: add the new key to every edge's
+    /// `control_plane.trusted_keys` within the overlap. Audited as `signing_key.rotate`.
+    /// Running servers pick the new key up within 5 s.
+    Rotate {
+        /// How long the keys signing now go on signing: a number and a unit, `s`, `m`, `h`
+        /// or `d` (`90s`, `24h`, `7d`; at most 90 days; `0s` retires them at once).
+        #[arg(long, default_value = "24h", value_parser = parse_overlap)]
+        overlap: i64,
+        /// Recorded as the actor in the audit log.
+        #[arg(long, default_value = "cli")]
+        actor: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -280,6 +308,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Serve(args)) => serve(store, args).await,
+        Some(Command::Key(k)) => key_command(&store, k).await,
         Some(Command::Purge(p)) => {
             let actor = check_name("actor", &p.actor, 100).map_err(|e| anyhow::anyhow!("{e}"))?;
             let now = SystemClock.now_ms();
@@ -303,6 +332,66 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         None => Err(anyhow::anyhow!("no command")),
     }
+}
+
+/// `90s`, `15m`, `24h`, `7d` as milliseconds.
+fn parse_overlap(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit (s, m, h, d)"))?;
+    let ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
+    };
+    n.checked_mul(ms)
+        .filter(|v| *v <= crate::domain::signing::MAX_OVERLAP_MS)
+        .ok_or_else(|| format!("{s:?}: at most 90 days"))
+}
+
+async fn key_command(store: &SqliteStore, k: KeyCommand) -> anyhow::Result<()> {
+    let err = |e: crate::domain::CoreError| anyhow::anyhow!("{e}");
+    let now = SystemClock.now_ms();
+    let (keys, json) = match k {
+        KeyCommand::List { json } => {
+            crate::signing::ensure_key(store, &SystemClock, "cli")
+                .await
+                .map_err(err)?;
+            (store.signing_keys().await.map_err(err)?, json)
+        }
+        KeyCommand::Rotate { overlap, actor } => {
+            let actor = check_name("actor", &actor, 100).map_err(err)?;
+            let new = crate::signing::generate(now);
+            let id = new.key_id.clone();
+            let keys = store
+                .add_signing_key(&actor, new, overlap, false, now)
+                .await
+                .map_err(err)?;
+            eprintln!(
+                "new signing key {id}; the keys signing until now retire in {} s: add the new public key to every edge's control_plane.trusted_keys before then",
+                overlap / 1000
+            );
+            (keys, false)
+        }
+    };
+    let views: Vec<_> = keys.iter().map(|k| k.view(now)).collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&views)?);
+    } else {
+        for v in views {
+            let until = v
+                .retire_at
+                .map(|t| format!(" until {}", crate::clock::rfc3339(t)))
+                .unwrap_or_default();
+            println!("{} {}{until} {}", v.key_id, v.state, v.public_key);
+        }
+    }
+    Ok(())
 }
 
 async fn serve(store: SqliteStore, args: ServeArgs) -> anyhow::Result<()> {
@@ -331,6 +420,9 @@ async fn serve(store: SqliteStore, args: ServeArgs) -> anyhow::Result<()> {
         max_connections = settings.conn.max_connections,
         "open-file limit and connection cap"
     );
+    crate::signing::ensure_key(&store, &SystemClock, "control-plane")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (state, shutdown) = AppState::new(Arc::new(store), Arc::new(SystemClock), settings);
     let listener = TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
@@ -406,6 +498,12 @@ mod tests {
             Err(e) => Err(e.to_string()),
         };
         let d = serve(&[]).unwrap();
+        assert_eq!(parse_overlap("90s"), Ok(90_000));
+        assert_eq!(parse_overlap("24h"), Ok(86_400_000));
+        assert_eq!(parse_overlap("0s"), Ok(0));
+        for bad in ["", "5", "h", "-1h", "5w", "91d", "99999999999999999d"] {
+            assert!(parse_overlap(bad).is_err(), "{bad}");
+        }
         assert_eq!(
             d.policy_wake_interval,
             Duration::from_millis(crate::DEFAULT_POLICY_WAKE_INTERVAL_MS)

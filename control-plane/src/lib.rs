@@ -19,6 +19,7 @@ pub mod policy_feed;
 pub mod record;
 pub mod schema_items;
 pub mod server;
+pub mod signing;
 pub mod store;
 pub mod token_cache;
 
@@ -88,6 +89,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// The edge policy as served: committed version, coalesced wake-ups, cached answers.
     pub policy: Arc<policy_feed::PolicyFeed>,
+    /// Seals every policy answer with the store's signing keys.
+    pub signer: Arc<signing::Signer>,
     /// Successful token checks, reused for `token_cache_ttl`.
     pub tokens: Arc<token_cache::TokenCache>,
     /// Becomes `true` when the server shuts down (long-polls answer at once).
@@ -112,9 +115,11 @@ impl AppState {
             settings.token_cache_ttl,
             token_cache::TOKEN_CACHE_CAPACITY,
         ));
+        let signer = Arc::new(signing::Signer::new(store.clone(), clock.clone()));
         let state = AppState {
             store,
             clock,
+            signer,
             settings: Arc::new(settings),
             metrics,
             policy,

@@ -31,6 +31,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use edge_policy::{wire, Version};
 use prometheus::{IntCounter, IntCounterVec};
+use sha2::Digest as _;
 use tokio::sync::{watch, OnceCell};
 
 use crate::domain::CoreResult;
@@ -61,28 +62,33 @@ impl AnswerKind {
     }
 }
 
-/// An encoded policy answer (`wire::encode_snapshot` / `wire::encode_delta` bytes).
+/// An encoded policy answer (`wire::encode_snapshot` / `wire::encode_delta` bytes), before
+/// its seal: the seal carries the time it is sent, so it is made per request
+/// ([`crate::signing::Signer`]) from the digest computed here once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
     pub kind: AnswerKind,
     /// The version the answer brings the edge to.
     pub version: Version,
     pub body: Bytes,
+    /// SHA-256 of `body`.
+    pub digest: [u8; 32],
 }
 
 impl Answer {
     pub fn encode(a: &PolicyAnswer) -> Answer {
-        match a {
-            PolicyAnswer::Snapshot(s) => Answer {
-                kind: AnswerKind::Snapshot,
-                version: s.version,
-                body: Bytes::from(wire::encode_snapshot(s)),
-            },
-            PolicyAnswer::Delta(d) => Answer {
-                kind: AnswerKind::Delta,
-                version: d.version,
-                body: Bytes::from(wire::encode_delta(d)),
-            },
+        let (kind, version, body) = match a {
+            PolicyAnswer::Snapshot(s) => {
+                (AnswerKind::Snapshot, s.version, wire::encode_snapshot(s))
+            }
+            PolicyAnswer::Delta(d) => (AnswerKind::Delta, d.version, wire::encode_delta(d)),
+        };
+        let digest = sha2::Sha256::digest(&body).into();
+        Answer {
+            kind,
+            version,
+            body: Bytes::from(body),
+            digest,
         }
     }
 }

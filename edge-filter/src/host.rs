@@ -131,13 +131,6 @@ pub fn call_response_header(name: &str) -> Option<String> {
         .flatten()
 }
 
-pub fn call_response_body(size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-}
-
 pub fn plugin_configuration() -> Option<Vec<u8>> {
     hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
         .ok()

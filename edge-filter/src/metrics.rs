@@ -15,6 +15,9 @@ pub struct Metrics {
     pub sync_ok: Option<u32>,
     pub sync_failed: Option<u32>,
     pub sync_unauthorized: Option<u32>,
+    /// Policy answers refused by their seal (unsigned, unknown key, forged, altered,
+    /// truncated, replayed).
+    pub policy_rejected: Option<u32>,
     pub policy_version: Option<u32>,
     pub reports_failed: Option<u32>,
     /// Sync calls sent (long-polls or polls) by this proxy's VMs.
@@ -47,6 +50,7 @@ impl Metrics {
             sync_ok: define(MetricType::Counter, "edge_containment.sync.ok"),
             sync_failed: define(MetricType::Counter, "edge_containment.sync.failed"),
             sync_unauthorized: define(MetricType::Counter, "edge_containment.sync.unauthorized"),
+            policy_rejected: define(MetricType::Counter, "edge_containment.sync.rejected"),
             policy_version: define(MetricType::Gauge, "edge_containment.policy_version"),
             reports_failed: define(MetricType::Counter, "edge_containment.report.failed"),
             sync_sent: define(MetricType::Counter, "edge_containment.sync.sent"),

@@ -12,8 +12,9 @@ use edge_policy::facts::Extractor;
 use edge_policy::lease;
 use edge_policy::matcher::{Pieces, Update};
 use edge_policy::report::{EdgeReport, RuleHits};
+use edge_policy::seal::{ReadAt, Seal};
 use edge_policy::shared::PART_LEN;
-use edge_policy::sync::{classify, next_poll_ms, poll_path, Backoff, SyncOutcome};
+use edge_policy::sync::{classify, next_poll_ms, poll_path, Backoff, SyncOutcome, Trust};
 use edge_policy::wire;
 use edge_policy::Matcher;
 use proxy_wasm::types::BufferType;
@@ -45,29 +46,34 @@ pub struct Root {
     report_seq: u64,
     /// Whether the last sync was refused for the token (logged once per streak).
     unauthorized: bool,
+    /// Why the last answer's seal was refused (logged once per streak and reason).
+    rejected: Option<&'static str>,
     /// The shared snapshot (publication id) this VM last decoded.
     shared_snapshot: Option<u64>,
 }
 
-/// The body of the sync response being handled, read [`PART_LEN`] bytes at a time: a big
-/// snapshot never has to be copied into the VM whole.
+/// The body of the sync response being handled, read a slice at a time ([`PART_LEN`] bytes
+/// when decoding): a big snapshot never has to be copied into the VM whole.
 struct ResponseBody {
     size: usize,
 }
 
-impl Pieces for ResponseBody {
-    fn piece(&mut self, i: usize, out: &mut Vec<u8>) -> Result<bool, String> {
-        let start = i.saturating_mul(PART_LEN);
-        if start >= self.size {
-            return Ok(false);
+impl ReadAt for ResponseBody {
+    fn len(&self) -> usize {
+        self.size
+    }
+
+    fn read_at(&mut self, start: usize, len: usize, out: &mut Vec<u8>) -> Result<(), String> {
+        if len == 0 {
+            out.clear();
+            return Ok(());
         }
-        let len = PART_LEN.min(self.size - start);
         match hostcalls::get_buffer(BufferType::HttpCallResponseBody, start, len) {
-            Ok(Some(bytes)) if !bytes.is_empty() => {
+            Ok(Some(bytes)) if bytes.len() == len => {
                 *out = bytes;
-                Ok(true)
+                Ok(())
             }
-            Ok(_) => Err(format!("response body ends before byte {start}")),
+            Ok(_) => Err(format!("response body ends before byte {}", start + len)),
             Err(e) => Err(format!("reading the response body: {e:?}")),
         }
     }
@@ -102,6 +108,7 @@ impl Root {
             pending_report: None,
             report_seq: 0,
             unauthorized: false,
+            rejected: None,
             shared_snapshot: None,
         }
     }
@@ -256,9 +263,22 @@ impl Root {
         let status = host::call_response_header(":status");
         let mut body = ResponseBody { size: body_size };
         let version = self.state.version();
-        match classify(status.as_deref(), &mut body, self.state.held_version()) {
-            SyncOutcome::Update(msg) => {
-                if let Err(reason) = self.apply(msg, &mut body) {
+        let trust = Trust {
+            keys: &rt.trust,
+            now_ms: now,
+            max_age_s: rt.cfg.control_plane.max_policy_age_s,
+        };
+        match classify(
+            status.as_deref(),
+            &mut body,
+            self.state.held_version(),
+            &trust,
+        ) {
+            SyncOutcome::Update(msg, seal) => {
+                if self.rejected.take().is_some() {
+                    host::info("edge-filter: policy answers verify again");
+                }
+                if let Err(reason) = self.apply(msg, &seal, &mut body) {
                     host::error(&format!(
                         "edge-filter: policy update rejected ({reason}); keeping version {version}"
                     ));
@@ -287,6 +307,16 @@ impl Root {
                 self.unauthorized = true;
                 self.sync_failed(rt, now);
             }
+            SyncOutcome::Rejected(e) => {
+                metrics::inc(rt.metrics.policy_rejected);
+                if self.rejected != Some(e.reason()) {
+                    host::error(&format!(
+                        "edge-filter: policy answer refused ({e}); keeping policy version {version}"
+                    ));
+                }
+                self.rejected = Some(e.reason());
+                self.sync_failed(rt, now);
+            }
             SyncOutcome::Failed(reason) => {
                 host::warn(&format!(
                     "edge-filter: policy sync failed ({reason}); keeping policy version {version}"
@@ -305,16 +335,23 @@ impl Root {
         self.next_sync_ms = next_poll_ms(&rt.cfg.sync, self.sync_sent_ms, now, changed);
     }
 
-    /// Apply a new policy here and publish it to the other VMs.
-    fn apply(&mut self, update: Update, body: &mut ResponseBody) -> Result<(), String> {
+    /// Apply a new (verified) policy here and publish it to the other VMs: what is shared
+    /// is the bare message, without the seal, and only once the seal held.
+    fn apply(
+        &mut self,
+        update: Update,
+        seal: &Seal,
+        body: &mut ResponseBody,
+    ) -> Result<(), String> {
         match update {
-            // Shared as received, part by part: the body is already an encoded snapshot.
+            // Shared as received, part by part: the message is already an encoded snapshot.
             Update::Snapshot(m) => {
                 let version = m.version();
+                let mut message = seal.message(body, PART_LEN);
                 let shared = shared::publish_snapshot(host::random_u64(), version, |part| {
                     let mut piece = Vec::new();
                     let mut i = 0;
-                    while body.piece(i, &mut piece)? {
+                    while message.piece(i, &mut piece)? {
                         part(&piece)?;
                         i += 1;
                     }
@@ -339,7 +376,12 @@ impl Root {
                 *self.state.matcher.borrow_mut() = Some(m);
                 applied?;
                 let version = d.version;
-                let bytes = host::call_response_body(body.size);
+                let mut bytes = Vec::new();
+                body.read_at(
+                    seal.message_start,
+                    body.size - seal.message_start,
+                    &mut bytes,
+                )?;
                 // Other VMs apply the same delta; a fresh snapshot only when the log is full,
                 // written from the matcher a part at a time.
                 let published = match shared::publish_delta(&bytes, d.since, version) {
@@ -464,6 +506,14 @@ impl RootContext for Root {
                 return false;
             }
         };
+        // Checked by `parse` already; parsed once more here into keys.
+        let trust = match cfg.control_plane.trust() {
+            Ok(t) => t,
+            Err(e) => {
+                host::error(&format!("edge-filter: {e}"));
+                return false;
+            }
+        };
         let extractor = match Extractor::new(&cfg) {
             Ok(x) => x,
             Err(e) => {
@@ -479,17 +529,20 @@ impl RootContext for Root {
             host::error(&format!("edge-filter: cannot set tick period: {e:?}"));
             return false;
         }
+        let keys: Vec<String> = trust.ids().map(|k| k.to_string()).collect();
         host::info(&format!(
-            "edge-filter: configured edge {:?}, control plane upstream {:?}, fail mode {}",
+            "edge-filter: configured edge {:?}, control plane upstream {:?}, fail mode {}, trusted policy keys {}",
             cfg.edge_id,
             cfg.control_plane.cluster,
-            cfg.fail_mode.as_str()
+            cfg.fail_mode.as_str(),
+            keys.join(", ")
         ));
         let now = host::now_ms();
         self.next_report_ms = now + cfg.sync.report_interval_s as u64 * 1000;
         *self.state.runtime.borrow_mut() = Some(Rc::new(Runtime {
             cfg,
             extractor,
+            trust,
             metrics: Metrics::define(),
         }));
         // A policy other workers already hold is enforced at once. The first sync call goes

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use edge_policy::config::FilterConfig;
 use edge_policy::facts::Extractor;
 use edge_policy::matcher::KeyHashCache;
+use edge_policy::seal::TrustedKeys;
 use edge_policy::{Matcher, RuleId, Version};
 
 use crate::metrics::Metrics;
@@ -15,6 +16,8 @@ use crate::metrics::Metrics;
 pub struct Runtime {
     pub cfg: FilterConfig,
     pub extractor: Extractor,
+    /// The control plane's keys, parsed from `control_plane.trusted_keys`.
+    pub trust: TrustedKeys,
     pub metrics: Metrics,
 }
 

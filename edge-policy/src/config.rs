@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::UnknownVariant;
 use crate::pixel::{self, PixelRoute};
+use crate::seal::TrustedKeys;
 
 /// What the filter does with requests before it has ever received a policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,17 +57,46 @@ pub struct ControlPlane {
     /// Path of the report endpoint.
     #[serde(default = "default_report_path")]
     pub report_path: String,
+    /// The control plane's policy signing keys this edge trusts (`ed25519:` and the base64
+    /// public key, as `control-plane key list` prints them). Required: an answer not signed
+    /// by one of them is refused. List the old and the new key during a key rotation.
+    pub trusted_keys: Vec<String>,
+    /// Refuse a policy answer sealed more than this many seconds ago by this edge's clock
+    /// (0, the default: not checked, so clock skew never stops an edge; set it where clocks
+    /// are synchronised to shut out replays of old answers to an edge that just started).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_policy_age_s: u32,
 }
 
 impl ControlPlane {
-    /// `cluster` and `authority`, with the default endpoint paths.
-    pub fn new(cluster: impl Into<String>, authority: impl Into<String>) -> ControlPlane {
+    /// `cluster`, `authority` and the trusted keys, with the default endpoint paths.
+    pub fn new(
+        cluster: impl Into<String>,
+        authority: impl Into<String>,
+        trusted_keys: Vec<String>,
+    ) -> ControlPlane {
         ControlPlane {
             cluster: cluster.into(),
             authority: authority.into(),
             policy_path: default_policy_path(),
             report_path: default_report_path(),
+            trusted_keys,
+            max_policy_age_s: 0,
         }
+    }
+
+    /// The trusted keys, parsed (checked by [`FilterConfig::validate`]).
+    pub fn trust(&self) -> Result<TrustedKeys, ConfigError> {
+        if self.trusted_keys.is_empty() {
+            return Err(field_err(
+                "control_plane.trusted_keys",
+                "must list at least one key (`control-plane key list` prints them)",
+            ));
+        }
+        TrustedKeys::parse(&self.trusted_keys).map_err(|e| {
+            let (at, msg) = e.split_once(": ").unwrap_or(("", &e));
+            field_err(format!("control_plane.trusted_keys{at}"), msg)
+        })
     }
 }
 
@@ -173,6 +203,10 @@ impl AmbiguousPath {
     }
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 fn default_true() -> bool {
     true
 }
@@ -275,6 +309,7 @@ impl FilterConfig {
         if cp.authority.trim().is_empty() {
             return Err(field_err("control_plane.authority", "must not be empty"));
         }
+        cp.trust()?;
         for (name, p) in [
             ("policy_path", &cp.policy_path),
             ("report_path", &cp.report_path),
@@ -360,8 +395,11 @@ fn is_header_name(h: &str) -> bool {
 mod tests {
     use super::*;
 
+    const KEY: &str = "ed25519:6kpsY+KcUgq+9VB7Ey7F+ZVHdq6+vnuSQh7qaRRG0iw=";
+
     const MINIMAL: &str = r#"{
-        "control_plane": {"cluster": "control-plane", "authority": "cp.internal"},
+        "control_plane": {"cluster": "control-plane", "authority": "cp.internal",
+                          "trusted_keys": ["ed25519:6kpsY+KcUgq+9VB7Ey7F+ZVHdq6+vnuSQh7qaRRG0iw="]},
         "edge_token": "ecp_x", "edge_id": "edge-1"
     }"#;
 
@@ -393,7 +431,7 @@ mod tests {
     fn new_has_the_defaults_of_an_omitted_field_and_round_trips() {
         let parsed = FilterConfig::parse(MINIMAL.as_bytes()).unwrap();
         let built = FilterConfig::new(
-            ControlPlane::new("control-plane", "cp.internal"),
+            ControlPlane::new("control-plane", "cp.internal", vec![KEY.into()]),
             "ecp_x",
             "edge-1",
         );
@@ -408,6 +446,11 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
+        let cp = |keys: &str| {
+            format!(
+                r#"{{"control_plane": {{"cluster": "c", "authority": "a", "trusted_keys": {keys}}}, "edge_token": "x", "edge_id": "e"}}"#
+            )
+        };
         expect_field(r#"{"edge_token": "x", "edge_id": "e"}"#, "control_plane");
         expect_field(
             r#"{"control_plane": {"cluster": "c"}, "edge_token": "x", "edge_id": "e"}"#,
@@ -432,11 +475,21 @@ mod tests {
         );
         expect_field(&with(r#""api_key_header": "X Key""#), "api_key_header");
         expect_field(
-            r#"{"control_plane": {"cluster": "c", "authority": "a"}, "edge_token": "x", "edge_id": "a b"}"#,
+            &cp(&format!(r#"["{KEY}"]"#)).replace(r#""edge_id": "e""#, r#""edge_id": "a b""#),
             "edge_id",
         );
         expect_field(&with(r#""edge_id": "again""#), "edge_id");
         expect_field("not json", ".");
+        expect_field(
+            r#"{"control_plane": {"cluster": "c", "authority": "a"}, "edge_token": "x", "edge_id": "e"}"#,
+            "control_plane.trusted_keys",
+        );
+        expect_field(&cp("[]"), "control_plane.trusted_keys");
+        expect_field(
+            &cp(&format!(r#"["{KEY}", "ed25519:AAAA"]"#)),
+            "control_plane.trusted_keys[1]",
+        );
+        expect_field(&cp(r#"["rsa:x"]"#), "control_plane.trusted_keys[0]");
     }
 
     #[test]

@@ -247,7 +247,7 @@ mod tests {
 
     #[test]
     fn the_extractor_uses_the_configured_routes_with_their_kind() {
-        let json = r#"{"control_plane": {"cluster": "c", "authority": "a"}, "edge_token": "x",
+        let json = r#"{"control_plane": {"cluster": "c", "authority": "a", "trusted_keys": ["ed25519:6kpsY+KcUgq+9VB7Ey7F+ZVHdq6+vnuSQh7qaRRG0iw="]}, "edge_token": "x",
             "edge_id": "e", "pixel_routes": [{"pattern": "/t/{pixel}", "kind": "script"}]}"#;
         let c = FilterConfig::parse(json.as_bytes()).unwrap();
         let ex = Extractor::new(&c).unwrap();

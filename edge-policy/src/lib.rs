@@ -17,6 +17,7 @@ pub mod pixel;
 pub mod reply;
 pub mod report;
 pub mod request;
+pub mod seal;
 pub mod shared;
 pub mod sync;
 pub mod verdict;

@@ -33,7 +33,7 @@ fn setup(extra: &str) -> (Matcher, Extractor) {
     ];
     let m = Matcher::from_snapshot(Snapshot { version: 1, rules });
     let json = format!(
-        r#"{{"control_plane": {{"cluster": "c", "authority": "a"}}, "edge_token": "x", "edge_id": "e",
+        r#"{{"control_plane": {{"cluster": "c", "authority": "a", "trusted_keys": ["ed25519:6kpsY+KcUgq+9VB7Ey7F+ZVHdq6+vnuSQh7qaRRG0iw="]}}, "edge_token": "x", "edge_id": "e",
             "api_key_query": ["api_key"] {extra}}}"#
     );
     let cfg = FilterConfig::parse(json.as_bytes()).expect("config");

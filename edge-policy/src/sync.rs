@@ -2,9 +2,11 @@
 //! response means, and what to ask for next.
 
 use crate::config::SyncSettings;
-use crate::matcher::{Matcher, Pieces, Update};
+use crate::matcher::{Matcher, Update};
 use crate::model::Version;
-use crate::wire::WireError;
+use crate::seal::{self, ReadAt, Seal, SealError, TrustedKeys};
+use crate::shared::PART_LEN;
+use crate::wire::{Head, WireError};
 
 /// Exponential back-off with jitter.
 #[derive(Clone, Debug)]
@@ -46,32 +48,48 @@ impl Backoff {
 /// What a sync response means.
 #[derive(Debug)]
 pub enum SyncOutcome {
-    /// A newer policy; a snapshot arrives already compiled.
-    Update(Update),
+    /// A newer policy, verified; a snapshot arrives already compiled. The seal says where
+    /// the message starts in the body (what is shared with other VMs is the bare message).
+    Update(Update, Seal),
     /// Nothing new (304, or a message for the version already held).
     NotModified,
     /// The control plane refused the edge token: an operator must act.
     Unauthorized(u16),
+    /// An answer whose seal does not hold (unsigned, unknown key, forged, altered,
+    /// truncated, replayed): keep the last good policy, back off, retry.
+    Rejected(SealError),
     /// Anything else: keep the last good policy, back off, retry.
     Failed(String),
 }
 
+/// What an edge checks an answer's seal against.
+#[derive(Clone, Copy, Debug)]
+pub struct Trust<'a> {
+    pub keys: &'a TrustedKeys,
+    /// The edge's clock (Unix ms), for `max_age_s`.
+    pub now_ms: u64,
+    /// See `control_plane.max_policy_age_s` (0: not checked).
+    pub max_age_s: u32,
+}
+
 /// Classify a sync call's response. `status` is None when the callout failed (no `:status`);
 /// `current` is the version enforced (None: no policy yet).
-/// The body is read in pieces, so a big snapshot is compiled without a copy of it in memory.
+///
+/// A 200 answer is a sealed policy message (see [`crate::seal`]): its seal is verified
+/// against `trust` and its digest checked before a byte of the message is decoded, and the
+/// decoded message must be the one signed. The body is read in pieces, so a big snapshot is
+/// compiled without a copy of it in memory.
 pub fn classify(
     status: Option<&str>,
-    body: &mut dyn Pieces,
+    body: &mut dyn ReadAt,
     current: Option<Version>,
+    trust: &Trust<'_>,
 ) -> SyncOutcome {
     let Some(status) = status else {
         return SyncOutcome::Failed("callout failed: no response from the control plane".into());
     };
     match status.trim().parse::<u16>() {
-        Ok(200) => match Matcher::decode_pieces(body) {
-            Ok(m) => accept(m, current),
-            Err(e) => SyncOutcome::Failed(format!("malformed policy: {e}")),
-        },
+        Ok(200) => verified(body, current, trust),
         Ok(304) => SyncOutcome::NotModified,
         Ok(s @ (401 | 403)) => SyncOutcome::Unauthorized(s),
         Ok(s) => SyncOutcome::Failed(format!("control plane answered {s}")),
@@ -79,14 +97,45 @@ pub fn classify(
     }
 }
 
-fn accept(m: Update, held: Option<Version>) -> SyncOutcome {
+fn verified(body: &mut dyn ReadAt, held: Option<Version>, trust: &Trust<'_>) -> SyncOutcome {
+    let seal = match seal::open(
+        body,
+        trust.keys,
+        held,
+        trust.now_ms,
+        trust.max_age_s,
+        PART_LEN,
+    ) {
+        Ok(s) => s,
+        Err(e) => return SyncOutcome::Rejected(e),
+    };
+    let update = match Matcher::decode_pieces(&mut seal.message(body, PART_LEN)) {
+        Ok(m) => m,
+        Err(e) => return SyncOutcome::Failed(format!("malformed policy: {e}")),
+    };
+    let head = match &update {
+        Update::Snapshot(m) => Head::Snapshot {
+            version: m.version(),
+        },
+        Update::Delta(d) => Head::Delta {
+            since: d.since,
+            version: d.version,
+        },
+    };
+    if let Err(e) = seal.check_message(head) {
+        return SyncOutcome::Rejected(e);
+    }
+    accept(update, seal, held)
+}
+
+fn accept(m: Update, seal: Seal, held: Option<Version>) -> SyncOutcome {
     let current = held.unwrap_or(0);
     match &m {
-        // A snapshot is authoritative, whatever its version; the one held (version 0
-        // included) is no news.
+        // A snapshot replaces what is held, whatever the rules in it (the seal refused one
+        // older than held); the one held (version 0 included) is no news.
         Update::Snapshot(s) if held == Some(s.version()) => SyncOutcome::NotModified,
-        Update::Snapshot(_) => SyncOutcome::Update(m),
-        Update::Delta(d) if d.since == current => SyncOutcome::Update(m),
+        Update::Snapshot(_) => SyncOutcome::Update(m, seal),
+        Update::Delta(d) if d.since == current => SyncOutcome::Update(m, seal),
         Update::Delta(d) if d.version <= current => SyncOutcome::NotModified,
         Update::Delta(d) => SyncOutcome::Failed(
             WireError::Body(format!(
@@ -142,8 +191,30 @@ pub fn next_poll_ms(sync: &SyncSettings, sent_ms: u64, now_ms: u64, changed: boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matcher::SlicePieces;
     use crate::wire::{encode_delta, encode_snapshot, Delta, Snapshot};
+    use ed25519_dalek::SigningKey;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[3; 32])
+    }
+
+    fn sealed(message: &[u8]) -> Vec<u8> {
+        seal::seal(message, 1, &[&key()]).expect("a policy message")
+    }
+
+    fn classify(
+        status: Option<&str>,
+        body: &mut dyn ReadAt,
+        current: Option<Version>,
+    ) -> SyncOutcome {
+        let keys = TrustedKeys::new(&[key().verifying_key()]);
+        let trust = Trust {
+            keys: &keys,
+            now_ms: 2,
+            max_age_s: 0,
+        };
+        super::classify(status, body, current, &trust)
+    }
 
     #[test]
     fn backoff_grows_and_caps_with_jitter() {
@@ -161,38 +232,42 @@ mod tests {
         }
     }
 
-    fn pieces(b: &[u8]) -> SlicePieces<'_> {
-        // Small pieces, so messages span several of them.
-        SlicePieces { bytes: b, len: 3 }
+    fn pieces(b: &[u8]) -> &[u8] {
+        b
     }
 
     #[test]
     fn classify_responses() {
-        let snap = encode_snapshot(&Snapshot {
+        let snap = sealed(&encode_snapshot(&Snapshot {
             version: 3,
             rules: vec![],
-        });
+        }));
         assert!(matches!(
             classify(Some("200"), &mut pieces(&snap), None),
-            SyncOutcome::Update(_)
+            SyncOutcome::Update(..)
         ));
         assert!(matches!(
             classify(Some("200"), &mut pieces(&snap), Some(3)),
             SyncOutcome::NotModified
         ));
-        // A snapshot older than ours still wins: the control plane is the source of truth.
+        // A snapshot older than ours is a replay: refused, whoever signed it.
         assert!(matches!(
             classify(Some("200"), &mut pieces(&snap), Some(9)),
-            SyncOutcome::Update(_)
+            SyncOutcome::Rejected(SealError::Replayed { got: 3, held: 9 })
         ));
-        let delta = encode_delta(&Delta {
+        let bare = encode_delta(&Delta {
             since: 3,
             version: 4,
             ..Default::default()
         });
         assert!(matches!(
+            classify(Some("200"), &mut pieces(&bare), Some(3)),
+            SyncOutcome::Rejected(SealError::Unsigned)
+        ));
+        let delta = sealed(&bare);
+        assert!(matches!(
             classify(Some("200"), &mut pieces(&delta), Some(3)),
-            SyncOutcome::Update(_)
+            SyncOutcome::Update(..)
         ));
         assert!(matches!(
             classify(Some("200"), &mut pieces(&delta), Some(2)),
@@ -212,7 +287,7 @@ mod tests {
         ));
         assert!(matches!(
             classify(Some("200"), &mut pieces(b"garbage"), Some(3)),
-            SyncOutcome::Failed(_)
+            SyncOutcome::Rejected(SealError::Malformed(_))
         ));
         assert!(matches!(
             classify(Some("500"), &mut pieces(b""), Some(3)),
@@ -226,14 +301,14 @@ mod tests {
 
     #[test]
     fn version_zero_is_a_version() {
-        let empty = encode_snapshot(&Snapshot {
+        let empty = sealed(&encode_snapshot(&Snapshot {
             version: 0,
             rules: vec![],
-        });
+        }));
         // First answer: adopted, even though it is version 0.
         assert!(matches!(
             classify(Some("200"), &mut pieces(&empty), None),
-            SyncOutcome::Update(_)
+            SyncOutcome::Update(..)
         ));
         // Once held, the same empty snapshot again is no news (it used to count as an update,
         // and the edge re-polled at once, in a loop, until the first action existed).

@@ -145,6 +145,35 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
     }
 }
 
+/// What the first bytes of a policy message say, read without decoding its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Head {
+    Snapshot { version: Version },
+    Delta { since: Version, version: Version },
+}
+
+/// The kind and versions of a policy message (its header and first varints); `None` if the
+/// bytes do not start like one.
+pub fn decode_head(bytes: &[u8]) -> Option<Head> {
+    match bytes {
+        [m0, m1, v, kind, body @ ..] if [*m0, *m1] == MAGIC && *v == FORMAT_VERSION => {
+            let (first, rest) = postcard::take_from_bytes::<Version>(body).ok()?;
+            match *kind {
+                KIND_SNAPSHOT => Some(Head::Snapshot { version: first }),
+                KIND_DELTA => {
+                    let (version, _) = postcard::take_from_bytes::<Version>(rest).ok()?;
+                    Some(Head::Delta {
+                        since: first,
+                        version,
+                    })
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 fn decode_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, WireError> {
     let (value, rest) =
         postcard::take_from_bytes::<T>(body).map_err(|e| WireError::Body(e.to_string()))?;

@@ -56,3 +56,49 @@ pub fn create_admin_token(
     }
     Ok(token)
 }
+
+/// The public keys a control-plane database signs policy with, in the text form of
+/// `control_plane.trusted_keys` (`<control_plane> key list --json`, which creates the first
+/// key of a database that has none, as the first start does).
+pub fn trusted_keys(control_plane: &Path, database_url: &str) -> anyhow::Result<Vec<String>> {
+    let out = Command::new(control_plane)
+        .args(["--database-url", database_url, "key", "list", "--json"])
+        .output()
+        .context("running `control-plane key list`")?;
+    if !out.status.success() {
+        bail!(
+            "`control-plane key list` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let keys: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).context("reading `key list --json`")?;
+    let texts: Vec<String> = keys
+        .iter()
+        .filter(|k| k["state"] != "retired")
+        .filter_map(|k| k["public_key"].as_str().map(str::to_string))
+        .collect();
+    if texts.is_empty() {
+        bail!("`control-plane key list` listed no signing key");
+    }
+    Ok(texts)
+}
+
+/// The signing key of the stand-in policy servers of tests and benchmarks (a fixed seed:
+/// never a control plane's key).
+pub fn test_signing_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[0x5e; 32])
+}
+
+/// [`test_signing_key`]'s public key, for `control_plane.trusted_keys`.
+pub fn test_trusted_key() -> String {
+    edge_policy::seal::public_key_text(&test_signing_key().verifying_key())
+}
+
+/// A policy message sealed with [`test_signing_key`] now, as a control plane answers it.
+pub fn sealed(message: &[u8]) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    edge_policy::seal::seal(message, now, &[&test_signing_key()]).unwrap_or_default()
+}

@@ -23,10 +23,15 @@ pub fn now_ms() -> u64 {
 }
 
 /// A plugin configuration for tests: fast sync, 1 s reports, one trusted hop, accounts from
-/// `x-account-id`. Tests change the fields they are about.
+/// `x-account-id`, trusting the stand-in policy server's key (tests against the real control
+/// plane trust its keys instead). Tests change the fields they are about.
 pub fn plugin_config(cluster: &str, token: &str) -> FilterConfig {
     let mut cfg = FilterConfig::new(
-        ControlPlane::new(cluster, "control-plane"),
+        ControlPlane::new(
+            cluster,
+            "control-plane",
+            vec![edge_testkit::test_trusted_key()],
+        ),
         token,
         "edge-test-1",
     );

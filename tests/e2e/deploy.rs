@@ -7,6 +7,16 @@ use std::path::{Path, PathBuf};
 use edge_policy::config::FilterConfig;
 use serde_yaml_ng::Value;
 
+/// The deploy files hold `REPLACE_WITH_POLICY_KEY` where the control plane's public key
+/// goes (`control-plane key list`); any valid key stands in for it here.
+fn with_test_key(text: &str) -> String {
+    assert!(
+        text.contains("REPLACE_WITH_POLICY_KEY"),
+        "a deploy configuration trusts no policy key placeholder"
+    );
+    text.replace("REPLACE_WITH_POLICY_KEY", &edge_testkit::test_trusted_key())
+}
+
 fn deploy_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -86,6 +96,7 @@ fn envoy_plugin_configuration_parses_and_names_a_defined_cluster() {
                         file.display()
                     )
                 });
+            let cfg_text = with_test_key(cfg_text);
             let cfg = FilterConfig::parse(cfg_text.as_bytes())
                 .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             assert!(
@@ -144,8 +155,9 @@ fn istio_plugin_configuration_parses_and_names_a_defined_service() {
         }
         let plugin_cfg =
             get(doc, &["spec", "pluginConfig"]).expect("WasmPlugin without pluginConfig");
-        let json = serde_json::to_vec(plugin_cfg).unwrap();
-        let cfg = FilterConfig::parse(&json).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let json = with_test_key(&serde_json::to_string(plugin_cfg).unwrap());
+        let cfg = FilterConfig::parse(json.as_bytes())
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         // outbound|PORT||SERVICE.NAMESPACE.svc.cluster.local
         let parts: Vec<&str> = cfg.control_plane.cluster.split('|').collect();
         assert_eq!(

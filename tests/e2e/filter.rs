@@ -494,10 +494,10 @@ async fn last_good_policy_survives_garbage_errors_and_a_dead_policy_server() {
     // Wake the long-poll so the edge fetches the garbage now.
     rig.ps.publish(vec![]);
     eventually(
-        "the edge saw the malformed policy",
+        "the edge refused the garbage",
         Duration::from_secs(10),
         || {
-            let n = e.proc.count_lines("malformed policy");
+            let n = e.proc.count_lines("answer is not a sealed policy");
             async move { n >= 1 }
         },
     )

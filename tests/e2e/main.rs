@@ -2,9 +2,11 @@
 //! ports chosen at run time.
 
 mod common;
+mod cp;
 mod deploy;
 mod evasion;
 mod filter;
 mod profiles;
 mod sharing;
+mod signed;
 mod system;

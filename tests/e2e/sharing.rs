@@ -67,8 +67,14 @@ fn status(vm: &mut Vm, ip: &str) -> u16 {
     status
 }
 
-/// Answer the leader's next policy sync call with `body`.
+/// Answer the leader's next policy sync call with `body` (a bare message), sealed as the
+/// control plane seals it.
 fn answer_sync(vm: &mut Vm, body: Vec<u8>) {
+    answer_sync_raw(vm, edge_testkit::sealed(&body));
+}
+
+/// Answer the leader's next policy sync call with exactly `body`.
+fn answer_sync_raw(vm: &mut Vm, body: Vec<u8>) {
     for _ in 0..3 {
         let calls = vm.take_http_calls();
         if let Some(c) = calls.iter().find(|c| {

@@ -1,6 +1,8 @@
 //! A stand-in for the control plane's edge sync endpoints, for testing the filter alone:
 //! serves the policy it is given (snapshots, or deltas from versions it served before),
-//! long-polls, records hit reports, and can be told to misbehave.
+//! long-polls, records hit reports, and can be told to misbehave. Answers are sealed with
+//! `edge_testkit::test_signing_key` (edges trust `edge_testkit::test_trusted_key`), as the
+//! control plane seals them with its own keys.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +33,26 @@ pub enum Behaviour {
     /// Serve the policy but never hold a long-poll: "nothing new" comes back at once, as a
     /// badly configured proxy in between, or an old control plane at version 0, would.
     NoWait,
+    /// Serve the policy as someone between the control plane and the edge might.
+    Tamper(Tamper),
+}
+
+/// What an attacker (or a broken proxy) does to the policy answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tamper {
+    /// The bare message, without a seal.
+    Unsigned,
+    /// Sealed by a key the edge does not trust.
+    WrongKey,
+    /// Sealed properly, then one byte of the message changed (a rule's address, say).
+    Altered,
+    /// Sealed properly, then signed over again with the trusted key id but a forged
+    /// signature (a copy of another answer's).
+    Forged,
+    /// Sealed properly, then cut short by this many bytes.
+    Truncated(usize),
+    /// A properly sealed snapshot of an older version (the first one published).
+    Replayed,
 }
 
 struct Inner {
@@ -74,6 +96,11 @@ impl PolicyServer {
             version_tx: Arc::new(tx),
         };
         (ps.clone(), Server::start(ps.router()).await)
+    }
+
+    /// Every policy version published so far (newest last).
+    pub fn versions(&self) -> Vec<Version> {
+        self.inner.lock().unwrap().history.keys().copied().collect()
     }
 
     pub fn router(&self) -> Router {
@@ -136,8 +163,10 @@ impl PolicyServer {
     /// Before anything is published the policy is version 0, empty.
     fn answer(&self, since: Option<Version>) -> Option<Response> {
         let g = self.inner.lock().unwrap();
+        let mut tamper = None;
         match g.behaviour {
             Behaviour::Normal | Behaviour::NoWait => {}
+            Behaviour::Tamper(t) => tamper = Some(t),
             Behaviour::Garbage => {
                 return Some((StatusCode::OK, "this is not a policy").into_response())
             }
@@ -161,11 +190,42 @@ impl PolicyServer {
         if since == Some(version) {
             return None;
         }
-        let (kind, body) = match since.and_then(|v| g.history.get(&v)) {
+        let (kind, message) = match since.and_then(|v| g.history.get(&v)) {
+            _ if tamper == Some(Tamper::Replayed) => {
+                let first = g.history.values().next().unwrap_or(&empty);
+                ("snapshot", wire::encode_snapshot(first))
+            }
             Some(old) if g.deltas && old.version < version => {
                 ("delta", wire::encode_delta(&diff(old, current)))
             }
             _ => ("snapshot", wire::encode_snapshot(current)),
+        };
+        let body = match tamper {
+            None | Some(Tamper::Replayed) => edge_testkit::sealed(&message),
+            Some(Tamper::Unsigned) => message,
+            Some(Tamper::WrongKey) => {
+                let other = ed25519_dalek::SigningKey::from_bytes(&[0x77; 32]);
+                edge_policy::seal::seal(&message, 0, &[&other]).unwrap_or_default()
+            }
+            Some(Tamper::Altered) => {
+                let mut b = edge_testkit::sealed(&message);
+                if let Some(last) = b.last_mut() {
+                    *last ^= 0x01;
+                }
+                b
+            }
+            Some(Tamper::Forged) => {
+                // The signature of another message, under the trusted key's id.
+                let mut b = edge_testkit::sealed(&message);
+                let other = edge_testkit::sealed(&wire::encode_snapshot(&empty));
+                b[77..141].copy_from_slice(&other[77..141]);
+                b
+            }
+            Some(Tamper::Truncated(n)) => {
+                let mut b = edge_testkit::sealed(&message);
+                b.truncate(b.len().saturating_sub(n));
+                b
+            }
         };
         Some(
             (

@@ -49,9 +49,10 @@ pub struct AuditEvent {
     pub at: String,
     pub actor: String,
     /// `incident.create`, `incident.update`, `action.create`, `action.lift`,
-    /// `action.expire`, `token.create`, `token.revoke`.
+    /// `action.expire`, `token.create`, `token.revoke`, `signing_key.create`,
+    /// `signing_key.rotate`.
     pub verb: String,
-    /// `incident/3`, `action/7`, `token/2`.
+    /// `incident/3`, `action/7`, `token/2`, `signing_key/<key id>`.
     pub object: String,
     pub incident_id: Option<i64>,
     #[schema(value_type = Option<Object>)]

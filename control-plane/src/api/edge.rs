@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_policy))
         .routes(routes!(post_report))
         .routes(routes!(list_edges))
+        .routes(routes!(list_keys))
 }
 
 /// Counts a waiting long-poll while alive (also when the client hangs up mid-wait).
@@ -61,7 +62,9 @@ pub struct PolicyQuery {
     pub wait: Option<u64>,
 }
 
-/// A binary policy message (`edge-policy/WIRE.md`): 4-byte header + postcard body.
+/// A sealed policy message (`edge-policy/WIRE.md`): the seal (signatures over the message's
+/// kind, versions, time, length and SHA-256), then the message (4-byte header + postcard
+/// body).
 #[derive(Debug, ToSchema)]
 #[schema(value_type = String, format = Binary)]
 pub struct PolicyMessage(pub Vec<u8>);
@@ -86,7 +89,7 @@ fn etag(v: Version) -> HeaderValue {
 #[utoipa::path(get, path = "/v1/edge/policy", tag = "edge", params(PolicyQuery,
         ("If-None-Match" = Option<String>, Header, description = "\"<version>\", used when since is absent")),
     responses(
-        (status = 200, description = "`wire::encode_snapshot` or `wire::encode_delta` bytes; headers ETag, X-Policy-Version, X-Policy-Kind (snapshot|delta)",
+        (status = 200, description = "a seal (`edge_policy::seal`: Ed25519 signatures by every signing key) followed by `wire::encode_snapshot` or `wire::encode_delta` bytes; headers ETag, X-Policy-Version, X-Policy-Kind (snapshot|delta), X-Policy-Key (the newest signing key id)",
             content_type = "application/vnd.edge-containment.policy", body = PolicyMessage),
         (status = 304, description = "no newer version within `wait`"),
         (status = 400, body = ErrorBody),
@@ -120,7 +123,7 @@ async fn get_policy(
         if held == Some(committed) {
             return Ok(not_modified(&s, since));
         }
-        return policy_response(&s, feed.answer(since, committed).await?);
+        return policy_response(&s, feed.answer(since, committed).await?).await;
     }
     // A long-poll's "current" is the published version (commits coalesced per interval).
     // Subscribe, then read published before committed: published <= committed.
@@ -131,10 +134,10 @@ async fn get_policy(
         // No version, or one this control plane never had: the full policy at once. An edge
         // holding version 0 (the empty policy) waits like any other current edge: answering
         // it at once made every fresh edge re-poll in a loop until the first action.
-        return policy_response(&s, feed.answer(since, committed).await?);
+        return policy_response(&s, feed.answer(since, committed).await?).await;
     }
     if since < published {
-        return policy_response(&s, feed.answer(since, published).await?);
+        return policy_response(&s, feed.answer(since, published).await?).await;
     }
     // `since` is current (or newer than published and soon to be): wait for a newer one.
     {
@@ -155,7 +158,7 @@ async fn get_policy(
         if !spread.is_zero() {
             tokio::time::sleep(spread).await;
         }
-        return policy_response(&s, feed.answer(since, published).await?);
+        return policy_response(&s, feed.answer(since, published).await?).await;
     }
     Ok(not_modified(&s, since))
 }
@@ -168,7 +171,9 @@ fn not_modified(s: &AppState, version: Version) -> Response {
     (StatusCode::NOT_MODIFIED, [(header::ETAG, etag(version))]).into_response()
 }
 
-fn policy_response(s: &AppState, a: Answer) -> ApiResult<Response> {
+async fn policy_response(s: &AppState, a: Answer) -> ApiResult<Response> {
+    // Sealed per request (the seal says when); the message itself is cached and not copied.
+    let seal = s.signer.seal_prefix(&a.body, &a.digest).await?;
     s.metrics
         .policy_responses
         .with_label_values(&[a.kind.as_str()])
@@ -181,8 +186,53 @@ fn policy_response(s: &AppState, a: Answer) -> ApiResult<Response> {
         .header("X-Policy-Version", a.version.to_string())
         .header("X-Policy-Kind", a.kind.as_str())
         .header(header::CACHE_CONTROL, "no-store")
-        .body(Body::from(a.body))
+        .body(Body::new(Chunks::new([seal, a.body])))
         .map_err(|e| ApiError::Internal(format!("building policy response: {e}")))
+}
+
+/// A body of a few chunks sent one after the other, with its exact length (so the answer has
+/// a `Content-Length`, as a single buffer would).
+struct Chunks(std::collections::VecDeque<Bytes>);
+
+impl Chunks {
+    fn new<const N: usize>(parts: [Bytes; N]) -> Chunks {
+        Chunks(parts.into_iter().filter(|b| !b.is_empty()).collect())
+    }
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
+/// The policy signing keys: what goes into every edge's `control_plane.trusted_keys`.
+/// Public keys only; `active` and `retiring` keys sign every answer.
+#[utoipa::path(get, path = "/v1/edge/keys", tag = "edge",
+    responses(
+        (status = 200, body = [crate::domain::signing::KeyView])),
+    security(("bearer" = [])))]
+async fn list_keys(
+    State(s): State<AppState>,
+    _auth: Auth<Readers>,
+) -> ApiResult<Json<Vec<crate::domain::signing::KeyView>>> {
+    let keys = s.signer.keys().await?;
+    let now = s.now_ms();
+    Ok(Json(keys.iter().map(|k| k.view(now)).collect()))
 }
 
 /// The OpenAPI schema of `edge_policy::report::EdgeReport` (that crate has no utoipa

@@ -8,6 +8,7 @@ pub mod facts;
 pub mod incident;
 pub mod notification;
 pub mod postmortem;
+pub mod signing;
 pub mod token;
 
 use std::fmt;

@@ -283,6 +283,21 @@ pub trait Store: Send + Sync + 'static {
     async fn list_tokens(&self) -> CoreResult<Vec<TokenRecord>>;
     async fn revoke_token(&self, actor: &str, id: i64, now: i64) -> CoreResult<TokenRecord>;
 
+    // Policy signing keys.
+    /// Every key, oldest first.
+    async fn signing_keys(&self) -> CoreResult<Vec<crate::domain::signing::SigningKeyRecord>>;
+    /// Add `new` as [`crate::domain::signing::rotate`] plans it, with its audit event, in one
+    /// transaction; with `only_if_none`, do nothing when a key exists (first start). Returns
+    /// every key afterwards.
+    async fn add_signing_key(
+        &self,
+        actor: &str,
+        new: crate::domain::signing::SigningKeyRecord,
+        overlap_ms: i64,
+        only_if_none: bool,
+        now: i64,
+    ) -> CoreResult<Vec<crate::domain::signing::SigningKeyRecord>>;
+
     // Incidents.
     async fn create_incident(
         &self,

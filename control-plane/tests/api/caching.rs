@@ -10,7 +10,7 @@ use edge_policy::{wire, Message};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::common::{expect_error, expect_status, Api, Req, Resp, TestServer};
+use crate::common::{expect_error, expect_status, unseal, Api, Req, Resp, TestServer};
 
 /// A counter or gauge from `/metrics` (0 when absent).
 async fn metric(api: &Api, series: &str) -> f64 {
@@ -29,7 +29,7 @@ async fn policy(api: &Api, token: &str, query: &str) -> Resp {
 #[track_caller]
 fn version_of(r: &Resp) -> u64 {
     expect_status(r, 200);
-    let m = wire::decode(&r.bytes).expect("policy decodes");
+    let m = wire::decode(unseal(&r.bytes)).expect("policy decodes");
     assert_eq!(
         r.header("x-policy-version"),
         Some(m.version().to_string().as_str())
@@ -85,9 +85,13 @@ async fn cached_answers_equal_freshly_computed_ones_and_move_on_with_the_version
     for r in [&first, &second, &third] {
         assert_eq!(version_of(r), v1);
         assert_eq!(r.header("x-policy-kind"), Some("delta"));
-        assert_eq!(r.bytes, fresh.body, "cached delta differs from a fresh one");
+        assert_eq!(
+            unseal(&r.bytes),
+            fresh.body,
+            "cached delta differs from a fresh one"
+        );
     }
-    let Message::Delta(d) = wire::decode(&first.bytes).unwrap() else {
+    let Message::Delta(d) = wire::decode(unseal(&first.bytes)).unwrap() else {
         panic!("expected a delta")
     };
     assert_eq!(
@@ -100,22 +104,25 @@ async fn cached_answers_equal_freshly_computed_ones_and_move_on_with_the_version
     // The snapshot likewise.
     let snap = policy(api, &edge, "?since=0").await;
     assert_eq!(
-        snap.bytes,
+        unseal(&snap.bytes),
         Answer::encode(&s.store.policy(0).await.unwrap()).body
     );
-    assert_eq!(policy(api, &edge, "").await.bytes, snap.bytes);
+    assert_eq!(
+        unseal(&policy(api, &edge, "").await.bytes),
+        unseal(&snap.bytes)
+    );
 
     // A new version: nothing of the old one is served.
     api.block_host(&s.admin, inc, "later.example").await;
     let r = policy(api, &edge, &format!("?since={v0}")).await;
     assert_eq!(version_of(&r), v1 + 1);
     assert_eq!(
-        r.bytes,
+        unseal(&r.bytes),
         Answer::encode(&s.store.policy(v0).await.unwrap()).body
     );
     let snap2 = policy(api, &edge, "").await;
     assert_eq!(version_of(&snap2), v1 + 1);
-    assert_ne!(snap2.bytes, snap.bytes);
+    assert_ne!(unseal(&snap2.bytes), unseal(&snap.bytes));
     assert_eq!(s.state.policy.cached().0, v1 + 1);
     // A current edge gets 304 at once without a wait, and after it with one.
     expect_status(
@@ -185,7 +192,7 @@ async fn a_burst_of_writes_wakes_a_waiting_poll_once_with_the_latest_version() {
             "a burst is answered with its latest version, not the first one"
         );
         assert!(answered >= last_commit);
-        let Message::Delta(d) = wire::decode(&r.bytes).unwrap() else {
+        let Message::Delta(d) = wire::decode(unseal(&r.bytes)).unwrap() else {
             panic!("expected a delta")
         };
         assert_eq!((d.since, d.upserts.len()), (v2, 4));

@@ -6,7 +6,10 @@ use std::time::Instant;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::common::{cli_token_create, expect_error, expect_status, BinServer, Req, TestServer};
+use crate::common::{
+    cli_token_create, expect_error, expect_status, signing_keys, unseal_with, BinServer, Req,
+    TestServer,
+};
 
 #[tokio::test]
 async fn incident_lifecycle_and_timeline() {
@@ -284,6 +287,8 @@ async fn restart_keeps_everything_and_the_cli_bootstraps_once() {
     .clone();
     let verify = api.verify(&admin).await;
     let policy = api.get("/v1/edge/policy", &admin).await;
+    let keys = signing_keys(&api, &admin).await;
+    assert_eq!(keys.len(), 1, "the first start made one signing key");
     let version: u64 = policy.header("x-policy-version").unwrap().parse().unwrap();
     assert_eq!(version, 3);
     server.stop();
@@ -299,7 +304,16 @@ async fn restart_keeps_everything_and_the_cli_bootstraps_once() {
     );
     assert_eq!(api.verify(&admin).await, verify);
     let again = api.get("/v1/edge/policy", &admin).await;
-    assert_eq!(again.bytes, policy.bytes, "same snapshot after restart");
+    assert_eq!(
+        signing_keys(&api, &admin).await,
+        keys,
+        "the same signing key after restart"
+    );
+    assert_eq!(
+        unseal_with(&again.bytes, &keys),
+        unseal_with(&policy.bytes, &keys),
+        "same snapshot after restart"
+    );
     let b = api.block_host(&admin, inc, "p2.example").await;
     assert_eq!(
         b["created_version"],

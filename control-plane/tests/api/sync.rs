@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use edge_policy::{wire, Message, RuleKind, Snapshot, Target};
 use serde_json::json;
 
-use crate::common::{expect_error, expect_status, Api, Req, Resp, TestServer};
+use crate::common::{expect_error, expect_status, unseal, Api, Req, Resp, TestServer};
 
 async fn policy(api: &Api, token: &str, query: &str) -> Resp {
     api.get(&format!("/v1/edge/policy{query}"), token).await
@@ -16,7 +16,7 @@ async fn policy(api: &Api, token: &str, query: &str) -> Resp {
 fn decode(r: &Resp) -> Message {
     expect_status(r, 200);
     assert_eq!(r.header("content-type"), Some(wire::CONTENT_TYPE));
-    let m = wire::decode(&r.bytes).expect("policy decodes");
+    let m = wire::decode(unseal(&r.bytes)).expect("policy decodes");
     let v = m.version();
     assert_eq!(r.header("etag"), Some(format!("\"{v}\"").as_str()));
     assert_eq!(r.header("x-policy-version"), Some(v.to_string().as_str()));
@@ -385,4 +385,44 @@ async fn edge_reports_count_once_and_show_on_the_incident() {
     api.block_host(t, inc, "newer.example").await;
     let edges = api.get("/v1/edges", t).await;
     assert_eq!(expect_status(&edges, 200)[0]["behind"], true);
+}
+
+#[tokio::test]
+async fn every_answer_is_sealed_by_the_listed_keys_and_only_them() {
+    let s = TestServer::start().await;
+    let api = &s.api;
+    let (_, edge) = api.new_token(&s.admin, "edge-sealed", "edge").await;
+    let (_, viewer) = api.new_token(&s.admin, "viewer-sealed", "viewer").await;
+    let inc = api.new_incident(&s.admin, "sealed").await;
+    api.block_host(&s.admin, inc, "sealed.example").await;
+    let keys = crate::common::signing_keys(api, &viewer).await;
+    assert_eq!(keys, [crate::common::test_key().public_key()]);
+    // Edges do not need the keys from the API (they are configured with them).
+    expect_error(
+        &api.get("/v1/edge/keys", &edge).await,
+        403,
+        None,
+        Some("forbidden"),
+    );
+    let snap = policy(api, &edge, "").await;
+    let v = match wire::decode(crate::common::unseal_with(&snap.bytes, &keys)).unwrap() {
+        Message::Snapshot(s) => s.version,
+        other => panic!("{other:?}"),
+    };
+    api.block_host(&s.admin, inc, "sealed2.example").await;
+    let delta = policy(api, &edge, &format!("?since={v}")).await;
+    assert_eq!(delta.header("x-policy-kind"), Some("delta"));
+    crate::common::unseal_with(&delta.bytes, &keys);
+    // Another key does not open them.
+    let other = edge_policy::seal::public_key_text(
+        &ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key(),
+    );
+    let trusted = edge_policy::seal::TrustedKeys::parse(&[other]).unwrap();
+    for r in [&snap, &delta] {
+        let e = edge_policy::seal::open(&mut &r.bytes[..], &trusted, None, 0, 0, 1 << 20);
+        assert!(
+            matches!(e, Err(edge_policy::seal::SealError::UnknownKey(..))),
+            "{e:?}"
+        );
+    }
 }

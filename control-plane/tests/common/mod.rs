@@ -242,6 +242,11 @@ impl TestServer {
             .create_token("test", "root", Role::Admin, token::hash(&admin), true, 0)
             .await
             .unwrap();
+        // A known signing key, so any answer can be checked with [`unseal`].
+        store
+            .add_signing_key("test", test_key(), 0, true, 0)
+            .await
+            .unwrap();
         let (state, shutdown) = AppState::new(store.clone(), Arc::new(clock.clone()), settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -399,4 +404,37 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> (Vec<u8>, bool) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(bytes).await.unwrap();
     read_until_closed(&mut s, Duration::from_secs(20)).await
+}
+
+/// The signing key every [`TestServer`] starts with (the real binary makes its own).
+pub fn test_key() -> control_plane::domain::signing::SigningKeyRecord {
+    control_plane::domain::signing::SigningKeyRecord::new([0x42; 32], 0)
+}
+
+/// The policy message inside a sealed policy answer of a [`TestServer`] (`edge_policy::seal`),
+/// after checking its signature by [`test_key`] and its digest.
+#[track_caller]
+pub fn unseal(bytes: &[u8]) -> &[u8] {
+    unseal_with(bytes, &[test_key().public_key()])
+}
+
+/// [`unseal`] with the given public keys (as `GET /v1/edge/keys` lists them).
+#[track_caller]
+pub fn unseal_with<'a>(bytes: &'a [u8], keys: &[String]) -> &'a [u8] {
+    let trusted = edge_policy::seal::TrustedKeys::parse(keys).expect("keys");
+    let seal = edge_policy::seal::open(&mut &bytes[..], &trusted, None, 0, 0, 1 << 20)
+        .unwrap_or_else(|e| panic!("the answer's seal does not hold: {e}"));
+    &bytes[seal.message_start..]
+}
+
+/// The public keys of `GET /v1/edge/keys` that still sign.
+pub async fn signing_keys(api: &Api, token: &str) -> Vec<String> {
+    let r = api.get("/v1/edge/keys", token).await;
+    expect_status(&r, 200)
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|k| k["state"] != "retired")
+        .map(|k| k["public_key"].as_str().expect("public_key").to_string())
+        .collect()
 }

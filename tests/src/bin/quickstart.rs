@@ -110,9 +110,11 @@ async fn main() -> anyhow::Result<()> {
     let responder = token("quickstart-responder", "responder").await?;
     let edge_token = token("quickstart-edge", "edge").await?;
 
-    // 3. The edge, with the real filter, syncing from the control plane.
+    // 3. The edge, with the real filter, syncing from the control plane and trusting the
+    //    keys it signs policy with.
+    let keys = edge_testkit::trusted_keys(&bin("control-plane")?, &db_url)?;
     let mut plugin = FilterConfig::new(
-        ControlPlane::new("control-plane", "control-plane"),
+        ControlPlane::new("control-plane", "control-plane", keys),
         edge_token,
         "quickstart-edge-1",
     );

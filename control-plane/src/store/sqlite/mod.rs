@@ -7,6 +7,7 @@
 mod actions;
 mod evidence;
 mod incidents;
+mod keys;
 mod misc;
 mod records;
 mod retention;
@@ -16,6 +17,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::domain::signing::SigningKeyRecord;
 use async_trait::async_trait;
 use edge_policy::report::EdgeReport;
 use edge_policy::Version;
@@ -317,6 +319,20 @@ impl Store for SqliteStore {
     }
     async fn revoke_token(&self, actor: &str, id: i64, now: i64) -> CoreResult<TokenRecord> {
         self.revoke_token_impl(actor, id, now).await
+    }
+    async fn signing_keys(&self) -> CoreResult<Vec<SigningKeyRecord>> {
+        self.signing_keys_impl().await
+    }
+    async fn add_signing_key(
+        &self,
+        actor: &str,
+        new: SigningKeyRecord,
+        overlap_ms: i64,
+        only_if_none: bool,
+        now: i64,
+    ) -> CoreResult<Vec<SigningKeyRecord>> {
+        self.add_signing_key_impl(actor, new, overlap_ms, only_if_none, now)
+            .await
     }
     async fn create_incident(
         &self,
