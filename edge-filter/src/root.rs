@@ -8,14 +8,16 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use edge_policy::config::FilterConfig;
+use edge_policy::config::SyncSettings;
 use edge_policy::facts::Extractor;
 use edge_policy::lease;
 use edge_policy::matcher::{Pieces, Update};
 use edge_policy::report::{EdgeReport, RuleHits};
 use edge_policy::seal::{ReadAt, Seal};
 use edge_policy::shared::PART_LEN;
-use edge_policy::sync::{classify, next_poll_ms, poll_path, Backoff, SyncOutcome, Trust};
+use edge_policy::sync::{classify, poll_path, SyncOutcome, Trust};
 use edge_policy::wire;
+use edge_policy::worker::{self, Adopt, Answered, Note, ReadFailure, Schedule};
 use edge_policy::Matcher;
 use proxy_wasm::types::BufferType;
 
@@ -34,20 +36,10 @@ pub struct Root {
     state: Rc<VmState>,
     /// Random id of this VM (lease owner, report boot id).
     vm_id: u64,
-    backoff: Backoff,
-    next_sync_ms: u64,
-    /// When the sync call in flight (or the last one) was sent.
-    sync_sent_ms: u64,
-    next_report_ms: u64,
+    /// When to sync and report, back-off, streaks (decided in `edge_policy::worker`).
+    schedule: Schedule,
     /// Outstanding callouts: (token, kind).
     calls: Vec<(u32, Call)>,
-    /// A report that was sent but not acknowledged; re-sent as is (same seq).
-    pending_report: Option<Vec<u8>>,
-    report_seq: u64,
-    /// Whether the last sync was refused for the token (logged once per streak).
-    unauthorized: bool,
-    /// Why the last answer's seal was refused (logged once per streak and reason).
-    rejected: Option<&'static str>,
     /// The shared snapshot (publication id) this VM last decoded.
     shared_snapshot: Option<u64>,
 }
@@ -100,38 +92,27 @@ impl Root {
         Root {
             state: Rc::new(VmState::default()),
             vm_id: host::random_u64(),
-            backoff: Backoff::new(250, 15_000),
-            next_sync_ms: 0,
-            sync_sent_ms: 0,
-            next_report_ms: 0,
+            schedule: Schedule::new(&SyncSettings::default(), 0),
             calls: Vec::new(),
-            pending_report: None,
-            report_seq: 0,
-            unauthorized: false,
-            rejected: None,
             shared_snapshot: None,
         }
     }
 
-    fn in_flight(&self, kind: Call) -> bool {
-        self.calls.iter().any(|(_, k)| *k == kind)
-    }
-
-    /// Pick up a policy another VM published: apply its shared deltas in place when this VM
-    /// is on the shared chain, else decode the shared snapshot (and the deltas on top).
+    /// Pick up a policy another VM published, as [`worker::adoption`] says: apply its
+    /// shared deltas in place when this VM is on the shared chain, else decode the shared
+    /// snapshot (and the deltas on top).
     fn adopt_shared(&mut self) {
         let Some(announced) = shared::announced() else {
             return;
         };
-        let (shared_version, base) = (announced.version, announced.base);
-        let mine = self.state.version();
-        if shared_version == mine && self.state.matcher().is_some() {
+        let plan = worker::adoption(&announced, self.state.held_version(), self.shared_snapshot);
+        if plan == Adopt::Nothing {
             return;
         }
         let deltas = shared::shared_deltas();
-        let taken = self.state.matcher.borrow_mut().take();
-        if let Some(mut m) = taken {
-            if base <= mine && mine < shared_version {
+        if let Adopt::Deltas { and_snapshot } = plan {
+            let taken = self.state.matcher.borrow_mut().take();
+            if let Some(mut m) = taken {
                 // No other reference exists outside a request, so this does not copy.
                 let before = m.version();
                 apply_deltas(Rc::make_mut(&mut m), &deltas);
@@ -140,36 +121,32 @@ impl Root {
                 if reached != before {
                     self.installed();
                 }
-                if reached == shared_version {
+                if reached == announced.version || !and_snapshot {
                     return;
                 }
-            } else {
-                *self.state.matcher.borrow_mut() = Some(m);
             }
-        }
-        // Decode the snapshot only when it is not the one this VM already tried.
-        if self.shared_snapshot == Some(announced.snapshot) && self.state.matcher().is_some() {
-            return;
         }
         self.shared_snapshot = Some(announced.snapshot);
         match Matcher::decode_pieces(&mut shared::SharedParts(announced)) {
             Ok(Update::Snapshot(mut m)) => {
                 apply_deltas(&mut m, &deltas);
-                if m.version() > mine || self.state.matcher().is_none() {
+                if worker::adopt_snapshot(m.version(), self.state.held_version()) {
                     self.install(*m);
                 }
             }
             Ok(Update::Delta(_)) => {
                 host::error("edge-filter: shared policy holds a delta; ignored")
             }
-            // Replaced while this VM read it: the next tick reads the new one.
-            Err(_) if shared::announced().map(|a| a.snapshot) != Some(announced.snapshot) => {
-                self.shared_snapshot = None;
+            Err(e) => {
+                match worker::read_failure(announced.snapshot, shared::announced().as_ref()) {
+                    // The next tick reads the new one.
+                    ReadFailure::Replaced => self.shared_snapshot = None,
+                    ReadFailure::Malformed => host::error(&format!(
+                        "edge-filter: shared policy is malformed ({e}); keeping version {}",
+                        self.state.version()
+                    )),
+                }
             }
-            Err(e) => host::error(&format!(
-                "edge-filter: shared policy is malformed ({e}); keeping version {}",
-                self.state.version()
-            )),
         }
     }
 
@@ -240,7 +217,7 @@ impl Root {
         ) {
             Ok(token) => {
                 self.calls.push((token, Call::Sync));
-                self.sync_sent_ms = now;
+                self.schedule.sync_sent(now);
                 metrics::inc(rt.metrics.sync_sent);
             }
             Err(e) => {
@@ -248,14 +225,10 @@ impl Root {
                     "edge-filter: cannot call control plane upstream {:?} ({e:?}); check control_plane.cluster",
                     cfg.control_plane.cluster
                 ));
-                self.sync_failed(rt, now);
+                metrics::inc(rt.metrics.sync_failed);
+                self.schedule.sync_not_sent(now, host::random_u64());
             }
         }
-    }
-
-    fn sync_failed(&mut self, rt: &Runtime, now: u64) {
-        metrics::inc(rt.metrics.sync_failed);
-        self.next_sync_ms = now + self.backoff.fail(host::random_u64());
     }
 
     fn on_sync_response(&mut self, rt: &Runtime, body_size: usize) {
@@ -268,71 +241,76 @@ impl Root {
             now_ms: now,
             max_age_s: rt.cfg.control_plane.max_policy_age_s,
         };
-        match classify(
+        let m = &rt.metrics;
+        // What a refusal note says (the worker decides whether it is logged).
+        let mut refusal = String::new();
+        let answered = match classify(
             status.as_deref(),
             &mut body,
             self.state.held_version(),
             &trust,
         ) {
-            SyncOutcome::Update(msg, seal) => {
-                if self.rejected.take().is_some() {
-                    host::info("edge-filter: policy answers verify again");
+            SyncOutcome::Update(msg, seal) => match self.apply(msg, &seal, &mut body) {
+                Ok(()) => {
+                    metrics::inc(m.sync_ok);
+                    Answered::Updated
                 }
-                if let Err(reason) = self.apply(msg, &seal, &mut body) {
+                Err(reason) => {
                     host::error(&format!(
                         "edge-filter: policy update rejected ({reason}); keeping version {version}"
                     ));
-                    self.sync_failed(rt, now);
-                    return;
+                    metrics::inc(m.sync_failed);
+                    Answered::Failed
                 }
-                metrics::inc(rt.metrics.sync_ok);
-                // A big snapshot can take longer than the lease: renew it at once, so no
-                // other VM starts polling while this one goes on.
-                self.lead(rt, host::now_ms());
-                self.sync_ok(rt, now, true);
-            }
+            },
             SyncOutcome::NotModified => {
-                metrics::inc(rt.metrics.sync_ok);
-                self.sync_ok(rt, now, false);
+                metrics::inc(m.sync_ok);
+                Answered::NotModified
             }
             SyncOutcome::Unauthorized(code) => {
-                metrics::inc(rt.metrics.sync_unauthorized);
-                if !self.unauthorized {
-                    host::error(&format!(
-                        "edge-filter: control plane refused the edge token (HTTP {code}) for edge {:?}; \
-                         check edge_token; keeping policy version {version}",
-                        rt.cfg.edge_id
-                    ));
-                }
-                self.unauthorized = true;
-                self.sync_failed(rt, now);
+                metrics::inc(m.sync_unauthorized);
+                metrics::inc(m.sync_failed);
+                refusal = format!("HTTP {code}");
+                Answered::Unauthorized
             }
             SyncOutcome::Rejected(e) => {
-                metrics::inc(rt.metrics.policy_rejected);
-                if self.rejected != Some(e.reason()) {
-                    host::error(&format!(
-                        "edge-filter: policy answer refused ({e}); keeping policy version {version}"
-                    ));
-                }
-                self.rejected = Some(e.reason());
-                self.sync_failed(rt, now);
+                metrics::inc(m.policy_rejected);
+                metrics::inc(m.sync_failed);
+                refusal = e.to_string();
+                Answered::Rejected(e.reason())
             }
             SyncOutcome::Failed(reason) => {
                 host::warn(&format!(
                     "edge-filter: policy sync failed ({reason}); keeping policy version {version}"
                 ));
-                self.sync_failed(rt, now);
+                metrics::inc(m.sync_failed);
+                Answered::Failed
+            }
+        };
+        if answered == Answered::Updated {
+            // A big snapshot can take longer than the lease: renew it at once, so no other
+            // VM starts polling while this one goes on (or stop, if one already has).
+            self.lead(rt, host::now_ms());
+        }
+        for note in self
+            .schedule
+            .sync_answered(&rt.cfg.sync, answered, now, host::random_u64())
+        {
+            match note {
+                Note::Unauthorized => host::error(&format!(
+                    "edge-filter: control plane refused the edge token ({refusal}) for edge {:?}; \
+                     check edge_token; keeping policy version {version}",
+                    rt.cfg.edge_id
+                )),
+                Note::TokenAccepted => {
+                    host::info("edge-filter: control plane accepts the edge token again")
+                }
+                Note::Rejected(_) => host::error(&format!(
+                    "edge-filter: policy answer refused ({refusal}); keeping policy version {version}"
+                )),
+                Note::Verified => host::info("edge-filter: policy answers verify again"),
             }
         }
-    }
-
-    fn sync_ok(&mut self, rt: &Runtime, now: u64, changed: bool) {
-        if self.unauthorized {
-            host::info("edge-filter: control plane accepts the edge token again");
-        }
-        self.unauthorized = false;
-        self.backoff.reset();
-        self.next_sync_ms = next_poll_ms(&rt.cfg.sync, self.sync_sent_ms, now, changed);
     }
 
     /// Apply a new (verified) policy here and publish it to the other VMs: what is shared
@@ -404,29 +382,25 @@ impl Root {
     }
 
     fn report(&mut self, rt: &Runtime, now: u64) {
-        let body = match self.pending_report.take() {
-            Some(b) => b,
-            None => {
-                self.report_seq += 1;
-                let hits: Vec<RuleHits> = std::mem::take(&mut *self.state.hits.borrow_mut())
-                    .into_iter()
-                    .map(|(rule_id, count)| RuleHits { rule_id, count })
-                    .collect();
-                let report = EdgeReport {
-                    edge_id: rt.cfg.edge_id.clone(),
-                    boot_id: format!("{:016x}", self.vm_id),
-                    seq: self.report_seq,
-                    policy_version: self.state.version(),
-                    hits,
-                };
-                match serde_json::to_vec(&report) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        host::error(&format!("edge-filter: cannot encode report: {e}"));
-                        return;
-                    }
-                }
-            }
+        let (state, vm_id) = (&self.state, self.vm_id);
+        let body = self.schedule.report_body(&rt.cfg.sync, now, |seq| {
+            let hits: Vec<RuleHits> = std::mem::take(&mut *state.hits.borrow_mut())
+                .into_iter()
+                .map(|(rule_id, count)| RuleHits { rule_id, count })
+                .collect();
+            let report = EdgeReport {
+                edge_id: rt.cfg.edge_id.clone(),
+                boot_id: format!("{vm_id:016x}"),
+                seq,
+                policy_version: state.version(),
+                hits,
+            };
+            serde_json::to_vec(&report)
+                .map_err(|e| host::error(&format!("edge-filter: cannot encode report: {e}")))
+                .ok()
+        });
+        let Some(body) = body else {
+            return;
         };
         let cfg = &rt.cfg;
         let auth = format!("Bearer {}", cfg.edge_token);
@@ -445,26 +419,26 @@ impl Root {
             vec![],
             timeout,
         ) {
-            Ok(token) => self.calls.push((token, Call::Report)),
+            Ok(token) => {
+                self.calls.push((token, Call::Report));
+                self.schedule.report_sent(true);
+            }
             Err(e) => {
                 metrics::inc(rt.metrics.reports_failed);
                 host::warn(&format!("edge-filter: cannot send hit report: {e:?}"));
+                self.schedule.report_sent(false);
             }
         }
-        self.pending_report = Some(body);
-        self.next_report_ms = now + cfg.sync.report_interval_s as u64 * 1000;
     }
 
     fn on_report_response(&mut self, rt: &Runtime) {
         let status = host::call_response_header(":status");
-        match status.as_deref().and_then(|s| s.parse::<u16>().ok()) {
-            Some(s) if (200..300).contains(&s) => self.pending_report = None,
-            other => {
-                metrics::inc(rt.metrics.reports_failed);
-                host::warn(&format!(
-                    "edge-filter: hit report not accepted (status {other:?}); will resend"
-                ));
-            }
+        let code = status.as_deref().and_then(|s| s.trim().parse::<u16>().ok());
+        if !self.schedule.report_answered(code) {
+            metrics::inc(rt.metrics.reports_failed);
+            host::warn(&format!(
+                "edge-filter: hit report not accepted (status {code:?}); will resend"
+            ));
         }
     }
 }
@@ -523,7 +497,8 @@ impl RootContext for Root {
                 return false;
             }
         };
-        self.backoff = Backoff::new(cfg.sync.retry_initial_ms, cfg.sync.retry_max_ms);
+        let now = host::now_ms();
+        self.schedule = Schedule::new(&cfg.sync, now);
         let tick = Duration::from_millis(cfg.sync.shared_check_ms as u64);
         if let Err(e) = hostcalls::set_tick_period(tick) {
             host::error(&format!("edge-filter: cannot set tick period: {e:?}"));
@@ -537,8 +512,6 @@ impl RootContext for Root {
             cfg.fail_mode.as_str(),
             keys.join(", ")
         ));
-        let now = host::now_ms();
-        self.next_report_ms = now + cfg.sync.report_interval_s as u64 * 1000;
         *self.state.runtime.borrow_mut() = Some(Rc::new(Runtime {
             cfg,
             extractor,
@@ -558,13 +531,13 @@ impl RootContext for Root {
         };
         let now = host::now_ms();
         self.adopt_shared();
-        if self.lead(&rt, now) && !self.in_flight(Call::Sync) && now >= self.next_sync_ms {
+        // Called on every tick: the leader renews its lease while its long-poll is out.
+        let leads = self.lead(&rt, now);
+        let due = self.schedule.due(&rt.cfg.sync, now, leads);
+        if due.sync {
             self.dispatch_sync(&rt, now);
         }
-        if rt.cfg.sync.report_interval_s > 0
-            && !self.in_flight(Call::Report)
-            && now >= self.next_report_ms
-        {
+        if due.report {
             self.report(&rt, now);
         }
     }

@@ -292,6 +292,8 @@ impl FilterConfig {
             let field = match (named, path.as_str()) {
                 (Some(f), ".") => f.to_string(),
                 (Some(f), p) => format!("{p}.{f}"),
+                // A key that is the empty string has an empty path (found by fuzzing).
+                (None, "") => ".".to_string(),
                 (None, p) => p.to_string(),
             };
             field_err(field, msg)
@@ -480,6 +482,9 @@ mod tests {
         );
         expect_field(&with(r#""edge_id": "again""#), "edge_id");
         expect_field("not json", ".");
+        // Found by the plugin_config fuzz target: an empty key made an empty field name.
+        expect_field(r#"{"" "kind": 1}"#, ".");
+        expect_field(r#"{"": 1}"#, ".");
         expect_field(
             r#"{"control_plane": {"cluster": "c", "authority": "a"}, "edge_token": "x", "edge_id": "e"}"#,
             "control_plane.trusted_keys",

@@ -22,6 +22,7 @@ pub mod shared;
 pub mod sync;
 pub mod verdict;
 pub mod wire;
+pub mod worker;
 
 pub use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 pub use matcher::Matcher;

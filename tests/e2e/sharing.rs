@@ -75,7 +75,7 @@ fn answer_sync(vm: &mut Vm, body: Vec<u8>) {
 
 /// Answer the leader's next policy sync call with exactly `body`.
 fn answer_sync_raw(vm: &mut Vm, body: Vec<u8>) {
-    for _ in 0..3 {
+    for attempt in 1..=3 {
         let calls = vm.take_http_calls();
         if let Some(c) = calls.iter().find(|c| {
             c.headers
@@ -86,7 +86,9 @@ fn answer_sync_raw(vm: &mut Vm, body: Vec<u8>) {
             vm.deliver_http_call_response(c.token, Some(resp)).unwrap();
             return;
         }
-        vm.run_due_timers(Instant::now() + Duration::from_secs(3600))
+        // The host schedules the next tick one period after the time given: a later call
+        // must give a later time, or the tick is not due yet.
+        vm.run_due_timers(Instant::now() + Duration::from_secs(3600 * attempt))
             .unwrap();
     }
     panic!("the leader dispatched no policy sync call");

@@ -3,6 +3,9 @@
 //! delta, and the other VMs adopting the shared policy. Also the wire encodings compared.
 //!
 //!   cargo run --release -p edge-benches --bin policy_load [-- --sizes 100000,1000000 --repeat 3 --strict-cas]
+//!
+//! `EDGE_FILTER_WASM=old.wasm EDGE_BENCH_UNSEALED=1` measures a filter built before policy
+//! answers were signed, for a side-by-side baseline.
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +28,7 @@ fn mib(b: usize) -> f64 {
 
 /// The token of the sync callout the leader VM has dispatched (after a timer run).
 fn sync_token(vm: &mut Vm) -> anyhow::Result<u32> {
-    for _ in 0..3 {
+    for attempt in 1..=3 {
         let calls = vm.take_http_calls();
         if let Some(c) = calls.iter().find(|c| {
             c.headers
@@ -34,15 +37,22 @@ fn sync_token(vm: &mut Vm) -> anyhow::Result<u32> {
         }) {
             return Ok(c.token);
         }
-        vm.run_due_timers(Instant::now() + Duration::from_secs(3600))?;
+        // Each run schedules the next tick one period after the time given, so a later call
+        // must give a later time (an hour more per attempt) or the tick is not due yet.
+        vm.run_due_timers(Instant::now() + Duration::from_secs(3600 * attempt))?;
     }
     bail!("the filter dispatched no policy sync call")
 }
 
-/// Deliver `body` (a bare policy message) as the control plane answers it: sealed. The
-/// time measured includes the seal's checks (signature, digest) as well as the decoding.
+/// Deliver `body` (a bare policy message) as the control plane answers it: sealed (unless
+/// `EDGE_BENCH_UNSEALED` is set, for a filter built before answers were signed). The time
+/// measured includes the seal's checks (signature, digest) as well as the decoding.
 fn deliver(vm: &mut Vm, body: Vec<u8>) -> anyhow::Result<Duration> {
-    let body = edge_testkit::sealed(&body);
+    let body = if std::env::var_os("EDGE_BENCH_UNSEALED").is_some() {
+        body
+    } else {
+        edge_testkit::sealed(&body)
+    };
     let token = sync_token(vm)?;
     let resp = HttpCallResponse::new(
         200,

@@ -304,3 +304,24 @@ fn report_json_matches_wire_md() {
     )
     .is_err());
 }
+
+/// Found by the wire_decode fuzz target: postcard reads an over-long varint (`ff 00`, 127
+/// with a redundant continuation byte) as the number, so one message has more than one
+/// spelling. The decoded message is the same, and a seal signs the exact bytes, so a second
+/// spelling of a signed answer does not verify.
+#[test]
+fn an_overlong_varint_decodes_to_the_same_message_but_not_under_the_same_seal() {
+    // A delta from 3 to 4 removing rule 127.
+    let overlong = hex::decode("4543014403040001ff00").expect("hex");
+    let short = hex::decode("45430144030400017f").expect("hex");
+    let (a, b) = (wire::decode(&short), wire::decode(&overlong));
+    assert!(a.is_ok(), "{a:?}");
+    assert_eq!(a, b);
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let mut sealed = edge_policy::seal::seal(&short, 1, &[&key]).expect("sealed");
+    let start = sealed.len() - short.len();
+    sealed.truncate(start);
+    sealed.extend_from_slice(&overlong);
+    let trusted = edge_policy::seal::TrustedKeys::new(&[key.verifying_key()]);
+    assert!(edge_policy::seal::open(&mut &sealed[..], &trusted, None, 0, 0, 64).is_err());
+}
