@@ -39,6 +39,30 @@ extern "C" {
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> u32;
+    // Called directly: the SDK's `set_property` panics on any status but Ok, and Kong's
+    // host answers NotFound for a name outside its namespaces (the filter would abort).
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+}
+
+/// `proxy_set_property` with NUL-separated `path` segments; true when the host took it.
+fn set_property(path: &[&str], value: &[u8]) -> bool {
+    let serialized = path.join("\0");
+    // SAFETY: both buffers are alive and unchanged for the duration of the call; the host
+    // only reads them.
+    let status = unsafe {
+        proxy_set_property(
+            serialized.as_ptr(),
+            serialized.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    };
+    status == 0
 }
 
 /// The request headers, fetched with one host call and read in place (no per-header
@@ -129,6 +153,17 @@ pub fn call_response_header(name: &str) -> Option<String> {
     hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
         .ok()
         .flatten()
+}
+
+/// Set a property to a rule id, for the proxy's access log: `name` (Envoy keeps it as
+/// filter state `wasm.<name>`), or `wasmx.<name>` where a host allows new properties only in
+/// its own namespace (Kong's ngx_wasm_module). A host that refuses both changes nothing
+/// about the verdict.
+pub fn set_rule_property(name: &str, rule: u64) {
+    let value = rule.to_string();
+    if !set_property(&[name], value.as_bytes()) {
+        set_property(&["wasmx", name], value.as_bytes());
+    }
 }
 
 pub fn plugin_configuration() -> Option<Vec<u8>> {

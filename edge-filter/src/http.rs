@@ -10,7 +10,7 @@ use proxy_wasm::types::{Action, LogLevel};
 use edge_policy::config::FailMode;
 use edge_policy::facts::{bearer_subject, client_ip, parse_source_address};
 use edge_policy::model::normalize_host;
-use edge_policy::reply::{self, LocalReply};
+use edge_policy::reply::{self, LocalReply, RULE_PROPERTY, SIMULATED_PROPERTY};
 use edge_policy::request::{decide, Decision, RawRequest};
 
 use crate::host;
@@ -133,9 +133,11 @@ impl HttpContext for Request {
         rt.metrics.verdict(verdict.action);
         if let Some(rule) = verdict.rule {
             self.state.count(rule);
+            host::set_rule_property(RULE_PROPERTY, rule);
         }
         if let Some(rule) = verdict.simulated {
             self.state.count(rule);
+            host::set_rule_property(SIMULATED_PROPERTY, rule);
             metrics::inc(rt.metrics.simulated);
             host::log(
                 LogLevel::Info,

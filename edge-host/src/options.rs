@@ -60,6 +60,7 @@ impl FromStr for FailMode {
 /// | `set_shared_data` with cas 0 on an existing key | unconditional write | `CasMismatch` (strict CAS) |
 /// | `source.address` | `ip:port` | `ip` |
 /// | a failed callout | `on_http_call_response` with no headers (no `:status`) | the same |
+/// | `proxy_set_property` of a new name | any path (Envoy keeps it as filter state `wasm.<name>`) | only under `wasmx.` (the host namespace; `ngx.` variables are not emulated): `NotFound` otherwise |
 /// | single-VM services (Envoy's `singleton` bootstrap extension) | not offered by `edge-host`; the filter needs none | none |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HostProfile {
@@ -106,6 +107,14 @@ impl HostProfile {
         match self {
             HostProfile::Envoy => true,
             HostProfile::Kong => KONG_DISPATCH_CALLBACKS.contains(&callback),
+        }
+    }
+
+    /// Whether a guest may set the property at `path` (its segments) under this host.
+    pub fn allows_set_property(self, path: &[String]) -> bool {
+        match self {
+            HostProfile::Envoy => true,
+            HostProfile::Kong => path.len() >= 2 && path[0] == "wasmx",
         }
     }
 

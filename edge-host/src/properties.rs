@@ -153,6 +153,11 @@ pub(crate) fn set(state: &mut HostState, path: &[String], value: Vec<u8>) -> Abi
     if path.is_empty() || path.iter().all(String::is_empty) {
         return Err(Status::BadArgument);
     }
+    // Kong's host answers NotFound (NGX_DECLINED) for a name it does not know; the Rust
+    // SDK maps NotFound to an error and panics on most other statuses.
+    if !state.plugin.opts.profile.allows_set_property(path) {
+        return Err(Status::NotFound);
+    }
     let joined = path.join(".");
     match state.http_ctx_mut() {
         Some(ctx) => ctx.properties.insert(joined, value),

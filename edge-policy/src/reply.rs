@@ -53,6 +53,17 @@ pub fn for_verdict(v: &Verdict, retry_after_s: u32) -> Option<LocalReply> {
 /// The response header naming the rule that decided a local reply.
 pub const RULE_HEADER: &str = "x-edge-containment-rule";
 
+/// The property the filter sets to the id of the rule that decided a request (a local
+/// reply, or an allow-list entry that let it pass). Envoy keeps a property a wasm filter
+/// sets as filter state named `wasm.` and the property, so an access log prints it with
+/// `%FILTER_STATE(wasm.edge_containment_rule:PLAIN)%`; the control plane's access-log
+/// evidence reads it from the field `edge_containment_rule`.
+pub const RULE_PROPERTY: &str = "edge_containment_rule";
+
+/// The property set to the id of a `simulate` rule that would have acted on a request that
+/// passed.
+pub const SIMULATED_PROPERTY: &str = "edge_containment_simulated";
+
 fn reply_for(v: &Verdict, retry_after_s: u32) -> Option<LocalReply> {
     match v.action {
         Action::Allow | Action::AllowListed => None,

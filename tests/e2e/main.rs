@@ -10,3 +10,4 @@ mod profiles;
 mod sharing;
 mod signed;
 mod system;
+mod visibility;

@@ -15,7 +15,7 @@ use edge_policy::{wire, Delta, IpNet, Ipv4Net, Rule, Snapshot};
 
 use crate::common::{block_ip, config_for, plugin_config};
 
-fn plugin(profile: HostProfile) -> Plugin {
+pub(crate) fn plugin(profile: HostProfile) -> Plugin {
     let clusters = [("cp", "http://127.0.0.1:9".to_string())];
     let mut cfg = plugin_config("cp", "edge-token");
     cfg.fail_mode = edge_policy::config::FailMode::Open;
@@ -69,7 +69,7 @@ fn status(vm: &mut Vm, ip: &str) -> u16 {
 
 /// Answer the leader's next policy sync call with `body` (a bare message), sealed as the
 /// control plane seals it.
-fn answer_sync(vm: &mut Vm, body: Vec<u8>) {
+pub(crate) fn answer_sync(vm: &mut Vm, body: Vec<u8>) {
     answer_sync_raw(vm, edge_testkit::sealed(&body));
 }
 

@@ -451,6 +451,20 @@ impl Vm {
         Ok(outcome)
     }
 
+    /// A property the filter set on a live HTTP context (dot-joined path, as an access log
+    /// names it: `edge_containment_rule`, `wasmx.edge_containment_rule`); what a proxy's
+    /// access log would print for the request. `None` when not set or the context ended.
+    pub fn context_property(&self, ctx: HttpContextId, name: &str) -> Option<Vec<u8>> {
+        if ctx.vm != self.store.data().vm {
+            return None;
+        }
+        self.store
+            .data()
+            .http
+            .get(&ctx.id)
+            .and_then(|c| c.properties.get(name).cloned())
+    }
+
     /// Ends a context that got no (complete) response pass (local reply, upstream failure,
     /// client gone): `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`. Unknown contexts
     /// are ignored; a trap poisons the VM (see [`Vm::poisoned`]).
