@@ -5,6 +5,7 @@ mod common;
 mod cp;
 mod deploy;
 mod evasion;
+mod evasion_props;
 mod filter;
 mod profiles;
 mod sharing;
