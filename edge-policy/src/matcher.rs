@@ -37,11 +37,13 @@
 //! array.
 
 mod acc;
+mod counts;
 mod decode;
 mod index;
 mod key_cache;
 mod slab;
 
+use counts::Counts;
 pub use decode::{Pieces, SlicePieces, Update};
 pub use key_cache::KeyHashCache;
 
@@ -629,49 +631,6 @@ impl Matcher {
             }
         }
         true
-    }
-}
-
-/// How many rules go to each index (to size them before building).
-#[derive(Debug, Clone)]
-struct Counts {
-    v4: [usize; 33],
-    v6: [usize; 129],
-    keys: usize,
-    strs: [usize; 4],
-    total: usize,
-}
-
-impl Default for Counts {
-    fn default() -> Self {
-        Counts {
-            v4: [0; 33],
-            v6: [0; 129],
-            keys: 0,
-            strs: [0; 4],
-            total: 0,
-        }
-    }
-}
-
-impl Counts {
-    fn of(rules: &[Rule]) -> Counts {
-        let mut c = Counts::default();
-        rules.iter().for_each(|r| c.add(r));
-        c
-    }
-
-    fn add(&mut self, r: &Rule) {
-        self.total += 1;
-        let slot = match key_of(&r.kind) {
-            Key::V4(n) => self.v4.get_mut(usize::from(n.prefix_len())),
-            Key::V6(n) => self.v6.get_mut(usize::from(n.prefix_len())),
-            Key::Hash(_) => Some(&mut self.keys),
-            Key::Str(k, _) => self.strs.get_mut(k as usize),
-        };
-        if let Some(c) = slot {
-            *c += 1;
-        }
     }
 }
 

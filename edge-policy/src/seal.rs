@@ -231,10 +231,7 @@ pub fn seal_prefix_with_digest(
     if keys.is_empty() || keys.len() > MAX_SIGNATURES {
         return None;
     }
-    let (kind, version, since) = match crate::wire::decode_head(message)? {
-        crate::wire::Head::Snapshot { version } => (b'S', version, 0),
-        crate::wire::Head::Delta { since, version } => (b'D', version, since),
-    };
+    let (kind, version, since) = crate::wire::decode_head(message)?.parts();
     let mut out = Vec::with_capacity(SIGNED_LEN + 1 + ENTRY_LEN * keys.len());
     out.extend_from_slice(&MAGIC);
     out.push(SEAL_FORMAT);
@@ -444,10 +441,7 @@ impl Seal {
 
     /// Whether a decoded message is the one signed: kind and versions.
     pub fn check_message(&self, head: crate::wire::Head) -> Result<(), SealError> {
-        let (kind, version, since) = match head {
-            crate::wire::Head::Snapshot { version } => (b'S', version, 0),
-            crate::wire::Head::Delta { since, version } => (b'D', version, since),
-        };
+        let (kind, version, since) = head.parts();
         let mismatch = |what, signed, got| Err(SealError::Mismatch { what, signed, got });
         if kind != self.kind {
             return mismatch("kind", self.kind as u64, kind as u64);

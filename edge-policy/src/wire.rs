@@ -152,6 +152,17 @@ pub enum Head {
     Delta { since: Version, version: Version },
 }
 
+impl Head {
+    /// The kind byte, the version brought, and the version a delta applies to (0 for a
+    /// snapshot): the fields a seal signs.
+    pub fn parts(self) -> (u8, Version, Version) {
+        match self {
+            Head::Snapshot { version } => (KIND_SNAPSHOT, version, 0),
+            Head::Delta { since, version } => (KIND_DELTA, version, since),
+        }
+    }
+}
+
 /// The kind and versions of a policy message (its header and first varints); `None` if the
 /// bytes do not start like one.
 pub fn decode_head(bytes: &[u8]) -> Option<Head> {

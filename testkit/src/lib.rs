@@ -32,6 +32,21 @@ pub fn write_plugin_config(dir: &Path, name: &str, cfg: &FilterConfig) -> anyhow
     Ok(path)
 }
 
+/// Runs `<control_plane> --database-url <database_url> <args>`; its stdout, or an error
+/// with its stderr.
+fn cli(control_plane: &Path, database_url: &str, args: &[&str]) -> anyhow::Result<String> {
+    let what = format!("`control-plane {}`", args.join(" "));
+    let out = Command::new(control_plane)
+        .args(["--database-url", database_url])
+        .args(args)
+        .output()
+        .with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    String::from_utf8(out.stdout).with_context(|| format!("{what} printed non-UTF-8"))
+}
+
 /// Creates the first admin token of a control-plane database with the CLI
 /// (`<control_plane> token create --role admin`) and returns it.
 pub fn create_admin_token(
@@ -39,18 +54,12 @@ pub fn create_admin_token(
     database_url: &str,
     name: &str,
 ) -> anyhow::Result<String> {
-    let out = Command::new(control_plane)
-        .args(["--database-url", database_url, "token", "create"])
-        .args(["--role", "admin", "--name", name])
-        .output()
-        .context("running `control-plane token create`")?;
-    if !out.status.success() {
-        bail!(
-            "`control-plane token create` failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let token = String::from_utf8(out.stdout)?.trim().to_string();
+    let out = cli(
+        control_plane,
+        database_url,
+        &["token", "create", "--role", "admin", "--name", name],
+    )?;
+    let token = out.trim().to_string();
     if token.is_empty() {
         bail!("`control-plane token create` printed no token");
     }
@@ -61,18 +70,9 @@ pub fn create_admin_token(
 /// `control_plane.trusted_keys` (`<control_plane> key list --json`, which creates the first
 /// key of a database that has none, as the first start does).
 pub fn trusted_keys(control_plane: &Path, database_url: &str) -> anyhow::Result<Vec<String>> {
-    let out = Command::new(control_plane)
-        .args(["--database-url", database_url, "key", "list", "--json"])
-        .output()
-        .context("running `control-plane key list`")?;
-    if !out.status.success() {
-        bail!(
-            "`control-plane key list` failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let out = cli(control_plane, database_url, &["key", "list", "--json"])?;
     let keys: Vec<serde_json::Value> =
-        serde_json::from_slice(&out.stdout).context("reading `key list --json`")?;
+        serde_json::from_str(&out).context("reading `key list --json`")?;
     let texts: Vec<String> = keys
         .iter()
         .filter(|k| k["state"] != "retired")

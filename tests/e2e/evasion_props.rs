@@ -5,16 +5,14 @@
 //! spelling of a blocked address) are contained by `edge_filter.wasm` in `edge-host`, and
 //! the same spellings of an uncovered request pass.
 
-use std::cell::RefCell;
-use std::net::SocketAddr;
-
-use edge_host::{FilterOutcome, HostProfile, RequestHead, Vm};
+use edge_host::{HostProfile, Vm};
 use edge_policy::{wire, Isolation, KeyHash, RuleKind, Scope, Snapshot, Target};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+use std::cell::RefCell;
 
 use crate::common::{block_ip, rule};
-use crate::sharing::{answer_sync, plugin};
+use crate::sharing::{answer_sync, plugin, status_of};
 
 fn vm(profile: HostProfile) -> Vm {
     let p = plugin(profile);
@@ -45,25 +43,10 @@ fn vm(profile: HostProfile) -> Vm {
     vm
 }
 
-/// The status for a request (0: forwarded).
+/// The status for a GET with these headers (0: forwarded).
 fn status(vm: &mut Vm, path: &str, headers: &[(&str, String)]) -> u16 {
-    let mut head = RequestHead::get(
-        path,
-        "shop.example",
-        SocketAddr::from(([127, 0, 0, 1], 5000)),
-    );
-    for (k, v) in headers {
-        head = head.header(k, v);
-    }
-    let o = vm.on_request(&head).unwrap();
-    let (status, ctx) = match o {
-        FilterOutcome::LocalResponse {
-            status, context, ..
-        } => (status, context),
-        FilterOutcome::Continue { context, .. } | FilterOutcome::Paused { context } => (0, context),
-    };
-    vm.finish(ctx);
-    status
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    status_of(vm, path, &headers)
 }
 
 /// `seg` with some characters percent-encoded (in the hex case asked for).

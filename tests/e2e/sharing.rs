@@ -8,7 +8,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use edge_host::{
-    FilterOutcome, HostOptions, HostProfile, HttpCallResponse, Plugin, RequestHead, Vm,
+    FilterOutcome, HostOptions, HostProfile, HttpCallResponse, HttpContextId, Plugin, RequestHead,
+    Vm,
 };
 use edge_policy::shared::{part_key, Announcement, DELTAS_MAX_BYTES, PART_LEN, VERSION_KEY};
 use edge_policy::{wire, Delta, IpNet, Ipv4Net, Rule, Snapshot};
@@ -48,23 +49,47 @@ fn addr(a: u8, i: u32) -> String {
     Ipv4Addr::from(u32::from(a) << 24 | i).to_string()
 }
 
-/// The status a client from `ip` gets (0: forwarded).
-fn status(vm: &mut Vm, ip: &str) -> u16 {
-    let head = RequestHead::get(
-        "/x",
+/// A request to `shop.example` from 127.0.0.1 with these headers, through the filter: the
+/// local reply's status and headers (0 and none when forwarded) and the context, still
+/// open (call `vm.finish` after looking at it).
+pub(crate) fn decide(
+    vm: &mut Vm,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, HttpContextId) {
+    let mut head = RequestHead::get(
+        path,
         "shop.example",
         SocketAddr::from(([127, 0, 0, 1], 5000)),
-    )
-    .header("x-forwarded-for", ip);
-    let o = vm.on_request(&head).unwrap();
-    let (status, ctx) = match o {
+    );
+    head.method = method.into();
+    for (k, v) in headers {
+        head = head.header(k, v);
+    }
+    match vm.on_request(&head).unwrap() {
         FilterOutcome::LocalResponse {
-            status, context, ..
-        } => (status, context),
-        FilterOutcome::Continue { context, .. } | FilterOutcome::Paused { context } => (0, context),
-    };
+            status,
+            headers,
+            context,
+            ..
+        } => (status, headers, context),
+        FilterOutcome::Continue { context, .. } | FilterOutcome::Paused { context } => {
+            (0, vec![], context)
+        }
+    }
+}
+
+/// The status of a GET with these headers (0: forwarded).
+pub(crate) fn status_of(vm: &mut Vm, path: &str, headers: &[(&str, &str)]) -> u16 {
+    let (status, _, ctx) = decide(vm, "GET", path, headers);
     vm.finish(ctx);
     status
+}
+
+/// The status a client from `ip` gets (0: forwarded).
+fn status(vm: &mut Vm, ip: &str) -> u16 {
+    status_of(vm, "/x", &[("x-forwarded-for", ip)])
 }
 
 /// Answer the leader's next policy sync call with `body` (a bare message), sealed as the

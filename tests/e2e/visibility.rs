@@ -3,14 +3,12 @@
 //! as filter state `wasm.edge_containment_rule`; Kong's host only takes new properties under
 //! `wasmx.`), also for requests an allow-list entry let through and for `simulate` rules.
 
-use std::net::SocketAddr;
-
-use edge_host::{FilterOutcome, HostProfile, RequestHead, Vm};
+use edge_host::{HostProfile, Vm};
 use edge_policy::reply::{RULE_HEADER, RULE_PROPERTY, SIMULATED_PROPERTY};
 use edge_policy::{wire, Isolation, Mode, RuleKind, Scope, Snapshot, Target};
 
 use crate::common::{block_ip, rule};
-use crate::sharing::{answer_sync, plugin};
+use crate::sharing::{answer_sync, decide, plugin};
 
 /// The property as the host holds it under `profile`.
 fn property_name(profile: HostProfile, name: &str) -> String {
@@ -28,25 +26,7 @@ struct Seen {
 }
 
 fn send(vm: &mut Vm, profile: HostProfile, ip: &str, method: &str, path: &str) -> Seen {
-    let mut head = RequestHead::get(
-        path,
-        "shop.example",
-        SocketAddr::from(([127, 0, 0, 1], 5000)),
-    )
-    .header("x-forwarded-for", ip);
-    head.method = method.into();
-    let o = vm.on_request(&head).unwrap();
-    let (status, headers, ctx) = match o {
-        FilterOutcome::LocalResponse {
-            status,
-            headers,
-            context,
-            ..
-        } => (status, headers, context),
-        FilterOutcome::Continue { context, .. } | FilterOutcome::Paused { context } => {
-            (0, vec![], context)
-        }
-    };
+    let (status, headers, ctx) = decide(vm, method, path, &[("x-forwarded-for", ip)]);
     let prop = |name| {
         vm.context_property(ctx, &property_name(profile, name))
             .map(|v| String::from_utf8(v).unwrap())
