@@ -96,8 +96,13 @@ string_schema!(
     /// A user-agent indicator: a case-insensitive substring of the `User-Agent`.
     UserAgentItem, 3, 256, name_pattern(), "one line");
 string_schema!(
-    /// A pixel id or an account.
+    /// An account.
     TokenItem, 1, 256, token_pattern(), "no white space or control characters");
+string_schema!(
+    /// A pixel id, kept as written (each edge pixel route compares ids case-insensitively
+    /// unless configured `"case": "sensitive"`).
+    PixelItem, 1, 128, "^[A-Za-z0-9._-]+$".to_string(),
+    "letters, digits, `.`, `-`, `_`: what an edge reads as a pixel id");
 string_schema!(
     /// An API key in clear (only its SHA-256 is kept).
     ApiKeyItem, 1, 4096, format!("^[^{CTRL}]+$"), "no control characters");
@@ -270,9 +275,15 @@ mod tests {
         let target = |t: action::TargetInput| action::normalise_target(&t, &mut Vec::new()).is_ok();
         holds(
             TokenItem::schema(),
-            |s| target(action::TargetInput::Pixel(s.into())),
+            |s| target(action::TargetInput::Account(s.into())),
             1,
             256,
+        );
+        holds(
+            PixelItem::schema(),
+            |s| target(action::TargetInput::Pixel(s.into())),
+            1,
+            128,
         );
         holds(
             ApiKeyItem::schema(),

@@ -174,8 +174,10 @@ pub struct FilterConfig {
     /// Header carrying an account id; when absent, a bearer JWT's `sub` is used.
     #[serde(default)]
     pub account_header: Option<String>,
-    /// Where pixel ids are found: `/p/{pixel}.gif`, `/px/{pixel}.js`, `?pid=`. Compiled
-    /// as they are parsed.
+    /// Where pixel ids are found: `/p/{pixel}.gif`, `/px/{pixel}.js`, `?pid=`, or
+    /// `{"pattern": ..., "kind": "script"|"beacon", "case": "insensitive"|"sensitive"}`
+    /// (ids are compared case-insensitively unless the route says `sensitive`; see
+    /// [`crate::pixel`]). Compiled as they are parsed.
     #[serde(default = "pixel::default_routes")]
     pub pixel_routes: Vec<PixelRoute>,
     /// Behaviour before any policy was ever received.

@@ -11,7 +11,6 @@ use base64::Engine;
 
 use crate::config::FilterConfig;
 use crate::pixel::PixelRoute;
-use crate::verdict::PixelKind;
 
 /// Parse a proxy's `source.address` or an `X-Forwarded-For` entry: `1.2.3.4`,
 /// `1.2.3.4:5678`, `::1`, `[::1]`, `[::1]:5678`. An IPv4-mapped IPv6 address
@@ -132,12 +131,26 @@ impl Extractor {
         })
     }
 
+    /// What the control plane uses to read a logged request as an edge with these pixel
+    /// routes would (no credential sources: access logs carry none; every path reading).
+    pub fn for_logs(pixel_routes: &[PixelRoute]) -> Extractor {
+        Extractor {
+            trusted_hops: 0,
+            api_key_header: String::new(),
+            account_header: None,
+            pixel_routes: pixel_routes.to_vec(),
+            api_key_query: Vec::new(),
+            api_key_bearer: false,
+            ambiguous_path: crate::config::AmbiguousPath::Match,
+        }
+    }
+
     /// Every pixel id the configured routes find in a (canonical) path and a raw query.
     pub fn pixel_ids<'a>(
         &'a self,
         path: &'a str,
         query: &'a str,
-    ) -> impl Iterator<Item = (std::borrow::Cow<'a, str>, PixelKind)> + 'a {
+    ) -> impl Iterator<Item = crate::pixel::FoundPixel<'a>> + 'a {
         self.pixel_routes
             .iter()
             .flat_map(move |r| r.candidates(path, query))
@@ -252,7 +265,11 @@ mod tests {
         let c = FilterConfig::parse(json.as_bytes()).unwrap();
         let ex = Extractor::new(&c).unwrap();
         let ids: Vec<_> = ex.pixel_ids("/t/abc", "").collect();
-        assert_eq!(ids, [("abc".into(), crate::PixelKind::Script)]);
+        assert_eq!(ids.len(), 1);
+        assert_eq!(
+            (&*ids[0].id, ids[0].kind),
+            ("abc", crate::PixelKind::Script)
+        );
         assert_eq!(ex.pixel_ids("/p/abc.gif", "").count(), 0);
     }
 }

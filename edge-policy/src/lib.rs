@@ -27,5 +27,5 @@ pub mod worker;
 pub use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 pub use matcher::Matcher;
 pub use model::{Isolation, KeyHash, Mode, Rule, RuleId, RuleKind, Scope, Target, Version};
-pub use verdict::{Action, Facts, PixelKind, PixelRef, Verdict};
+pub use verdict::{Action, Facts, PixelCase, PixelKind, PixelRef, Verdict};
 pub use wire::{Delta, Message, Snapshot, WireError};

@@ -17,8 +17,9 @@
 //!   once, so its cost is bounded by the number of distinct lengths (at most 33 / 129), not
 //!   the number of rules, and it finds *every* covering prefix, which the precedence needs
 //!   (the longest match may be expired, simulate-only or a block under an allow).
-//! * API key hashes, accounts, pixels and hosts: one hash table each (hosts hashed and
-//!   compared ASCII-case-insensitively, as [`crate::naive`] compares them).
+//! * API key hashes, accounts, pixels and hosts: one hash table each (hosts and pixels
+//!   hashed ASCII-case-insensitively; hosts compared so, pixels so or exactly as the route
+//!   that found the id says, as [`crate::naive`] compares them).
 //! * path prefixes: one hash table keyed by the prefix without its trailing `/`; a lookup
 //!   cuts the request path at each segment boundary (only up to the longest prefix in use)
 //!   and probes each cut, so its cost is O(path segments).
@@ -55,7 +56,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::model::{Isolation, KeyHash, Mode, Rule, RuleId, RuleKind, Scope, Target, Version};
-use crate::verdict::{Facts, Verdict};
+use crate::verdict::{Facts, PixelCase, Verdict};
 use crate::wire::{ApplyError, Delta, Snapshot};
 
 use acc::Acc;
@@ -427,8 +428,15 @@ impl Matcher {
                 .for_each_match(bh, StrKind::Account, strs, a, &mut on_str);
         }
         if let Some(px) = facts.pixel {
-            self.pixels
-                .for_each_match(bh, StrKind::Pixel, strs, px.id, &mut on_str);
+            let (px_table, id) = (&self.pixels, px.id);
+            match px.case {
+                PixelCase::Insensitive => {
+                    px_table.for_each_match(bh, StrKind::Pixel, strs, id, &mut on_str)
+                }
+                PixelCase::Sensitive => {
+                    px_table.for_each_exact(bh, StrKind::Pixel, strs, id, &mut on_str)
+                }
+            }
         }
         self.hosts
             .for_each_match(bh, StrKind::Host, strs, facts.host, &mut on_str);

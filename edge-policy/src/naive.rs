@@ -33,7 +33,7 @@ pub fn target_matches(t: &Target, f: &Facts<'_>) -> bool {
         Target::Ip(net) => f.client_ip.is_some_and(|ip| net.trunc().contains(&ip)),
         Target::ApiKey(h) => f.api_key.is_some_and(|k| KeyHash::of(k) == *h),
         Target::Account(a) => f.account == Some(a.as_str()),
-        Target::Pixel(p) => f.pixel.is_some_and(|px| px.id == p),
+        Target::Pixel(p) => f.pixel.is_some_and(|px| px.is(p)),
         Target::Host(h) => f.host.eq_ignore_ascii_case(h),
         Target::PathPrefix(p) => path_has_prefix(f.path, p),
     }
@@ -44,7 +44,7 @@ pub fn scope_matches(s: &Scope, f: &Facts<'_>) -> bool {
     match s {
         Scope::Host(h) => f.host.eq_ignore_ascii_case(h),
         Scope::PathPrefix(p) => path_has_prefix(f.path, p),
-        Scope::Pixel(p) => f.pixel.is_some_and(|px| px.id == p),
+        Scope::Pixel(p) => f.pixel.is_some_and(|px| px.is(p)),
     }
 }
 

@@ -2,22 +2,38 @@
 //! `/px/{pixel}.js`, `?pid=`), as configuration spells them and compiled for the request
 //! path. Deserialising a route compiles it, so a parsed configuration holds routes that are
 //! ready to use and a bad pattern is an error naming `pixel_routes[i]`.
+//!
+//! Each route says how its ids compare with the ids in rules ([`PixelCase`]): by default
+//! case-insensitively, because pixel ids are usually looked up in case-insensitive stores
+//! (an upstream that serves `AbC` as the pixel `abc` must not let `AbC` past a kill of
+//! `abc`); `"case": "sensitive"` for an upstream where `AbC` and `abc` are two pixels.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::verdict::{PixelKind, PixelRef};
+use crate::verdict::{PixelCase, PixelKind, PixelRef};
 
 /// A pixel route as configuration spells it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum PixelRouteSpec {
-    /// A pattern; the kind is `script` for patterns ending in `.js`, else `beacon`.
+    /// A pattern; the kind is `script` for patterns ending in `.js`, else `beacon`; ids
+    /// compared case-insensitively.
     Pattern(String),
-    /// A pattern with its kind given.
-    Explicit {
-        pattern: String,
-        kind: PixelKindName,
-    },
+    /// A pattern with its kind or its case handling given.
+    Explicit(ExplicitRoute),
+}
+
+/// `{"pattern": ..., "kind": ..., "case": ...}`: what is not given is as for a bare pattern.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplicitRoute {
+    pub pattern: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<PixelKindName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<PixelCaseName>,
 }
 
 /// [`PixelKind`] as configuration spells it.
@@ -46,18 +62,66 @@ impl From<PixelKind> for PixelKindName {
     }
 }
 
+/// [`PixelCase`] as configuration spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PixelCaseName {
+    Insensitive,
+    Sensitive,
+}
+
+impl From<PixelCaseName> for PixelCase {
+    fn from(c: PixelCaseName) -> PixelCase {
+        match c {
+            PixelCaseName::Insensitive => PixelCase::Insensitive,
+            PixelCaseName::Sensitive => PixelCase::Sensitive,
+        }
+    }
+}
+
+impl From<PixelCase> for PixelCaseName {
+    fn from(c: PixelCase) -> PixelCaseName {
+        match c {
+            PixelCase::Insensitive => PixelCaseName::Insensitive,
+            PixelCase::Sensitive => PixelCaseName::Sensitive,
+        }
+    }
+}
+
+/// Where in the request a route finds the id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// `prefix{pixel}suffix` on the path.
+    Path { prefix: String, suffix: String },
+    /// `?name=` in the query.
+    Query { name: String },
+}
+
 /// A compiled pixel route. (De)serialised as its [`PixelRouteSpec`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "PixelRouteSpec", into = "PixelRouteSpec")]
-pub enum PixelRoute {
-    /// `prefix{pixel}suffix` on the path.
-    Path {
-        prefix: String,
-        suffix: String,
-        kind: PixelKind,
-    },
-    /// `?name=` in the query.
-    Query { name: String, kind: PixelKind },
+pub struct PixelRoute {
+    pub place: Place,
+    pub kind: PixelKind,
+    pub case: PixelCase,
+}
+
+/// A pixel id a route found in a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundPixel<'a> {
+    pub id: Cow<'a, str>,
+    pub kind: PixelKind,
+    pub case: PixelCase,
+}
+
+impl FoundPixel<'_> {
+    pub fn as_ref(&self) -> PixelRef<'_> {
+        PixelRef {
+            id: &self.id,
+            kind: self.kind,
+            case: self.case,
+        }
+    }
 }
 
 const PLACEHOLDER: &str = "{pixel}";
@@ -74,19 +138,23 @@ fn implied_kind(pattern: &str) -> PixelKind {
 impl PixelRoute {
     /// Compile a route, or say what is wrong with it.
     pub fn compile(spec: &PixelRouteSpec) -> Result<PixelRoute, String> {
-        let (pattern, kind) = match spec {
-            PixelRouteSpec::Pattern(p) => (p.as_str(), implied_kind(p)),
-            PixelRouteSpec::Explicit { pattern, kind } => (pattern.as_str(), (*kind).into()),
+        let (pattern, kind, case) = match spec {
+            PixelRouteSpec::Pattern(p) => (p.as_str(), None, None),
+            PixelRouteSpec::Explicit(e) => (e.pattern.as_str(), e.kind, e.case),
         };
+        let kind = kind.map_or_else(|| implied_kind(pattern), PixelKind::from);
+        let case = case.map_or(PixelCase::default(), PixelCase::from);
+        let place = Self::place(pattern)?;
+        Ok(PixelRoute { place, kind, case })
+    }
+
+    fn place(pattern: &str) -> Result<Place, String> {
         if let Some(q) = pattern.strip_prefix('?') {
             let name = q.strip_suffix('=').unwrap_or(q);
             if name.is_empty() || name.contains(['&', '=', '{', '}']) {
                 return Err(format!("query pattern {pattern:?} must look like `?pid=`"));
             }
-            return Ok(PixelRoute::Query {
-                name: name.to_string(),
-                kind,
-            });
+            return Ok(Place::Query { name: name.into() });
         }
         if !pattern.starts_with('/') {
             return Err(format!("pattern {pattern:?} must start with `/` or `?`"));
@@ -99,85 +167,51 @@ impl PixelRoute {
                 "pattern {pattern:?} must contain {PLACEHOLDER} once"
             ));
         }
-        Ok(PixelRoute::Path {
+        Ok(Place::Path {
             prefix: prefix.into(),
             suffix: suffix.into(),
-            kind,
         })
     }
 
-    /// The route as configuration spells it: the bare pattern when it implies the kind.
+    /// The route as configuration spells it: the bare pattern when it implies the kind and
+    /// compares case-insensitively.
     pub fn spec(&self) -> PixelRouteSpec {
-        let (pattern, kind) = match self {
-            PixelRoute::Path {
-                prefix,
-                suffix,
-                kind,
-            } => (format!("{prefix}{PLACEHOLDER}{suffix}"), *kind),
-            PixelRoute::Query { name, kind } => (format!("?{name}="), *kind),
+        let pattern = match &self.place {
+            Place::Path { prefix, suffix } => format!("{prefix}{PLACEHOLDER}{suffix}"),
+            Place::Query { name } => format!("?{name}="),
         };
-        if implied_kind(&pattern) == kind {
+        let kind = (implied_kind(&pattern) != self.kind).then_some(self.kind.into());
+        let case = (self.case != PixelCase::default()).then_some(self.case.into());
+        if kind.is_none() && case.is_none() {
             PixelRouteSpec::Pattern(pattern)
         } else {
-            PixelRouteSpec::Explicit {
+            PixelRouteSpec::Explicit(ExplicitRoute {
                 pattern,
-                kind: kind.into(),
-            }
+                kind,
+                case,
+            })
         }
     }
 
-    /// The pixel a logged request was for, if the route matches: the raw path and the
-    /// first occurrence of the parameter, as the control plane attributes access-log
-    /// evidence (the edge reads requests with [`PixelRoute::candidates`] instead).
-    pub fn extract<'a>(&self, path: &'a str, query: &'a str) -> Option<PixelRef<'a>> {
-        let (id, kind) = match self {
-            PixelRoute::Path {
-                prefix,
-                suffix,
-                kind,
-            } => {
-                let id = path
-                    .strip_prefix(prefix.as_str())?
-                    .strip_suffix(suffix.as_str())?;
-                (id, *kind)
-            }
-            PixelRoute::Query { name, kind } => {
-                let id = query.split('&').find_map(|kv| {
-                    let (k, v) = kv.split_once('=')?;
-                    (k == name).then_some(v)
-                })?;
-                (id, *kind)
-            }
-        };
-        is_pixel_id(id).then_some(PixelRef { id, kind })
-    }
-}
-
-impl PixelRoute {
     /// Every id this route finds in a (canonical) path and a raw query: the path's, or the
     /// decoded value of each occurrence of the query parameter (servers differ on which of
     /// a repeated parameter they use, so each counts); only values that are pixel ids
     /// ([`is_pixel_id`]).
-    pub fn candidates<'a>(
-        &'a self,
-        path: &'a str,
-        query: &'a str,
-    ) -> Vec<(std::borrow::Cow<'a, str>, PixelKind)> {
-        let mut ids = match self {
-            PixelRoute::Path {
-                prefix,
-                suffix,
-                kind,
-            } => path
+    pub fn candidates<'a>(&'a self, path: &'a str, query: &'a str) -> Vec<FoundPixel<'a>> {
+        let found = |id: Cow<'a, str>| FoundPixel {
+            id,
+            kind: self.kind,
+            case: self.case,
+        };
+        let mut ids: Vec<FoundPixel<'a>> = match &self.place {
+            Place::Path { prefix, suffix } => path
                 .strip_prefix(prefix.as_str())
                 .and_then(|rest| rest.strip_suffix(suffix.as_str()))
-                .map(|id| vec![(std::borrow::Cow::Borrowed(id), *kind)])
+                .map(|id| vec![found(Cow::Borrowed(id))])
                 .unwrap_or_default(),
-            PixelRoute::Query { name, kind } => crate::canon::query_values(query, name)
-                .map(|v| (v, *kind))
-                .collect(),
+            Place::Query { name } => crate::canon::query_values(query, name).map(found).collect(),
         };
-        ids.retain(|(id, _)| is_pixel_id(id));
+        ids.retain(|p| is_pixel_id(&p.id));
         ids
     }
 }
@@ -196,20 +230,21 @@ impl From<PixelRoute> for PixelRouteSpec {
 }
 
 /// The routes an operator who configures none gets: `/p/{pixel}.gif` (beacon),
-/// `/px/{pixel}.js` (script), `?pid=` (beacon).
+/// `/px/{pixel}.js` (script), `?pid=` (beacon), all case-insensitive.
 pub fn default_routes() -> Vec<PixelRoute> {
-    let path = |prefix: &str, suffix: &str, kind| PixelRoute::Path {
+    let route = |place, kind| PixelRoute {
+        place,
+        kind,
+        case: PixelCase::Insensitive,
+    };
+    let path = |prefix: &str, suffix: &str| Place::Path {
         prefix: prefix.into(),
         suffix: suffix.into(),
-        kind,
     };
     vec![
-        path("/p/", ".gif", PixelKind::Beacon),
-        path("/px/", ".js", PixelKind::Script),
-        PixelRoute::Query {
-            name: "pid".into(),
-            kind: PixelKind::Beacon,
-        },
+        route(path("/p/", ".gif"), PixelKind::Beacon),
+        route(path("/px/", ".js"), PixelKind::Script),
+        route(Place::Query { name: "pid".into() }, PixelKind::Beacon),
     ]
 }
 
@@ -230,52 +265,63 @@ mod tests {
         PixelRoute::compile(&PixelRouteSpec::Pattern(p.into()))
     }
 
+    fn ids<'a>(r: &'a PixelRoute, path: &'a str, query: &'a str) -> Vec<(String, PixelKind)> {
+        r.candidates(path, query)
+            .into_iter()
+            .map(|p| (p.id.into_owned(), p.kind))
+            .collect()
+    }
+
     #[test]
     fn pixel_routes() {
         let gif = compile("/p/{pixel}.gif").unwrap();
         let js = compile("/px/{pixel}.js").unwrap();
         let q = compile("?pid=").unwrap();
         assert_eq!(
-            gif.candidates("/p/abc.gif", ""),
+            ids(&gif, "/p/abc.gif", ""),
             [("abc".into(), PixelKind::Beacon)]
         );
         assert_eq!(
-            js.candidates("/px/abc.js", ""),
+            ids(&js, "/px/abc.js", ""),
             [("abc".into(), PixelKind::Script)]
         );
         assert_eq!(
-            q.candidates("/collect", "x=1&pid=abc"),
+            ids(&q, "/collect", "x=1&pid=abc"),
             [("abc".into(), PixelKind::Beacon)]
         );
-        assert_eq!(gif.candidates("/p/.gif", ""), []);
-        assert_eq!(gif.candidates("/p/a/b.gif", ""), []);
-        assert_eq!(q.candidates("/collect", "pidx=abc"), []);
         assert_eq!(
-            gif.extract("/p/abc.gif", ""),
-            Some(PixelRef {
-                id: "abc",
-                kind: PixelKind::Beacon
-            })
+            ids(&q, "/collect", "pid=a&pid=B%43"),
+            [
+                ("a".into(), PixelKind::Beacon),
+                ("BC".into(), PixelKind::Beacon)
+            ]
         );
-        assert_eq!(
-            js.extract("/px/abc.js", ""),
-            Some(PixelRef {
-                id: "abc",
-                kind: PixelKind::Script
-            })
-        );
-        assert_eq!(
-            q.extract("/collect", "x=1&pid=abc"),
-            Some(PixelRef {
-                id: "abc",
-                kind: PixelKind::Beacon
-            })
-        );
-        assert_eq!(gif.extract("/p/.gif", ""), None);
-        assert_eq!(gif.extract("/p/a/b.gif", ""), None);
-        assert_eq!(q.extract("/collect", "pidx=abc"), None);
+        assert_eq!(ids(&gif, "/p/.gif", ""), []);
+        assert_eq!(ids(&gif, "/p/a/b.gif", ""), []);
+        assert_eq!(ids(&q, "/collect", "pidx=abc"), []);
         for bad in ["p/{pixel}", "/p/", "/{pixel}/{pixel}", "?", "?a&b="] {
             assert!(compile(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_route_compares_ids_case_insensitively_unless_it_says_sensitive() {
+        let parse = |json: &str| serde_json::from_str::<PixelRoute>(json).unwrap();
+        let default = parse(r#""/p/{pixel}.gif""#);
+        let sensitive = parse(r#"{"pattern": "/p/{pixel}.gif", "case": "sensitive"}"#);
+        assert_eq!(default.case, PixelCase::Insensitive);
+        assert_eq!(sensitive.case, PixelCase::Sensitive);
+        assert_eq!(sensitive.kind, PixelKind::Beacon, "kind still implied");
+        let found = default.candidates("/p/AbC.gif", "");
+        assert!(found[0].as_ref().is("abc") && found[0].as_ref().is("ABC"));
+        let found = sensitive.candidates("/p/AbC.gif", "");
+        assert!(found[0].as_ref().is("AbC"));
+        assert!(!found[0].as_ref().is("abc"));
+        for bad in [
+            r#"{"pattern": "/p/{pixel}", "case": "upper"}"#,
+            r#"{"pattern": "/p/{pixel}", "Case": "sensitive"}"#,
+        ] {
+            assert!(serde_json::from_str::<PixelRoute>(bad).is_err(), "{bad}");
         }
     }
 
@@ -290,30 +336,46 @@ mod tests {
 
     #[test]
     fn a_route_serialises_as_its_spec_and_compiles_back_to_itself() {
+        let explicit = |pattern: &str, kind, case| {
+            PixelRouteSpec::Explicit(ExplicitRoute {
+                pattern: pattern.into(),
+                kind,
+                case,
+            })
+        };
         let specs = [
             PixelRouteSpec::Pattern("/p/{pixel}.gif".into()),
             PixelRouteSpec::Pattern("/px/{pixel}.js".into()),
             PixelRouteSpec::Pattern("?pid=".into()),
-            PixelRouteSpec::Explicit {
-                pattern: "/t/{pixel}".into(),
-                kind: PixelKindName::Script,
-            },
-            PixelRouteSpec::Explicit {
-                pattern: "/s/{pixel}.js".into(),
-                kind: PixelKindName::Beacon,
-            },
+            explicit("/t/{pixel}", Some(PixelKindName::Script), None),
+            explicit("/s/{pixel}.js", Some(PixelKindName::Beacon), None),
+            explicit("/u/{pixel}.js", None, Some(PixelCaseName::Sensitive)),
+            explicit(
+                "?u=",
+                Some(PixelKindName::Script),
+                Some(PixelCaseName::Sensitive),
+            ),
         ];
         for spec in specs {
             let route = PixelRoute::compile(&spec).unwrap();
+            assert_eq!(route.spec(), spec);
             let json = serde_json::to_string(&route).unwrap();
             let back: PixelRoute = serde_json::from_str(&json).unwrap();
             assert_eq!(back, route, "{json}");
-            assert_eq!(PixelRoute::compile(&route.spec()).unwrap(), route);
         }
-        // A bare pattern stays bare.
+        // A bare pattern stays bare, and so does one that spells out the defaults.
         assert_eq!(
             serde_json::to_string(&compile("/p/{pixel}.gif").unwrap()).unwrap(),
             r#""/p/{pixel}.gif""#
+        );
+        let spelt = explicit(
+            "/p/{pixel}.gif",
+            Some(PixelKindName::Beacon),
+            Some(PixelCaseName::Insensitive),
+        );
+        assert_eq!(
+            PixelRoute::compile(&spelt).unwrap().spec(),
+            PixelRouteSpec::Pattern("/p/{pixel}.gif".into())
         );
         let err = serde_json::from_str::<PixelRoute>(r#""nope""#).unwrap_err();
         assert!(err.to_string().contains("must start with"), "{err}");

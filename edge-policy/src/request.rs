@@ -14,7 +14,8 @@ use crate::canon::{canonical_path, query_values, PathReadings};
 use crate::config::AmbiguousPath;
 use crate::facts::{bearer_token, split_path, Extractor};
 use crate::model::KeyHash;
-use crate::verdict::{combine, Facts, PixelKind, PixelRef, Verdict};
+use crate::pixel::FoundPixel;
+use crate::verdict::{combine, Facts, Verdict};
 use crate::Matcher;
 
 /// What the proxy knows about a request, as raw strings.
@@ -84,15 +85,18 @@ pub fn api_keys<'a>(ex: &'a Extractor, req: &RawRequest<'a>, query: &'a str) -> 
     keys
 }
 
-/// Every pixel id the request names under any path reading, lower-cased (pixel ids are
-/// matched case-insensitively), without duplicates.
-fn pixels(ex: &Extractor, readings: &PathReadings, query: &str) -> Vec<(String, PixelKind)> {
-    let mut out: Vec<(String, PixelKind)> = Vec::new();
+/// Every pixel id the request names under any path reading, each with the kind and case
+/// handling of the route that found it, without duplicates.
+fn pixels<'a>(
+    ex: &'a Extractor,
+    readings: &'a PathReadings,
+    query: &'a str,
+) -> Vec<FoundPixel<'a>> {
+    let mut out: Vec<FoundPixel<'a>> = Vec::new();
     for path in readings.all() {
-        for (id, kind) in ex.pixel_ids(path, query) {
-            let id = id.to_ascii_lowercase();
-            if !out.iter().any(|(i, k)| *i == id && *k == kind) {
-                out.push((id, kind));
+        for p in ex.pixel_ids(path, query) {
+            if !out.contains(&p) {
+                out.push(p);
             }
         }
     }
@@ -146,6 +150,33 @@ pub fn decide_with(
     req: &RawRequest<'_>,
     evaluate: &mut dyn FnMut(&Facts<'_>) -> Verdict,
 ) -> Decision {
+    let mut verdict: Option<Verdict> = None;
+    let read = for_each_reading(needs, ex, req, &mut |f| {
+        let v = evaluate(f);
+        verdict = Some(verdict.map_or(v, |w| combine(w, v)));
+    });
+    match read {
+        Err(AmbiguousRefused) => Decision::RejectAmbiguous,
+        // Never `None`: the first reading is always visited.
+        Ok(()) => Decision::Verdict(verdict.unwrap_or(Verdict::ALLOW)),
+    }
+}
+
+/// The configuration refuses the request's ambiguous path (`"ambiguous_path": "reject"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AmbiguousRefused;
+
+/// Visit every reading of `req` that a rule looking at `needs` could tell apart: the
+/// request as first read, then each other path reading, each other pixel id and each other
+/// API key with the rest as first read. The first reading is always visited unless the
+/// path is ambiguous and the configuration refuses such paths. This is how the edge
+/// decides a request and how the control plane attributes a logged one to an action.
+pub fn for_each_reading(
+    needs: Needs,
+    ex: &Extractor,
+    req: &RawRequest<'_>,
+    visit: &mut dyn FnMut(&Facts<'_>),
+) -> Result<(), AmbiguousRefused> {
     let (raw_path, query) = split_path(req.path_and_query);
     let needs_path = needs.paths || needs.pixels;
     let readings = if needs_path {
@@ -158,7 +189,7 @@ pub fn decide_with(
         }
     };
     if readings.ambiguous && ex.ambiguous_path == AmbiguousPath::Reject {
-        return Decision::RejectAmbiguous;
+        return Err(AmbiguousRefused);
     }
     let pixel_ids = if needs.pixels {
         pixels(ex, &readings, query)
@@ -170,12 +201,7 @@ pub fn decide_with(
     } else {
         Vec::new()
     };
-    let pixel_at = |i: usize| {
-        pixel_ids.get(i).map(|(id, kind)| PixelRef {
-            id: id.as_str(),
-            kind: *kind,
-        })
-    };
+    let pixel_at = |i: usize| pixel_ids.get(i).map(FoundPixel::as_ref);
     let base = Facts {
         client_ip: req.client_ip,
         method: req.method,
@@ -189,26 +215,23 @@ pub fn decide_with(
         account: req.account,
         pixel: pixel_at(0),
     };
-    let mut v = evaluate(&base);
+    visit(&base);
     for path in &readings.others {
-        let f = Facts { path, ..base };
-        v = combine(v, evaluate(&f));
+        visit(&Facts { path, ..base });
     }
     for i in 1..pixel_ids.len() {
-        let f = Facts {
+        visit(&Facts {
             pixel: pixel_at(i),
             ..base
-        };
-        v = combine(v, evaluate(&f));
+        });
     }
     for k in keys.iter().skip(1) {
-        let f = Facts {
+        visit(&Facts {
             api_key: Some(k),
             ..base
-        };
-        v = combine(v, evaluate(&f));
+        });
     }
-    Decision::Verdict(v)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -134,6 +134,43 @@ fn pixel_ids_are_found_however_they_are_spelled() {
     assert_eq!(a("/p/px-good.gif"), Some(Action::Allow));
 }
 
+#[test]
+fn a_case_sensitive_route_finds_only_the_exact_id() {
+    let (_, ex) = setup(
+        r#", "pixel_routes": [{"pattern": "/s/{pixel}.gif", "case": "sensitive"}, "/i/{pixel}.gif",
+            {"pattern": "?sid=", "case": "sensitive"}]"#,
+    );
+    // A rule id written in mixed case (as a control plane keeps it) and a lower-case one.
+    let m = Matcher::from_snapshot(Snapshot {
+        version: 1,
+        rules: vec![
+            rule(7, RuleKind::Block(Target::Pixel("Cust-A".into()))),
+            rule(8, RuleKind::Block(Target::Pixel("px-evil".into()))),
+        ],
+    });
+    let a = |p: &str| action(decide_on(&m, &ex, p, &[], None));
+    for p in [
+        "/s/Cust-A.gif",
+        "/s/Cust%2DA.gif",
+        "//s/./Cust-A.gif",
+        "/?sid=x&sid=Cust-A",
+        "/i/cust-a.gif",
+        "/i/CUST-A.gif",
+        "/i/PX-EVIL.gif",
+        "/s/px-evil.gif",
+    ] {
+        assert_eq!(a(p), Some(Action::Block), "{p}");
+    }
+    for p in [
+        "/s/cust-a.gif",
+        "/s/CUST-A.gif",
+        "/?sid=cust-a",
+        "/s/PX-EVIL.gif",
+    ] {
+        assert_eq!(a(p), Some(Action::Allow), "{p}");
+    }
+}
+
 mod against_the_reference {
     use proptest::prelude::*;
 

@@ -13,11 +13,35 @@ pub enum PixelKind {
     Beacon,
 }
 
-/// A pixel id found in the request, with the kind of request.
+/// How a pixel route compares the ids it finds with the ids in rules.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PixelCase {
+    /// ASCII case-insensitively: `AbC` is the pixel `abc` (the default: pixel ids are
+    /// usually looked up in case-insensitive stores, so an upstream serves `AbC` as `abc`).
+    #[default]
+    Insensitive,
+    /// Exactly: for upstreams whose pixel ids are case-sensitive, where `AbC` and `abc`
+    /// are two customers' pixels.
+    Sensitive,
+}
+
+/// A pixel id found in the request, with the kind of request and how the route that found
+/// it compares ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PixelRef<'a> {
     pub id: &'a str,
     pub kind: PixelKind,
+    pub case: PixelCase,
+}
+
+impl PixelRef<'_> {
+    /// Whether this is the pixel a rule names.
+    pub fn is(&self, rule_id: &str) -> bool {
+        match self.case {
+            PixelCase::Insensitive => self.id.eq_ignore_ascii_case(rule_id),
+            PixelCase::Sensitive => self.id == rule_id,
+        }
+    }
 }
 
 /// The facts of one request that the matcher decides on. Borrowed: building it allocates

@@ -3,7 +3,8 @@
 //! unreserved characters in either hex case; a pixel id in any case, encoded, among other
 //! `pid` values; a blocked key among other key values or as a bearer token; an IPv4-mapped
 //! spelling of a blocked address) are contained by `edge_filter.wasm` in `edge-host`, and
-//! the same spellings of an uncovered request pass.
+//! the same spellings of an uncovered request pass. On a case-sensitive pixel route only
+//! the id's own case is contained, however it is encoded.
 
 use edge_host::{HostProfile, Vm};
 use edge_policy::{wire, Isolation, KeyHash, RuleKind, Scope, Snapshot, Target};
@@ -12,10 +13,17 @@ use proptest::test_runner::{Config, TestRunner};
 use std::cell::RefCell;
 
 use crate::common::{block_ip, rule};
-use crate::sharing::{answer_sync, plugin, status_of};
+use crate::sharing::{answer_sync, plugin_with, status_of};
+
+/// The pixel blocked on the case-sensitive route `/s/{pixel}.gif` (rule 6).
+const EXACT_ID: &str = "Cust-A";
 
 fn vm(profile: HostProfile) -> Vm {
-    let p = plugin(profile);
+    let p = plugin_with(profile, |c| {
+        c.pixel_routes.push(
+            serde_json::from_str(r#"{"pattern": "/s/{pixel}.gif", "case": "sensitive"}"#).unwrap(),
+        )
+    });
     let mut vm = Vm::start(&p).unwrap();
     let snap = Snapshot {
         version: 1,
@@ -37,6 +45,7 @@ fn vm(profile: HostProfile) -> Vm {
                     action: Isolation::Block,
                 },
             ),
+            rule(6, RuleKind::Block(Target::Pixel(EXACT_ID.into()))),
         ],
     };
     answer_sync(&mut vm, wire::encode_snapshot(&snap));
@@ -135,6 +144,25 @@ fn run(profile: HostProfile) {
                 prop_assert_eq!(status(vm, &path, &[]), 403, "{}", path);
             }
             prop_assert_eq!(status(vm, &format!("/p/{other}.gif"), &[]), 0);
+
+            // On the case-sensitive route: the exact id however encoded, and no other case.
+            let exact = obfuscate(EXACT_ID, &encode, upper);
+            let path = format!("{}/s/{exact}.gif", "/".repeat(slashes - 1));
+            prop_assert_eq!(status(vm, &path, &[]), 403, "{}", path);
+            let recased: String = EXACT_ID
+                .chars()
+                .zip(picks.iter().cycle())
+                .map(|(c, &u)| {
+                    if u {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                })
+                .collect();
+            let want = if recased == EXACT_ID { 403 } else { 0 };
+            let path = format!("/s/{}.gif", obfuscate(&recased, &encode, upper));
+            prop_assert_eq!(status(vm, &path, &[]), want, "{}", path);
 
             // The key among other values of the header, as a bearer token, in the query.
             let k = "stolen-key".to_string();

@@ -17,9 +17,18 @@ use edge_policy::{wire, Delta, IpNet, Ipv4Net, Rule, Snapshot};
 use crate::common::{block_ip, config_for, plugin_config};
 
 pub(crate) fn plugin(profile: HostProfile) -> Plugin {
+    plugin_with(profile, |_| {})
+}
+
+/// [`plugin`] with the configuration changed by `edit` first.
+pub(crate) fn plugin_with(
+    profile: HostProfile,
+    edit: impl FnOnce(&mut edge_policy::config::FilterConfig),
+) -> Plugin {
     let clusters = [("cp", "http://127.0.0.1:9".to_string())];
     let mut cfg = plugin_config("cp", "edge-token");
     cfg.fail_mode = edge_policy::config::FailMode::Open;
+    edit(&mut cfg);
     let cfg = config_for(profile, &cfg, &clusters);
     let opts = HostOptions {
         plugin_config: serde_json::to_vec(&cfg).unwrap(),

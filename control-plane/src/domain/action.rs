@@ -87,7 +87,7 @@ pub enum TargetInput {
     ApiKey(String),
     #[schema(value_type = crate::schema_items::TokenItem)]
     Account(String),
-    #[schema(value_type = crate::schema_items::TokenItem)]
+    #[schema(value_type = crate::schema_items::PixelItem)]
     Pixel(String),
     #[schema(value_type = crate::schema_items::HostItem)]
     Host(String),
@@ -104,7 +104,7 @@ pub enum ScopeInput {
     Host(String),
     #[schema(value_type = crate::schema_items::PathPrefixItem)]
     PathPrefix(String),
-    #[schema(value_type = crate::schema_items::TokenItem)]
+    #[schema(value_type = crate::schema_items::PixelItem)]
     Pixel(String),
 }
 
@@ -467,16 +467,17 @@ fn check_path_prefix(field: &str, v: &str, warnings: &mut Vec<String>) -> CoreRe
     Ok(c.canonical.into_owned())
 }
 
-/// A pixel id, lower-cased (the edge matches pixel ids case-insensitively).
-fn check_pixel(field: &str, v: &str, warnings: &mut Vec<String>) -> CoreResult<String> {
+/// A pixel id, kept as written: each edge pixel route says whether it compares ids
+/// case-insensitively (the default) or exactly, so the control plane must not fold case.
+fn check_pixel(field: &str, v: &str) -> CoreResult<String> {
     let p = check_token_like(field, v, 256)?;
-    let lower = p.to_ascii_lowercase();
-    if lower != p {
-        warnings.push(format!(
-            "{field}: normalised {p:?} to {lower:?} (pixel ids are matched case-insensitively)"
+    if !edge_policy::pixel::is_pixel_id(&p) {
+        return Err(CoreError::invalid(
+            field,
+            "must be 1 to 128 letters, digits, '-', '_' or '.' (what edges read as a pixel id)",
         ));
     }
-    Ok(lower)
+    Ok(p)
 }
 
 pub(crate) fn normalise_target(
@@ -498,7 +499,7 @@ pub(crate) fn normalise_target(
             ("api_key", KeyHash::of(k).to_hex())
         }
         TargetInput::Account(a) => ("account", check_token_like("target.account", a, 256)?),
-        TargetInput::Pixel(p) => ("pixel", check_pixel("target.pixel", p, warnings)?),
+        TargetInput::Pixel(p) => ("pixel", check_pixel("target.pixel", p)?),
         TargetInput::Host(h) => ("host", normalise_host("target.host", h, warnings)?),
         TargetInput::PathPrefix(p) => (
             "path_prefix",
@@ -515,7 +516,7 @@ fn normalise_scope(s: &ScopeInput, warnings: &mut Vec<String>) -> CoreResult<Sto
             "path_prefix",
             check_path_prefix("scope.path_prefix", p, warnings)?,
         ),
-        ScopeInput::Pixel(p) => ("pixel", check_pixel("scope.pixel", p, warnings)?),
+        ScopeInput::Pixel(p) => ("pixel", check_pixel("scope.pixel", p)?),
     };
     Ok(StoredTarget { ty, value })
 }

@@ -3,10 +3,11 @@
 
 use std::net::IpAddr;
 
-use edge_policy::facts::{parse_source_address, split_path};
+use edge_policy::facts::{parse_source_address, Extractor};
 use edge_policy::model::normalize_host;
 use edge_policy::naive::{scope_matches, target_matches};
 use edge_policy::pixel::PixelRoute;
+use edge_policy::request::{for_each_reading, Needs, RawRequest};
 use edge_policy::{Facts, Rule, RuleKind};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -208,6 +209,16 @@ pub fn default_pixel_routes() -> Vec<PixelRoute> {
     edge_policy::pixel::default_routes()
 }
 
+/// Whether an action's rule applies to these facts (an allow-list entry never counts as
+/// evidence).
+fn covers(r: &Rule, f: &Facts<'_>) -> bool {
+    match &r.kind {
+        RuleKind::Block(t) => target_matches(t, f),
+        RuleKind::Isolate { scope, .. } => scope_matches(scope, f),
+        RuleKind::Allow(_) => false,
+    }
+}
+
 fn describe(r: &Rule) -> String {
     match &r.kind {
         RuleKind::Block(t) => format!("block {t:?}"),
@@ -245,16 +256,14 @@ pub fn match_line(
             m.keys.push(key);
         }
     };
-    let (path, query) = split_path(line.path.as_deref().unwrap_or(""));
-    let pixel = pixel_routes.iter().find_map(|r| r.extract(path, query));
-    let mut facts = Facts {
-        client_ip: None,
+    // Read the line as an edge reads a request (`edge_policy::request`): every path
+    // reading, every pixel id of every route, with each route's case handling.
+    let ex = Extractor::for_logs(pixel_routes);
+    let req = RawRequest {
         method: line.method.as_deref().unwrap_or(""),
         host: line.host.as_deref().unwrap_or(""),
-        path,
-        api_key: None,
-        account: None,
-        pixel,
+        path_and_query: line.path.as_deref().unwrap_or(""),
+        ..RawRequest::default()
     };
     let addresses: Vec<(&str, Option<IpAddr>)> = if line.peer.is_none() && line.forwarded.is_empty()
     {
@@ -262,7 +271,27 @@ pub fn match_line(
     } else {
         line.addresses().map(|(f, a)| (f, Some(a))).collect()
     };
-    for a in actions {
+    let needs = Needs {
+        paths: true,
+        pixels: true,
+        api_keys: false,
+    };
+    // For each action, the address field through which it first matched.
+    let mut hit: Vec<Option<&str>> = vec![None; actions.len()];
+    let _ = for_each_reading(needs, &ex, &req, &mut |reading| {
+        for (field, ip) in &addresses {
+            let facts = Facts {
+                client_ip: *ip,
+                ..*reading
+            };
+            for (a, h) in actions.iter().zip(hit.iter_mut()) {
+                if h.is_none() && a.live_at(line.at) && covers(&a.rule, &facts) {
+                    *h = Some(field);
+                }
+            }
+        }
+    });
+    for (a, h) in actions.iter().zip(&hit) {
         let id = a.rule.id as i64;
         if line.rule_id == Some(id) {
             add(
@@ -271,32 +300,18 @@ pub fn match_line(
                 format!("action {id}: logged as edge_containment_rule"),
                 format!("action:{id}"),
             );
-            continue;
-        }
-        if !a.live_at(line.at) {
-            continue;
-        }
-        for (field, ip) in &addresses {
-            facts.client_ip = *ip;
-            let hit = match &a.rule.kind {
-                RuleKind::Block(t) => target_matches(t, &facts),
-                RuleKind::Isolate { scope, .. } => scope_matches(scope, &facts),
-                RuleKind::Allow(_) => false,
+        } else if let Some(field) = h {
+            let via = if field.is_empty() {
+                String::new()
+            } else {
+                format!(" via {field}")
             };
-            if hit {
-                let via = if field.is_empty() {
-                    String::new()
-                } else {
-                    format!(" via {field}")
-                };
-                add(
-                    a.incident_id,
-                    Some(id),
-                    format!("action {id} ({}){via}", describe(&a.rule)),
-                    format!("action:{id}"),
-                );
-                break;
-            }
+            add(
+                a.incident_id,
+                Some(id),
+                format!("action {id} ({}){via}", describe(&a.rule)),
+                format!("action:{id}"),
+            );
         }
     }
     for inc in indicators {
@@ -451,5 +466,59 @@ mod tests {
         assert_eq!(m[1].incident_id, 9);
         assert_eq!(m[1].action_id, None);
         assert_eq!(m[1].keys, ["user_agent:evilbot"]);
+    }
+
+    #[test]
+    fn a_line_is_attributed_as_the_edge_read_the_request() {
+        let actions = vec![
+            window(
+                1,
+                7,
+                RuleKind::Block(Target::PathPrefix("/admin".into())),
+                0,
+                None,
+            ),
+            window(
+                2,
+                7,
+                RuleKind::Isolate {
+                    scope: Scope::Pixel("Px-Evil".into()),
+                    action: Isolation::PixelKill,
+                },
+                0,
+                None,
+            ),
+        ];
+        let matched = |path: &str, routes: &[PixelRoute]| {
+            let line = format!(
+                r#"{{"start_time":"2026-03-02T10:00:00Z","method":"GET","path":{path:?},"downstream_remote_address":"198.51.100.1:1"}}"#
+            );
+            let l = parse_line(1, &line).unwrap();
+            let m = match_line(&l, &actions, &[], routes);
+            m.first().map(|m| m.keys.clone()).unwrap_or_default()
+        };
+        let routes = default_pixel_routes();
+        for (path, key) in [
+            ("//admin/users", "action:1"),
+            ("/x/../admin", "action:1"),
+            ("/%61dmin", "action:1"),
+            ("/x/..%2Fadmin", "action:1"),
+            ("/admin;v=1/users", "action:1"),
+            ("/p/px-evil.gif", "action:2"),
+            ("/p/PX%2DEVIL.gif", "action:2"),
+            ("/./px/Px-Evil.js", "action:2"),
+            ("/collect?pid=ok&pid=px-evil", "action:2"),
+        ] {
+            assert_eq!(matched(path, &routes), [key], "{path}");
+        }
+        for path in ["/administrator", "/p/px-evil2.gif", "/collect?pix=px-evil"] {
+            assert_eq!(matched(path, &routes), Vec::<String>::new(), "{path}");
+        }
+        // A case-sensitive route attributes only the exact id, as the edge enforces it.
+        let exact: Vec<PixelRoute> =
+            serde_json::from_str(r#"[{"pattern": "/p/{pixel}.gif", "case": "sensitive"}]"#)
+                .unwrap();
+        assert_eq!(matched("/p/Px-Evil.gif", &exact), ["action:2"]);
+        assert_eq!(matched("/p/px-evil.gif", &exact), Vec::<String>::new());
     }
 }

@@ -399,12 +399,6 @@ async fn targets_are_stored_as_the_edge_reads_requests() {
             "normalised",
         ),
         (
-            json!({"pixel": "PX-Evil"}),
-            "pixel",
-            "px-evil",
-            "case-insensitively",
-        ),
-        (
             json!({"cidr": "::ffff:10.0.0.0/104"}),
             "cidr",
             "10.0.0.0/8",
@@ -438,5 +432,39 @@ async fn targets_are_stored_as_the_edge_reads_requests() {
             )
             .await;
         expect_error(&r, 422, Some("target.path_prefix"), Some("invalid_field"));
+    }
+    // A pixel id is kept as written: each edge route decides how case compares.
+    let a = api
+        .new_action(
+            t,
+            inc,
+            json!({"kind": "block", "target": {"pixel": "PX-Evil"}, "reason": "r"}),
+        )
+        .await;
+    assert_eq!(a["target"]["pixel"], "PX-Evil", "{a}");
+    assert!(
+        a["warnings"].as_array().is_none_or(|w| w.is_empty()),
+        "no warning: {a}"
+    );
+    // One that no edge reads as a pixel id would never match: refused by name.
+    for (bad, field) in [
+        (json!({"target": {"pixel": "px/evil"}}), "target.pixel"),
+        (
+            json!({"target": {"pixel": "x".repeat(129)}}),
+            "target.pixel",
+        ),
+        (
+            json!({"scope": {"pixel": "px evil"}, "isolation": "pixel_kill"}),
+            "scope.pixel",
+        ),
+    ] {
+        let mut body = json!({"kind": if field == "scope.pixel" { "isolate" } else { "block" }, "reason": "r"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(bad.as_object().unwrap().clone());
+        let r = api
+            .post(&format!("/v1/incidents/{inc}/actions"), t, body)
+            .await;
+        expect_error(&r, 422, Some(field), Some("invalid_field"));
     }
 }

@@ -230,7 +230,8 @@ fn hash_slot<A: Bits>(bh: &DefaultHashBuilder, slab: &Slab<A>, slot: u32, len: u
 pub(super) enum StrKind {
     /// Exact (accounts).
     Account = 0,
-    /// Exact (pixel ids).
+    /// Pixel ids: hashed ASCII case-insensitively, so that one table serves both kinds of
+    /// route; a probe from a case-insensitive route compares so too.
     Pixel = 1,
     /// ASCII case-insensitive, as `naive` compares hosts.
     Host = 2,
@@ -253,8 +254,8 @@ impl StrKind {
     /// The hash of a probe string (for paths, already in [`path_key`] form).
     pub fn hash_probe(self, bh: &DefaultHashBuilder, s: &str) -> u64 {
         match self {
-            StrKind::Host => hash_ignore_ascii_case(bh, s),
-            _ => bh.hash_one(s),
+            StrKind::Host | StrKind::Pixel => hash_ignore_ascii_case(bh, s),
+            StrKind::Account | StrKind::Path => bh.hash_one(s),
         }
     }
 
@@ -269,9 +270,9 @@ impl StrKind {
     /// Whether a stored key matches a probe.
     pub fn eq(self, stored: &str, probe: &str) -> bool {
         match self {
-            StrKind::Host => stored.eq_ignore_ascii_case(probe),
+            StrKind::Host | StrKind::Pixel => stored.eq_ignore_ascii_case(probe),
             StrKind::Path => path_key(stored) == probe,
-            _ => stored == probe,
+            StrKind::Account => stored == probe,
         }
     }
 }
@@ -356,20 +357,45 @@ impl StrTable {
             .reserve(n, |&x| slab.key(x).map_or(0, |k| kind.hash_stored(bh, k)));
     }
 
-    /// Call `f` with every slot whose key matches `probe`.
+    /// Call `f` with every slot whose key matches `probe` as `kind` compares.
     pub fn for_each_match(
         &self,
         bh: &DefaultHashBuilder,
         kind: StrKind,
         slab: &Slab<Box<str>>,
         probe: &str,
+        f: impl FnMut(u32),
+    ) {
+        self.for_each_where(bh, kind, slab, probe, |k| kind.eq(k, probe), f);
+    }
+
+    /// Call `f` with every slot whose key is exactly `probe` (a pixel id from a
+    /// case-sensitive route, in the case-insensitively hashed pixel table).
+    pub fn for_each_exact(
+        &self,
+        bh: &DefaultHashBuilder,
+        kind: StrKind,
+        slab: &Slab<Box<str>>,
+        probe: &str,
+        f: impl FnMut(u32),
+    ) {
+        self.for_each_where(bh, kind, slab, probe, |k| k == probe, f);
+    }
+
+    fn for_each_where(
+        &self,
+        bh: &DefaultHashBuilder,
+        kind: StrKind,
+        slab: &Slab<Box<str>>,
+        probe: &str,
+        eq: impl Fn(&str) -> bool,
         mut f: impl FnMut(u32),
     ) {
         if self.table.is_empty() {
             return;
         }
         for &slot in self.table.iter_hash(kind.hash_probe(bh, probe)) {
-            if slab.key(slot).is_some_and(|k| kind.eq(k, probe)) {
+            if slab.key(slot).is_some_and(|k| eq(k)) {
                 f(slot);
             }
         }

@@ -3,8 +3,8 @@
 use std::net::IpAddr;
 
 use edge_policy::{
-    naive, Facts, IpNet, Isolation, KeyHash, Matcher, Mode, PixelKind, PixelRef, Rule, RuleKind,
-    Scope, Snapshot, Target, Verdict,
+    naive, Facts, IpNet, Isolation, KeyHash, Matcher, Mode, PixelCase, PixelKind, PixelRef, Rule,
+    RuleKind, Scope, Snapshot, Target, Verdict,
 };
 
 pub fn ip(s: &str) -> IpAddr {
@@ -63,7 +63,10 @@ pub trait FactsExt<'a> {
     fn path(self, p: &'a str) -> Self;
     fn api_key(self, k: &'a str) -> Self;
     fn account(self, a: &'a str) -> Self;
+    /// A pixel id from a case-insensitive route (the default).
     fn pixel(self, id: &'a str, kind: PixelKind) -> Self;
+    /// A pixel id from a case-sensitive route.
+    fn pixel_exact(self, id: &'a str, kind: PixelKind) -> Self;
 }
 
 impl<'a> FactsExt<'a> for Facts<'a> {
@@ -92,7 +95,19 @@ impl<'a> FactsExt<'a> for Facts<'a> {
         self
     }
     fn pixel(mut self, id: &'a str, kind: PixelKind) -> Self {
-        self.pixel = Some(PixelRef { id, kind });
+        self.pixel = Some(PixelRef {
+            id,
+            kind,
+            case: PixelCase::Insensitive,
+        });
+        self
+    }
+    fn pixel_exact(mut self, id: &'a str, kind: PixelKind) -> Self {
+        self.pixel = Some(PixelRef {
+            id,
+            kind,
+            case: PixelCase::Sensitive,
+        });
         self
     }
 }

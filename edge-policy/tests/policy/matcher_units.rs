@@ -65,7 +65,25 @@ fn api_key_account_pixel() {
     expect_allowed(&rules, &req().account("ACCT-42"));
     expect_allowed(&rules, &req().account("acct-4"));
     expect_blocked_by(&rules, &req().pixel("px-9", PixelKind::Beacon), 3);
-    expect_allowed(&rules, &req().pixel("PX-9", PixelKind::Beacon));
+    expect_allowed(&rules, &req().pixel("px-90", PixelKind::Beacon));
+}
+
+#[test]
+fn pixel_ids_compare_as_the_route_that_found_them_says() {
+    let rules = [
+        block(1, Target::Pixel("Px-9".into())),
+        block(2, Target::Pixel("px-9".into())),
+        block(3, Target::Pixel("Other".into())),
+    ];
+    // Case-insensitive route: every spelling is both rules (the lower id decides).
+    expect_blocked_by(&rules, &req().pixel("PX-9", PixelKind::Beacon), 1);
+    expect_blocked_by(&rules, &req().pixel("px-9", PixelKind::Beacon), 1);
+    expect_blocked_by(&rules, &req().pixel("OTHER", PixelKind::Beacon), 3);
+    // Case-sensitive route: only the exact id.
+    expect_blocked_by(&rules, &req().pixel_exact("Px-9", PixelKind::Beacon), 1);
+    expect_blocked_by(&rules, &req().pixel_exact("px-9", PixelKind::Beacon), 2);
+    expect_allowed(&rules, &req().pixel_exact("PX-9", PixelKind::Beacon));
+    expect_allowed(&rules, &req().pixel_exact("other", PixelKind::Beacon));
 }
 
 #[test]

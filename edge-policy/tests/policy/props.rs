@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use edge_policy::{
-    naive, Delta, Facts, IpNet, Ipv4Net, Ipv6Net, Isolation, KeyHash, Matcher, Mode, PixelKind,
-    PixelRef, Rule, RuleKind, Scope, Snapshot, Target,
+    naive, Delta, Facts, IpNet, Ipv4Net, Ipv6Net, Isolation, KeyHash, Matcher, Mode, PixelCase,
+    PixelKind, PixelRef, Rule, RuleKind, Scope, Snapshot, Target,
 };
 use proptest::prelude::*;
 
@@ -24,7 +24,8 @@ const V6_BASES: [u128; 4] = [
 ];
 const KEYS: [&str; 3] = ["k1", "k2", "k3"];
 const ACCOUNTS: [&str; 3] = ["a", "b", "A"];
-const PIXELS: [&str; 2] = ["px1", "px2"];
+/// Pixel ids in rules and requests: `Px1` is `px1` on a case-insensitive route only.
+const PIXELS: [&str; 3] = ["px1", "px2", "Px1"];
 const HOSTS: [&str; 4] = ["ex.com", "EX.com", "b.org", ""];
 const PREFIXES: [&str; 9] = ["", "/", "/a", "/a/", "/a/b", "/ab", "//", "a", "/a/b/"];
 const PATHS: [&str; 12] = [
@@ -134,7 +135,7 @@ pub struct Req {
     path: &'static str,
     api_key: Option<&'static str>,
     account: Option<&'static str>,
-    pixel: Option<(&'static str, PixelKind)>,
+    pixel: Option<(&'static str, PixelKind, PixelCase)>,
 }
 
 impl Req {
@@ -146,7 +147,9 @@ impl Req {
             path: self.path,
             api_key: self.api_key,
             account: self.account,
-            pixel: self.pixel.map(|(id, kind)| PixelRef { id, kind }),
+            pixel: self
+                .pixel
+                .map(|(id, kind, case)| PixelRef { id, kind, case }),
         }
     }
 }
@@ -160,6 +163,7 @@ pub fn arb_req() -> impl Strategy<Value = Req> {
         ],
     );
     let kind = prop::sample::select(vec![PixelKind::Script, PixelKind::Beacon]);
+    let case = prop::sample::select(vec![PixelCase::Insensitive, PixelCase::Sensitive]);
     (
         ip,
         prop::sample::select(&METHODS[..]),
@@ -167,7 +171,7 @@ pub fn arb_req() -> impl Strategy<Value = Req> {
         prop::sample::select(&PATHS[..]),
         prop::option::of(prop::sample::select(&["k1", "k2", "k4"][..])),
         prop::option::of(prop::sample::select(&ACCOUNTS[..])),
-        prop::option::of((prop::sample::select(&PIXELS[..]), kind)),
+        prop::option::of((prop::sample::select(&PIXELS[..]), kind, case)),
     )
         .prop_map(|(ip, method, host, path, api_key, account, pixel)| Req {
             ip,
