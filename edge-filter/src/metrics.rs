@@ -1,4 +1,10 @@
 //! The filter's counters. In Envoy they appear under the `wasmcustom.` prefix.
+//!
+//! Verdict counters are the only ones a request touches; they are counted in the VM and
+//! added to the host's counters on the next tick (`shared_check_ms` later at most), which
+//! keeps a host call off every request.
+
+use std::cell::Cell;
 
 use edge_policy::Action;
 use proxy_wasm::hostcalls;
@@ -8,6 +14,8 @@ use proxy_wasm::types::MetricType;
 #[derive(Debug, Default)]
 pub struct Metrics {
     verdicts: [Option<u32>; Action::ALL.len()],
+    /// Verdicts counted since the last [`Metrics::flush`], per [`Action::ALL`] index.
+    pending: [Cell<u64>; Action::ALL.len()],
     pub simulated: Option<u32>,
     pub no_policy: Option<u32>,
     /// Requests refused as ambiguous (`ambiguous_path: reject`).
@@ -44,6 +52,7 @@ impl Metrics {
         }
         Metrics {
             verdicts,
+            pending: Default::default(),
             simulated: define(MetricType::Counter, "edge_containment.simulated"),
             no_policy: define(MetricType::Counter, "edge_containment.no_policy"),
             ambiguous: define(MetricType::Counter, "edge_containment.ambiguous_path"),
@@ -59,9 +68,25 @@ impl Metrics {
         }
     }
 
+    /// Count a verdict (added to the host's counter on the next flush).
     pub fn verdict(&self, action: Action) {
-        let idx = Action::ALL.iter().position(|a| *a == action);
-        inc(idx.and_then(|i| self.verdicts[i]));
+        if let Some(c) = Action::ALL
+            .iter()
+            .position(|a| *a == action)
+            .and_then(|i| self.pending.get(i))
+        {
+            c.set(c.get() + 1);
+        }
+    }
+
+    /// Add the verdicts counted since the last flush to the host's counters.
+    pub fn flush(&self) {
+        for (id, pending) in self.verdicts.iter().zip(&self.pending) {
+            let n = pending.take();
+            if let (Some(id), true) = (id, n > 0) {
+                let _ = hostcalls::increment_metric(*id, n as i64);
+            }
+        }
     }
 }
 

@@ -529,6 +529,7 @@ impl RootContext for Root {
         let Some(rt) = self.state.runtime() else {
             return;
         };
+        rt.metrics.flush();
         let now = host::now_ms();
         self.adopt_shared();
         // Called on every tick: the leader renews its lease while its long-poll is out.

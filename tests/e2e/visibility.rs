@@ -93,6 +93,25 @@ fn the_deciding_rule_is_in_the_reply_and_in_a_property(profile: HostProfile) {
 
     let plain = send(&mut vm, profile, "203.0.113.50", "GET", "/x");
     assert_eq!((plain.status, plain.rule, plain.simulated), (0, None, None));
+
+    // Verdicts are counted in the VM and reach the host's counters on the next tick.
+    let verdicts = |p: &edge_host::Plugin| {
+        ["block", "read_only", "allow", "allow_listed"].map(|a| {
+            p.metric(&format!("edge_containment.verdict.{a}"))
+                .unwrap_or(0)
+        })
+    };
+    let tick = |vm: &mut Vm| {
+        let due = vm.next_deadline().expect("the filter set a tick period");
+        vm.run_due_timers(due).unwrap();
+    };
+    tick(&mut vm);
+    assert_eq!(verdicts(&p), [1, 1, 2, 1], "each request above once");
+    for _ in 0..3 {
+        send(&mut vm, profile, "203.0.113.7", "GET", "/x");
+    }
+    tick(&mut vm);
+    assert_eq!(verdicts(&p), [4, 1, 2, 1], "three more blocks");
 }
 
 #[test]
