@@ -16,7 +16,7 @@ use super::records::{markdown_response, wants_markdown, FormatQuery};
 use super::views::{ActionView, IncidentView, TimelineView};
 use crate::auth::{Auth, Readers};
 use crate::clock::rfc3339;
-use crate::domain::audit::{event_hash, GENESIS_HASH};
+use crate::domain::audit::{AuditRecord, GENESIS_HASH, HASH_RULE};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiQuery, PathId};
 use crate::record::{deadlines, DeadlineView, EvidenceView, NotificationView, PostMortemView};
@@ -30,24 +30,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The format identifier of the JSON export.
 pub const EXPORT_FORMAT: &str = "edge-containment/incident-record/v1";
 
-/// How an audit event's hash is computed (also in API.md).
-pub const HASH_RULE: &str = "hash = hex(SHA-256(UTF-8 of the compact JSON array [seq, at, actor, verb, object, incident_id, before, after, reason, prev_hash])); before/after are the JSON texts exactly as exported (strings, or null); absent values are null; the first event's prev_hash is 64 zeros; every event's prev_hash is the hash of the event with seq - 1";
-
 /// An audit event as hashed: `before`/`after` are the exact JSON texts.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ExportedEvent {
-    pub seq: i64,
-    pub at: String,
-    pub actor: String,
-    pub verb: String,
-    pub object: String,
-    pub incident_id: Option<i64>,
-    pub before: Option<String>,
-    pub after: Option<String>,
-    pub reason: Option<String>,
-    pub prev_hash: String,
-    pub hash: String,
-}
+pub type ExportedEvent = AuditRecord;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ChainLink {
@@ -115,18 +99,7 @@ pub struct IncidentExport {
 /// link, and find every event among the links. Returns the number of events checked.
 pub fn verify_exported_chain(a: &AuditExport) -> Result<usize, String> {
     for e in &a.events {
-        let h = event_hash(
-            e.seq,
-            &e.at,
-            &e.actor,
-            &e.verb,
-            &e.object,
-            e.incident_id,
-            e.before.as_deref(),
-            e.after.as_deref(),
-            e.reason.as_deref(),
-            &e.prev_hash,
-        );
+        let h = e.expected_hash();
         if h != e.hash {
             return Err(format!("event {}: hash does not match its content", e.seq));
         }
@@ -231,22 +204,7 @@ async fn export_incident(
     let mut audit = AuditExport {
         hash_rule: HASH_RULE.into(),
         genesis_hash: GENESIS_HASH.into(),
-        events: events
-            .into_iter()
-            .map(|r| ExportedEvent {
-                seq: r.seq,
-                at: r.at,
-                actor: r.actor,
-                verb: r.verb,
-                object: r.object,
-                incident_id: r.incident_id,
-                before: r.before,
-                after: r.after,
-                reason: r.reason,
-                prev_hash: r.prev_hash,
-                hash: r.hash,
-            })
-            .collect(),
+        events,
         links: links.into_iter().map(ChainLink::from).collect(),
         chain_head_seq: chain.last_seq,
         chain_head_hash: chain.last_hash,

@@ -4,9 +4,10 @@ use edge_policy::{Delta, Snapshot, Version};
 use serde_json::json;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use super::{add_timeline, append_audit, bump_version, rows, Event, SqliteStore};
+use super::{add_timeline, append_audit, bump_version, rows, SqliteStore};
 use crate::clock::rfc3339;
 use crate::domain::action::{check_conflicts, ActionKind, ActiveTarget, GuardRails, NewAction};
+use crate::domain::audit::NewAuditEvent;
 use crate::domain::incident::Phase;
 use crate::domain::{CoreError, CoreResult};
 use crate::store::{ActionFilter, ActionRecord, ActionStatus, HitRecord, PolicyAnswer};
@@ -69,14 +70,14 @@ async fn sweep_expired(c: &mut SqliteConnection, now: i64, version: i64) -> Core
         .await?;
         record_policy_change(c, version, before.id).await?;
         let after = rows::get_action(c, before.id).await?;
-        let event = Event {
-            actor: SYSTEM_ACTOR,
-            verb: "action.expire",
+        let event = NewAuditEvent {
+            actor: SYSTEM_ACTOR.to_string(),
+            verb: "action.expire".to_string(),
             object: format!("action/{}", after.id),
             incident_id: Some(after.incident_id),
             before: Some(before.audit_json()),
             after: Some(after.audit_json()),
-            reason: Some("expired"),
+            reason: Some("expired".to_string()),
         };
         append_audit(c, event, now).await?;
         let msg = format!("expired {}", describe(&after));
@@ -149,14 +150,14 @@ impl SqliteStore {
         .await?;
         record_policy_change(c, version, id).await?;
         let rec = rows::get_action(c, id).await?;
-        let event = Event {
-            actor,
-            verb: "action.create",
+        let event = NewAuditEvent {
+            actor: actor.to_string(),
+            verb: "action.create".to_string(),
             object: format!("action/{id}"),
             incident_id: Some(rec.incident_id),
             before: None,
             after: Some(rec.audit_json()),
-            reason: Some(&new.reason),
+            reason: Some(new.reason.clone()),
         };
         append_audit(c, event, now).await?;
         let msg = format!("created {}", describe(&rec));
@@ -207,14 +208,14 @@ impl SqliteStore {
         .await?;
         record_policy_change(c, version, id).await?;
         let after = rows::get_action(c, id).await?;
-        let event = Event {
-            actor,
-            verb: "action.lift",
+        let event = NewAuditEvent {
+            actor: actor.to_string(),
+            verb: "action.lift".to_string(),
             object: format!("action/{id}"),
             incident_id: Some(after.incident_id),
             before: Some(before.audit_json()),
             after: Some(after.audit_json()),
-            reason: Some(reason),
+            reason: Some(reason.to_string()),
         };
         append_audit(c, event, now).await?;
         let msg = format!("lifted {}", describe(&after));

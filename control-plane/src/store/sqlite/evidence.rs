@@ -6,8 +6,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::QueryBuilder;
 
-use super::{append_audit, rows, upsert_bucket, Event, SqliteStore};
+use super::{append_audit, rows, upsert_bucket, SqliteStore};
 use crate::clock::rfc3339;
+use crate::domain::audit::NewAuditEvent;
 use crate::domain::evidence::{default_pixel_routes, match_line, ActionWindow, IncidentIndicators};
 use crate::domain::facts::IncidentFacts;
 use crate::domain::CoreResult;
@@ -171,9 +172,9 @@ impl SqliteStore {
             let mut hashes = s.hashes.clone();
             hashes.sort();
             let digest = hex::encode(Sha256::digest(hashes.join("\n").as_bytes()));
-            let event = Event {
-                actor,
-                verb: "evidence.ingest",
+            let event = NewAuditEvent {
+                actor: actor.to_string(),
+                verb: "evidence.ingest".to_string(),
                 object: format!("incident/{incident}/evidence"),
                 incident_id: Some(*incident),
                 before: None,

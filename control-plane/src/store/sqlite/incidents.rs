@@ -2,7 +2,8 @@
 
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::{add_timeline, append_audit, rows, Event, SqliteStore};
+use super::{add_timeline, append_audit, rows, SqliteStore};
+use crate::domain::audit::NewAuditEvent;
 use crate::domain::incident::{check_phase_move, IncidentChange, NewIncident, Phase};
 use crate::domain::{CoreError, CoreResult};
 use crate::store::{IncidentFilter, IncidentRecord, TimelineEntry};
@@ -41,9 +42,9 @@ impl SqliteStore {
         .fetch_one(&mut *c)
         .await?;
         let rec = rows::get_incident(c, id).await?;
-        let event = Event {
-            actor,
-            verb: "incident.create",
+        let event = NewAuditEvent {
+            actor: actor.to_string(),
+            verb: "incident.create".to_string(),
             object: format!("incident/{id}"),
             incident_id: Some(id),
             before: None,
@@ -245,14 +246,14 @@ impl SqliteStore {
         for (kind, msg, data) in &entries {
             add_timeline(c, id, now, actor, kind, msg, reason, data.clone()).await?;
         }
-        let event = Event {
-            actor,
-            verb: "incident.update",
+        let event = NewAuditEvent {
+            actor: actor.to_string(),
+            verb: "incident.update".to_string(),
             object: format!("incident/{id}"),
             incident_id: Some(id),
             before: Some(serde_json::to_value(&before)?),
             after: Some(serde_json::to_value(&after)?),
-            reason,
+            reason: reason.map(str::to_string),
         };
         append_audit(c, event, now).await?;
         self.commit(w, None).await?;

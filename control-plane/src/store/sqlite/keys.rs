@@ -2,7 +2,8 @@
 
 use sqlx::Row;
 
-use super::{append_audit, Event, SqliteStore};
+use super::{append_audit, SqliteStore};
+use crate::domain::audit::NewAuditEvent;
 use crate::domain::signing::{self, SigningKeyRecord};
 use crate::domain::{CoreError, CoreResult};
 
@@ -68,9 +69,9 @@ impl SqliteStore {
         .bind(plan.new.created_at)
         .execute(&mut *c)
         .await?;
-        let event = Event {
-            actor,
-            verb: plan.verb,
+        let event = NewAuditEvent {
+            actor: actor.to_string(),
+            verb: plan.verb.to_string(),
             object: format!("signing_key/{}", plan.new.key_id),
             incident_id: None,
             before: plan.before,

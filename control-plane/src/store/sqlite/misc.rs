@@ -4,8 +4,9 @@ use edge_policy::report::EdgeReport;
 use serde_json::json;
 use sqlx::{QueryBuilder, Row};
 
-use super::{append_audit, rows, upsert_bucket, Event, SqliteStore};
+use super::{append_audit, rows, upsert_bucket, SqliteStore};
 use crate::domain::audit::ChainVerifier;
+use crate::domain::audit::NewAuditEvent;
 use crate::domain::token::Role;
 use crate::domain::{CoreError, CoreResult};
 use crate::store::{
@@ -113,9 +114,9 @@ impl SqliteStore {
             .fetch_one(&mut *c)
             .await?;
         let rec = rows::token(&row)?;
-        let event = Event {
-            actor,
-            verb: "token.create",
+        let event = NewAuditEvent {
+            actor: actor.to_string(),
+            verb: "token.create".to_string(),
             object: format!("token/{id}"),
             incident_id: None,
             before: None,
@@ -182,9 +183,9 @@ impl SqliteStore {
             revoked_by: Some(actor.to_string()),
             ..before.clone()
         };
-        let event = Event {
-            actor,
-            verb: "token.revoke",
+        let event = NewAuditEvent {
+            actor: actor.to_string(),
+            verb: "token.revoke".to_string(),
             object: format!("token/{id}"),
             incident_id: None,
             before: Some(token_json(&before)),

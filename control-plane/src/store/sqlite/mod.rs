@@ -28,7 +28,7 @@ use tokio::sync::{watch, Mutex, MutexGuard};
 
 use super::*;
 use crate::clock::rfc3339;
-use crate::domain::audit::{event_hash, GENESIS_HASH};
+use crate::domain::audit::NewAuditEvent;
 use crate::domain::notification::NewNotification;
 use crate::domain::postmortem::PostMortem;
 use crate::domain::{CoreError, CoreResult};
@@ -43,17 +43,6 @@ pub struct SqliteStore {
 pub(crate) struct WriteTx<'a> {
     pub tx: Transaction<'static, Sqlite>,
     _guard: MutexGuard<'a, ()>,
-}
-
-/// An audit event to append.
-pub(crate) struct Event<'a> {
-    pub actor: &'a str,
-    pub verb: &'a str,
-    pub object: String,
-    pub incident_id: Option<i64>,
-    pub before: Option<Value>,
-    pub after: Option<Value>,
-    pub reason: Option<&'a str>,
 }
 
 impl SqliteStore {
@@ -170,52 +159,37 @@ pub(crate) async fn bump_version(c: &mut SqliteConnection) -> CoreResult<i64> {
     Ok(v)
 }
 
-/// Append an audit event chained to the previous one.
+/// Append an audit event chained to the previous one (the open write transaction holds
+/// the writer lock, so the chain's last event cannot move under it).
 pub(crate) async fn append_audit(
     c: &mut SqliteConnection,
-    e: Event<'_>,
+    e: NewAuditEvent,
     now: i64,
 ) -> CoreResult<i64> {
     let last: Option<(i64, String)> =
         sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *c)
             .await?;
-    let (prev_seq, prev_hash) = last.unwrap_or((0, GENESIS_HASH.to_string()));
-    let seq = prev_seq + 1;
-    let at = rfc3339(now);
-    let before = e.before.as_ref().map(Value::to_string);
-    let after = e.after.as_ref().map(Value::to_string);
-    let hash = event_hash(
-        seq,
-        &at,
-        e.actor,
-        e.verb,
-        &e.object,
-        e.incident_id,
-        before.as_deref(),
-        after.as_deref(),
-        e.reason,
-        &prev_hash,
-    );
+    let r = AuditRecord::chained(last, rfc3339(now), e);
     sqlx::query(
         "INSERT INTO audit (seq, at, at_ms, actor, verb, object, incident_id, before, after, reason, prev_hash, hash)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(seq)
-    .bind(&at)
+    .bind(r.seq)
+    .bind(&r.at)
     .bind(now)
-    .bind(e.actor)
-    .bind(e.verb)
-    .bind(&e.object)
-    .bind(e.incident_id)
-    .bind(before)
-    .bind(after)
-    .bind(e.reason)
-    .bind(&prev_hash)
-    .bind(&hash)
+    .bind(&r.actor)
+    .bind(&r.verb)
+    .bind(&r.object)
+    .bind(r.incident_id)
+    .bind(&r.before)
+    .bind(&r.after)
+    .bind(&r.reason)
+    .bind(&r.prev_hash)
+    .bind(&r.hash)
     .execute(c)
     .await?;
-    Ok(seq)
+    Ok(r.seq)
 }
 
 /// Add an entry to an incident's timeline.

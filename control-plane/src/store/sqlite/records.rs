@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use serde_json::json;
 use sqlx::QueryBuilder;
 
-use super::{add_timeline, append_audit, rows, Event, SqliteStore};
+use super::{add_timeline, append_audit, rows, SqliteStore};
+use crate::domain::audit::NewAuditEvent;
 use crate::domain::deadline::DeadlineFacts;
 use crate::domain::incident::Phase;
 use crate::domain::notification::{Audience, NewNotification, NotificationKind};
@@ -75,9 +76,9 @@ impl SqliteStore {
             .fetch_one(&mut *c)
             .await?;
         let rec = rows::notification(&row)?;
-        let event = Event {
-            actor,
-            verb: "notification.record",
+        let event = NewAuditEvent {
+            actor: actor.to_string(),
+            verb: "notification.record".to_string(),
             object: format!("notification/{id}"),
             incident_id: Some(n.incident_id),
             before: None,
@@ -191,9 +192,9 @@ impl SqliteStore {
                 "post-mortem revised",
             ),
         };
-        let event = Event {
-            actor,
-            verb,
+        let event = NewAuditEvent {
+            actor: actor.to_string(),
+            verb: verb.to_string(),
             object: format!("incident/{incident_id}/postmortem"),
             incident_id: Some(incident_id),
             before: before.map(|b| serde_json::to_value(&b)).transpose()?,

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde_json::json;
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::{append_audit, Event, SqliteStore};
+use super::{append_audit, SqliteStore};
+use crate::domain::audit::NewAuditEvent;
 use crate::domain::{CoreError, CoreResult};
 use crate::store::{AuditLink, PurgeReport};
 
@@ -104,9 +105,9 @@ impl SqliteStore {
         let reason = format!(
             "retention: records of incidents closed more than {older_than_years} years ago"
         );
-        let event = Event {
-            actor,
-            verb: "retention.purge",
+        let event = NewAuditEvent {
+            actor: actor.to_string(),
+            verb: "retention.purge".to_string(),
             object: "retention/purge".into(),
             incident_id: None,
             before: None,
@@ -117,7 +118,7 @@ impl SqliteStore {
                 "rows": report.rows,
                 "audit_events_kept": true,
             })),
-            reason: Some(&reason),
+            reason: Some(reason),
         };
         report.audit_seq = Some(append_audit(c, event, now).await?);
         self.commit(w, None).await?;
