@@ -29,6 +29,7 @@ use tokio::sync::{watch, Mutex, MutexGuard};
 use super::*;
 use crate::clock::rfc3339;
 use crate::domain::audit::NewAuditEvent;
+use crate::domain::effects::{NewTimelineEntry, Writes};
 use crate::domain::notification::NewNotification;
 use crate::domain::postmortem::PostMortem;
 use crate::domain::{CoreError, CoreResult};
@@ -192,7 +193,7 @@ pub(crate) async fn append_audit(
     Ok(r.seq)
 }
 
-/// Add an entry to an incident's timeline.
+/// Add an entry to an incident's timeline (the callers not yet moved to `write_effects`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn add_timeline(
     c: &mut SqliteConnection,
@@ -204,18 +205,37 @@ pub(crate) async fn add_timeline(
     reason: Option<&str>,
     data: Option<Value>,
 ) -> CoreResult<()> {
+    let mut e =
+        NewTimelineEntry::new(incident_id, now, actor, kind, message.to_string()).reason(reason);
+    e.data = data;
+    insert_timeline(c, &e).await
+}
+
+/// Add an entry to an incident's timeline.
+async fn insert_timeline(c: &mut SqliteConnection, e: &NewTimelineEntry) -> CoreResult<()> {
     sqlx::query(
         "INSERT INTO timeline (incident_id, at, actor, kind, message, reason, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(incident_id)
-    .bind(now)
-    .bind(actor)
-    .bind(kind)
-    .bind(message)
-    .bind(reason)
-    .bind(data.map(|d| d.to_string()))
+    .bind(e.incident_id)
+    .bind(e.at)
+    .bind(&e.actor)
+    .bind(&e.kind)
+    .bind(&e.message)
+    .bind(&e.reason)
+    .bind(e.data.as_ref().map(Value::to_string))
     .execute(c)
     .await?;
+    Ok(())
+}
+
+/// Write what a decision returned: its timeline entries, then its audit events.
+pub(crate) async fn write_effects(c: &mut SqliteConnection, w: Writes, now: i64) -> CoreResult<()> {
+    for e in &w.timeline {
+        insert_timeline(c, e).await?;
+    }
+    for e in w.audit {
+        append_audit(c, e, now).await?;
+    }
     Ok(())
 }
 
