@@ -4,6 +4,7 @@
 
 pub mod action;
 pub mod audit;
+pub mod containment;
 pub mod deadline;
 pub mod effects;
 pub mod evidence;

@@ -1,19 +1,13 @@
 //! Containment actions and the policy they make.
 
 use edge_policy::{Delta, Snapshot, Version};
-use serde_json::json;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use super::{add_timeline, append_audit, bump_version, rows, SqliteStore};
-use crate::clock::rfc3339;
-use crate::domain::action::{check_conflicts, ActionKind, ActiveTarget, GuardRails, NewAction};
-use crate::domain::audit::NewAuditEvent;
-use crate::domain::incident::Phase;
-use crate::domain::{CoreError, CoreResult};
+use super::{bump_version, rows, write_effects, SqliteStore};
+use crate::domain::action::{GuardRails, NewAction};
+use crate::domain::containment;
+use crate::domain::CoreResult;
 use crate::store::{ActionFilter, ActionRecord, ActionStatus, HitRecord, PolicyAnswer};
-
-/// Actor name of changes the control plane makes by itself (expiry).
-pub const SYSTEM_ACTOR: &str = "system";
 
 /// Record that `version` changed `action_id`: the change log deltas are computed from. Every
 /// write that bumps the policy version for an action goes through here.
@@ -30,21 +24,20 @@ async fn record_policy_change(
     Ok(())
 }
 
-fn describe(a: &ActionRecord) -> String {
-    let what = match a.kind {
-        ActionKind::Isolate => format!(
-            "isolate {} {} ({})",
-            a.target.ty,
-            a.target.value,
-            a.isolation.map(|i| i.as_str()).unwrap_or("?")
-        ),
-        k => format!("{} {} {}", k.as_str(), a.target.ty, a.target.value),
-    };
-    let expiry = a
-        .expires_at
-        .map(|t| format!(", expires {}", rfc3339(t)))
-        .unwrap_or_default();
-    format!("action {}: {what} [{}]{expiry}", a.id, a.mode.as_str())
+/// Write the end of an action (lift or expiry) as [`containment`] decided it.
+async fn write_end(c: &mut SqliteConnection, a: &ActionRecord) -> CoreResult<()> {
+    sqlx::query(
+        "UPDATE actions SET state = ?, ended_at = ?, ended_by = ?, end_reason = ?, ended_version = ? WHERE id = ?",
+    )
+    .bind(a.state.as_str())
+    .bind(a.ended_at)
+    .bind(&a.ended_by)
+    .bind(&a.end_reason)
+    .bind(a.ended_version)
+    .bind(a.id)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
 }
 
 /// Mark every due active action expired as part of `version`. Returns how many.
@@ -57,41 +50,10 @@ async fn sweep_expired(c: &mut SqliteConnection, now: i64, version: i64) -> Core
     .await?;
     for row in &due {
         let before = rows::action(row)?;
-        let expired_at = before.expires_at.unwrap_or(now);
-        sqlx::query(
-            "UPDATE actions SET state = 'expired', ended_at = ?, ended_by = ?, end_reason = 'expired', ended_version = ?
-             WHERE id = ?",
-        )
-        .bind(expired_at)
-        .bind(SYSTEM_ACTOR)
-        .bind(version)
-        .bind(before.id)
-        .execute(&mut *c)
-        .await?;
-        record_policy_change(c, version, before.id).await?;
-        let after = rows::get_action(c, before.id).await?;
-        let event = NewAuditEvent {
-            actor: SYSTEM_ACTOR.to_string(),
-            verb: "action.expire".to_string(),
-            object: format!("action/{}", after.id),
-            incident_id: Some(after.incident_id),
-            before: Some(before.audit_json()),
-            after: Some(after.audit_json()),
-            reason: Some("expired".to_string()),
-        };
-        append_audit(c, event, now).await?;
-        let msg = format!("expired {}", describe(&after));
-        add_timeline(
-            c,
-            after.incident_id,
-            now,
-            SYSTEM_ACTOR,
-            "action_expired",
-            &msg,
-            None,
-            Some(json!({"action_id": after.id, "policy_version": version})),
-        )
-        .await?;
+        let (after, writes) = containment::expired(&before, version, now);
+        write_end(c, &after).await?;
+        record_policy_change(c, version, after.id).await?;
+        write_effects(c, writes, now).await?;
     }
     Ok(due.len())
 }
@@ -107,13 +69,7 @@ impl SqliteStore {
         let mut w = self.begin_write().await?;
         let c = &mut *w.tx;
         let incident = rows::get_incident(c, new.incident_id).await?;
-        if incident.phase == Phase::Closed {
-            return Err(CoreError::conflict(
-                "incident",
-                format!("incident {} is closed", incident.id),
-            ));
-        }
-        let live = sqlx::query(
+        let candidates = sqlx::query(
             "SELECT * FROM actions WHERE state = 'active' AND (expires_at IS NULL OR expires_at > ?)
              AND (target_key = ? OR kind = 'allow')",
         )
@@ -122,9 +78,9 @@ impl SqliteStore {
         .fetch_all(&mut *c)
         .await?
         .iter()
-        .map(|r| rows::action(r).map(|a| ActiveTarget { id: a.id, kind: a.kind, target: a.target }))
+        .map(rows::action)
         .collect::<CoreResult<Vec<_>>>()?;
-        check_conflicts(new, &live, rails)?;
+        containment::check_create(&incident, new, &candidates, rails, now)?;
 
         let version = bump_version(c).await?;
         sweep_expired(c, now, version).await?;
@@ -150,29 +106,7 @@ impl SqliteStore {
         .await?;
         record_policy_change(c, version, id).await?;
         let rec = rows::get_action(c, id).await?;
-        let event = NewAuditEvent {
-            actor: actor.to_string(),
-            verb: "action.create".to_string(),
-            object: format!("action/{id}"),
-            incident_id: Some(rec.incident_id),
-            before: None,
-            after: Some(rec.audit_json()),
-            reason: Some(new.reason.clone()),
-        };
-        append_audit(c, event, now).await?;
-        let msg = format!("created {}", describe(&rec));
-        let data = json!({"action_id": id, "policy_version": version, "forced": new.force, "warnings": new.warnings});
-        add_timeline(
-            c,
-            rec.incident_id,
-            now,
-            actor,
-            "action_created",
-            &msg,
-            Some(&new.reason),
-            Some(data),
-        )
-        .await?;
+        write_effects(c, containment::created(&rec, new, version, actor), now).await?;
         self.commit(w, Some(version)).await?;
         Ok(rec)
     }
@@ -187,49 +121,13 @@ impl SqliteStore {
         let mut w = self.begin_write().await?;
         let c = &mut *w.tx;
         let before = rows::get_action(c, id).await?;
-        let status = before.status(now);
-        if status != ActionStatus::Active {
-            return Err(CoreError::conflict(
-                "status",
-                format!("action {id} is already {}", status.as_str()),
-            ));
-        }
+        containment::check_lift(&before, now)?;
         let version = bump_version(c).await?;
         sweep_expired(c, now, version).await?;
-        sqlx::query(
-            "UPDATE actions SET state = 'lifted', ended_at = ?, ended_by = ?, end_reason = ?, ended_version = ? WHERE id = ?",
-        )
-        .bind(now)
-        .bind(actor)
-        .bind(reason)
-        .bind(version)
-        .bind(id)
-        .execute(&mut *c)
-        .await?;
+        let (after, writes) = containment::lifted(&before, actor, reason, version, now);
+        write_end(c, &after).await?;
         record_policy_change(c, version, id).await?;
-        let after = rows::get_action(c, id).await?;
-        let event = NewAuditEvent {
-            actor: actor.to_string(),
-            verb: "action.lift".to_string(),
-            object: format!("action/{id}"),
-            incident_id: Some(after.incident_id),
-            before: Some(before.audit_json()),
-            after: Some(after.audit_json()),
-            reason: Some(reason.to_string()),
-        };
-        append_audit(c, event, now).await?;
-        let msg = format!("lifted {}", describe(&after));
-        add_timeline(
-            c,
-            after.incident_id,
-            now,
-            actor,
-            "action_lifted",
-            &msg,
-            Some(reason),
-            Some(json!({"action_id": id, "policy_version": version})),
-        )
-        .await?;
+        write_effects(c, writes, now).await?;
         self.commit(w, Some(version)).await?;
         Ok(after)
     }
