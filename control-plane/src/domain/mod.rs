@@ -6,6 +6,7 @@ pub mod action;
 pub mod audit;
 pub mod containment;
 pub mod deadline;
+pub mod edge_record;
 pub mod effects;
 pub mod evidence;
 pub mod facts;
@@ -13,9 +14,11 @@ pub mod incident;
 pub mod incident_rules;
 pub mod notification;
 pub mod postmortem;
+pub mod record_rules;
 pub mod records;
 pub mod signing;
 pub mod token;
+pub mod token_rules;
 
 use std::fmt;
 

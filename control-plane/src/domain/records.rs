@@ -1,13 +1,17 @@
-//! The stored shapes of incidents, their timelines and containment actions: what a store
-//! loads and what the decisions of this module take and return.
+//! The stored shapes of incidents, their timelines, containment actions, notifications and
+//! post-mortems, tokens: what a store loads and what the decisions of this module take and return.
 
 use edge_policy::{Isolation, Mode, Rule};
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::action::{self, ActionKind, StoredTarget};
+use super::deadline::DeadlineFacts;
 use super::facts::IncidentFacts;
 use super::incident::{Phase, Severity};
+use super::notification::{Audience, NotificationKind};
+use super::postmortem::PostMortem;
+use super::token::Role;
 use super::CoreResult;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -135,4 +139,51 @@ impl ActionRecord {
             "ended_version": self.ended_version,
         })
     }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NotificationRecord {
+    pub id: i64,
+    pub incident_id: i64,
+    pub audience: Audience,
+    pub kind: NotificationKind,
+    pub notified_at: i64,
+    pub notified_by: String,
+    pub channel: String,
+    pub reference: Option<String>,
+    pub note: Option<String>,
+    /// What the recipient was told (breach notifications only).
+    pub facts: Option<Value>,
+    pub recorded_at: i64,
+    pub recorded_by: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PostMortemRecord {
+    pub incident_id: i64,
+    #[serde(flatten)]
+    pub content: PostMortem,
+    pub submitted_at: i64,
+    pub submitted_by: String,
+    pub updated_at: i64,
+    pub updated_by: String,
+}
+
+/// An incident and what its deadlines depend on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IncidentDeadlines {
+    pub incident: IncidentRecord,
+    pub facts: DeadlineFacts,
+}
+
+/// A token as listed (never its hash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub created_at: i64,
+    pub created_by: String,
+    pub revoked_at: Option<i64>,
+    pub revoked_by: Option<String>,
 }

@@ -11,7 +11,10 @@ pub mod sqlite;
 
 pub use records::*;
 
-pub use crate::domain::records::{ActionRecord, ActionStatus, IncidentRecord, TimelineEntry};
+pub use crate::domain::records::{
+    ActionRecord, ActionStatus, IncidentDeadlines, IncidentRecord, NotificationRecord,
+    PostMortemRecord, TimelineEntry, TokenRecord,
+};
 
 use async_trait::async_trait;
 use edge_policy::report::EdgeReport;
@@ -25,18 +28,6 @@ use crate::domain::notification::NewNotification;
 use crate::domain::postmortem::PostMortem;
 use crate::domain::token::Role;
 use crate::domain::CoreResult;
-
-/// A token as listed (never its hash).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TokenRecord {
-    pub id: i64,
-    pub name: String,
-    pub role: Role,
-    pub created_at: i64,
-    pub created_by: String,
-    pub revoked_at: Option<i64>,
-    pub revoked_by: Option<String>,
-}
 
 /// A token found by its hash, for authentication.
 #[derive(Clone, Debug)]

@@ -1,29 +1,17 @@
-//! Access-log evidence: match, store idempotently, summarise on the timeline, audit.
+//! Access-log evidence: load what matching needs, store idempotently, write the summaries
+//! and audit events [`crate::domain::edge_record`] makes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::json;
-use sha2::{Digest, Sha256};
 use sqlx::QueryBuilder;
 
 use super::{append_audit, rows, upsert_bucket, SqliteStore};
-use crate::clock::rfc3339;
-use crate::domain::audit::NewAuditEvent;
-use crate::domain::evidence::{default_pixel_routes, match_line, ActionWindow, IncidentIndicators};
-use crate::domain::facts::IncidentFacts;
+use crate::domain::edge_record::{
+    action_window, merge_evidence, open_indicators, IncidentEvidence,
+};
+use crate::domain::evidence::{default_pixel_routes, match_line};
 use crate::domain::CoreResult;
 use crate::store::{EvidenceBatch, EvidenceRecord, IngestOutcome};
-
-/// Evidence goes on the timeline as one entry per incident and minute (of the lines' time).
-pub(crate) const EVIDENCE_BUCKET_MS: i64 = 60_000;
-
-#[derive(Default)]
-struct Stored {
-    ids: Vec<i64>,
-    hashes: Vec<String>,
-    /// bucket → (earliest line time, lines, counts per reason key)
-    buckets: BTreeMap<i64, (i64, i64, BTreeMap<String, i64>)>,
-}
 
 impl SqliteStore {
     pub(crate) async fn ingest_evidence_impl(
@@ -62,32 +50,19 @@ impl SqliteStore {
             .fetch_all(&mut *c)
             .await?
             .iter()
-            .map(|r| {
-                let a = rows::action(r)?;
-                Ok(ActionWindow {
-                    rule: a.rule()?,
-                    incident_id: a.incident_id,
-                    from: a.created_at,
-                    until: a.ended_at.or(a.expires_at),
-                })
-            })
+            .map(|r| action_window(&rows::action(r)?))
             .collect::<CoreResult<Vec<_>>>()?;
         let open: Vec<(i64, String)> =
             sqlx::query_as("SELECT id, facts FROM incidents WHERE phase <> 'closed' ORDER BY id")
                 .fetch_all(&mut *c)
                 .await?;
-        let mut indicators = Vec::new();
-        for (id, facts) in open {
-            let f: IncidentFacts = serde_json::from_str(&facts)?;
-            if !f.indicators.is_empty() {
-                indicators.push(IncidentIndicators {
-                    incident_id: id,
-                    indicators: f.indicators,
-                });
-            }
-        }
+        let indicators = open_indicators(
+            open.into_iter()
+                .map(|(id, facts)| Ok((id, serde_json::from_str(&facts)?)))
+                .collect::<CoreResult<Vec<_>>>()?,
+        );
         let routes = default_pixel_routes();
-        let mut per_incident: BTreeMap<i64, Stored> = BTreeMap::new();
+        let mut per_incident: BTreeMap<i64, IncidentEvidence> = BTreeMap::new();
         for line in &batch.lines {
             let matches = match_line(line, &actions, &indicators, &routes);
             if matches.is_empty() {
@@ -124,69 +99,26 @@ impl SqliteStore {
                     continue;
                 };
                 out.stored += 1;
-                let s = per_incident.entry(m.incident_id).or_default();
-                s.ids.push(id);
-                s.hashes.push(line.hash.clone());
-                let bucket = line.at - line.at.rem_euclid(EVIDENCE_BUCKET_MS);
-                let b = s
-                    .buckets
-                    .entry(bucket)
-                    .or_insert((line.at, 0, BTreeMap::new()));
-                b.0 = b.0.min(line.at);
-                b.1 += 1;
-                for k in m.keys {
-                    *b.2.entry(k).or_default() += 1;
-                }
+                per_incident
+                    .entry(m.incident_id)
+                    .or_default()
+                    .add(id, &line.hash, line.at, m.keys);
             }
         }
-        for (incident, s) in &per_incident {
-            for (bucket, (first, lines, keys)) in &s.buckets {
-                upsert_bucket(c, *incident, "evidence", *bucket, *first, actor, |old| {
-                    let mut data = old.cloned().unwrap_or_else(
-                        || json!({"bucket": rfc3339(*bucket), "lines": 0, "matched": {}}),
-                    );
-                    let cur = data["lines"].as_i64().unwrap_or(0);
-                    data["lines"] = json!(cur + lines);
-                    for (k, n) in keys {
-                        let cur = data["matched"].get(k).and_then(|v| v.as_i64()).unwrap_or(0);
-                        data["matched"][k] = json!(cur + n);
-                    }
-                    let matched = data["matched"]
-                        .as_object()
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| format!("{}: {v}", k.replace(':', " ")))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        })
-                        .unwrap_or_default();
-                    let message = format!(
-                        "access-log evidence in the minute from {}: {} line(s) ({matched})",
-                        rfc3339(*bucket),
-                        data["lines"]
-                    );
-                    (message, data)
-                })
+        for (incident, e) in &per_incident {
+            for (bucket, minute) in &e.minutes {
+                upsert_bucket(
+                    c,
+                    *incident,
+                    "evidence",
+                    *bucket,
+                    minute.first,
+                    actor,
+                    |old| merge_evidence(old, *bucket, minute),
+                )
                 .await?;
             }
-            let mut hashes = s.hashes.clone();
-            hashes.sort();
-            let digest = hex::encode(Sha256::digest(hashes.join("\n").as_bytes()));
-            let event = NewAuditEvent {
-                actor: actor.to_string(),
-                verb: "evidence.ingest".to_string(),
-                object: format!("incident/{incident}/evidence"),
-                incident_id: Some(*incident),
-                before: None,
-                after: Some(json!({
-                    "batch_id": batch.batch_id,
-                    "edge_id": batch.edge_id,
-                    "stored": s.ids.len(),
-                    "evidence_ids": s.ids,
-                    "line_hashes_sha256": digest,
-                })),
-                reason: None,
-            };
+            let event = e.event(actor, *incident, &batch.batch_id, batch.edge_id.as_deref());
             append_audit(c, event, now).await?;
         }
         out.incidents = per_incident.keys().copied().collect();

@@ -3,8 +3,8 @@
 use sqlx::Row;
 
 use super::{append_audit, SqliteStore};
-use crate::domain::audit::NewAuditEvent;
 use crate::domain::signing::{self, SigningKeyRecord};
+use crate::domain::token_rules;
 use crate::domain::{CoreError, CoreResult};
 
 fn key(row: &sqlx::sqlite::SqliteRow) -> CoreResult<SigningKeyRecord> {
@@ -69,15 +69,7 @@ impl SqliteStore {
         .bind(plan.new.created_at)
         .execute(&mut *c)
         .await?;
-        let event = NewAuditEvent {
-            actor: actor.to_string(),
-            verb: plan.verb.to_string(),
-            object: format!("signing_key/{}", plan.new.key_id),
-            incident_id: None,
-            before: plan.before,
-            after: Some(plan.after),
-            reason: None,
-        };
+        let event = token_rules::key_added(&plan, actor);
         append_audit(c, event, now).await?;
         let keys = all(&mut *c).await?;
         self.commit(w, None).await?;

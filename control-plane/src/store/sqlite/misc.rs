@@ -1,22 +1,18 @@
 //! Tokens, the audit log and edge reports.
 
 use edge_policy::report::EdgeReport;
-use serde_json::json;
 use sqlx::{QueryBuilder, Row};
 
 use super::{append_audit, rows, upsert_bucket, SqliteStore};
 use crate::domain::audit::ChainVerifier;
-use crate::domain::audit::NewAuditEvent;
+use crate::domain::edge_record::{bucket_of, merge_hits, HIT_BUCKET_MS};
 use crate::domain::token::Role;
+use crate::domain::token_rules;
 use crate::domain::{CoreError, CoreResult};
 use crate::store::{
     AuditFilter, AuditRecord, AuthToken, ChainReport, Counts, EdgeRecord, ReportOutcome,
     TokenRecord,
 };
-
-/// Edge hits go on the incident's timeline as one entry per minute (of receipt), summed
-/// over reports and edges.
-pub(crate) const HIT_BUCKET_MS: i64 = 60_000;
 
 async fn add_hits_to_timeline(
     c: &mut sqlx::SqliteConnection,
@@ -25,42 +21,11 @@ async fn add_hits_to_timeline(
     hits: &[(i64, i64)],
     now: i64,
 ) -> CoreResult<()> {
-    let bucket = now - now.rem_euclid(HIT_BUCKET_MS);
+    let bucket = bucket_of(now, HIT_BUCKET_MS);
     upsert_bucket(c, incident, "edge_hits", bucket, now, "edge", |old| {
-        let mut data = old.cloned().unwrap_or_else(|| {
-            json!({"bucket": crate::clock::rfc3339(bucket), "total": 0, "by_action": {}, "by_edge": {}})
-        });
-        let add = |v: &mut serde_json::Value, key: &str, n: i64| {
-            let cur = v.get(key).and_then(serde_json::Value::as_i64).unwrap_or(0);
-            v[key] = json!(cur + n);
-        };
-        for (action, n) in hits {
-            add(&mut data["by_action"], &action.to_string(), *n);
-            add(&mut data["by_edge"], edge_id, *n);
-            add(&mut data, "total", *n);
-        }
-        let by_action = data["by_action"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("action {k}: {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
-        let edges = data["by_edge"].as_object().map(|m| m.len()).unwrap_or(0);
-        let message = format!(
-            "edge hits in the minute from {}: {} ({by_action}) from {edges} edge(s)",
-            crate::clock::rfc3339(bucket),
-            data["total"]
-        );
-        (message, data)
+        merge_hits(old, bucket, edge_id, hits)
     })
     .await
-}
-
-fn token_json(t: &TokenRecord) -> serde_json::Value {
-    json!({"id": t.id, "name": t.name, "role": t.role.as_str(), "revoked_at": t.revoked_at})
 }
 
 impl SqliteStore {
@@ -75,30 +40,15 @@ impl SqliteStore {
     ) -> CoreResult<TokenRecord> {
         let mut w = self.begin_write().await?;
         let c = &mut *w.tx;
-        if only_if_none {
-            let live: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE revoked_at IS NULL")
-                    .fetch_one(&mut *c)
-                    .await?;
-            if live > 0 {
-                return Err(CoreError::conflict(
-                    "tokens",
-                    format!("the database already has {live} active token(s); create more through the API"),
-                ));
-            }
-        }
+        let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE revoked_at IS NULL")
+            .fetch_one(&mut *c)
+            .await?;
         let same_name: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE name = ? AND revoked_at IS NULL")
                 .bind(name)
                 .fetch_one(&mut *c)
                 .await?;
-        if same_name > 0 {
-            // The name is the actor in the audit log: keep it unambiguous.
-            return Err(CoreError::conflict(
-                "name",
-                format!("an active token is already named {name:?}"),
-            ));
-        }
+        token_rules::check_create(live, same_name, only_if_none, name)?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO tokens (name, role, hash, created_at, created_by) VALUES (?, ?, ?, ?, ?) RETURNING id",
         )
@@ -114,15 +64,7 @@ impl SqliteStore {
             .fetch_one(&mut *c)
             .await?;
         let rec = rows::token(&row)?;
-        let event = NewAuditEvent {
-            actor: actor.to_string(),
-            verb: "token.create".to_string(),
-            object: format!("token/{id}"),
-            incident_id: None,
-            before: None,
-            after: Some(token_json(&rec)),
-            reason: None,
-        };
+        let event = token_rules::created(&rec, actor);
         append_audit(c, event, now).await?;
         self.commit(w, None).await?;
         Ok(rec)
@@ -166,32 +108,13 @@ impl SqliteStore {
             .await?
             .ok_or_else(|| CoreError::not_found("token", id))?;
         let before = rows::token(&row)?;
-        if before.revoked_at.is_some() {
-            return Err(CoreError::conflict(
-                "id",
-                format!("token {id} is already revoked"),
-            ));
-        }
+        let (after, event) = token_rules::revoke(&before, actor, now)?;
         sqlx::query("UPDATE tokens SET revoked_at = ?, revoked_by = ? WHERE id = ?")
-            .bind(now)
-            .bind(actor)
+            .bind(after.revoked_at)
+            .bind(&after.revoked_by)
             .bind(id)
             .execute(&mut *c)
             .await?;
-        let after = TokenRecord {
-            revoked_at: Some(now),
-            revoked_by: Some(actor.to_string()),
-            ..before.clone()
-        };
-        let event = NewAuditEvent {
-            actor: actor.to_string(),
-            verb: "token.revoke".to_string(),
-            object: format!("token/{id}"),
-            incident_id: None,
-            before: Some(token_json(&before)),
-            after: Some(token_json(&after)),
-            reason: None,
-        };
         append_audit(c, event, now).await?;
         self.commit(w, None).await?;
         Ok(after)

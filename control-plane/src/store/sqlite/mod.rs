@@ -193,26 +193,8 @@ pub(crate) async fn append_audit(
     Ok(r.seq)
 }
 
-/// Add an entry to an incident's timeline (the callers not yet moved to `write_effects`).
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn add_timeline(
-    c: &mut SqliteConnection,
-    incident_id: i64,
-    now: i64,
-    actor: &str,
-    kind: &str,
-    message: &str,
-    reason: Option<&str>,
-    data: Option<Value>,
-) -> CoreResult<()> {
-    let mut e =
-        NewTimelineEntry::new(incident_id, now, actor, kind, message.to_string()).reason(reason);
-    e.data = data;
-    insert_timeline(c, &e).await
-}
-
 /// Add an entry to an incident's timeline.
-async fn insert_timeline(c: &mut SqliteConnection, e: &NewTimelineEntry) -> CoreResult<()> {
+async fn add_timeline(c: &mut SqliteConnection, e: &NewTimelineEntry) -> CoreResult<()> {
     sqlx::query(
         "INSERT INTO timeline (incident_id, at, actor, kind, message, reason, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
@@ -231,7 +213,7 @@ async fn insert_timeline(c: &mut SqliteConnection, e: &NewTimelineEntry) -> Core
 /// Write what a decision returned: its timeline entries, then its audit events.
 pub(crate) async fn write_effects(c: &mut SqliteConnection, w: Writes, now: i64) -> CoreResult<()> {
     for e in &w.timeline {
-        insert_timeline(c, e).await?;
+        add_timeline(c, e).await?;
     }
     for e in w.audit {
         append_audit(c, e, now).await?;

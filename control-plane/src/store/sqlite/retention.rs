@@ -7,8 +7,8 @@ use serde_json::json;
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{append_audit, SqliteStore};
-use crate::domain::audit::NewAuditEvent;
-use crate::domain::{CoreError, CoreResult};
+use crate::domain::token_rules;
+use crate::domain::CoreResult;
 use crate::store::{AuditLink, PurgeReport};
 
 /// The tables holding an incident's records, children first (the order of deletion), with
@@ -52,12 +52,7 @@ impl SqliteStore {
         dry_run: bool,
         now: i64,
     ) -> CoreResult<PurgeReport> {
-        if older_than_years < 5 {
-            return Err(CoreError::invalid(
-                "older_than_years",
-                "records are kept at least 5 years",
-            ));
-        }
+        token_rules::check_purge(older_than_years)?;
         let mut w = self.begin_write().await?;
         let c = &mut *w.tx;
         // Closed before the cutoff, and no containment still enforced for it.
@@ -102,24 +97,17 @@ impl SqliteStore {
                 .execute(&mut *c)
                 .await?;
         }
-        let reason = format!(
-            "retention: records of incidents closed more than {older_than_years} years ago"
-        );
-        let event = NewAuditEvent {
-            actor: actor.to_string(),
-            verb: "retention.purge".to_string(),
-            object: "retention/purge".into(),
-            incident_id: None,
-            before: None,
-            after: Some(json!({
+        let event = token_rules::purged(
+            actor,
+            older_than_years,
+            json!({
                 "older_than_years": older_than_years,
                 "cutoff": crate::clock::rfc3339(cutoff),
                 "incidents": report.incidents,
                 "rows": report.rows,
                 "audit_events_kept": true,
-            })),
-            reason: Some(reason),
-        };
+            }),
+        );
         report.audit_seq = Some(append_audit(c, event, now).await?);
         self.commit(w, None).await?;
         Ok(report)
