@@ -1,13 +1,17 @@
-//! Containment actions and the policy they make.
+//! [`ActionStore`] for SQLite: containment actions and the policy versions they make.
 
+use async_trait::async_trait;
 use edge_policy::{Delta, Snapshot, Version};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use tokio::sync::watch;
 
 use super::{bump_version, rows, write_effects, SqliteStore};
 use crate::domain::action::{GuardRails, NewAction};
 use crate::domain::containment;
 use crate::domain::CoreResult;
-use crate::store::{ActionFilter, ActionRecord, ActionStatus, HitRecord, PolicyAnswer};
+use crate::store::{
+    ActionFilter, ActionRecord, ActionStatus, ActionStore, HitRecord, PolicyAnswer,
+};
 
 /// Record that `version` changed `action_id`: the change log deltas are computed from. Every
 /// write that bumps the policy version for an action goes through here.
@@ -58,8 +62,9 @@ async fn sweep_expired(c: &mut SqliteConnection, now: i64, version: i64) -> Core
     Ok(due.len())
 }
 
-impl SqliteStore {
-    pub(crate) async fn create_action_impl(
+#[async_trait]
+impl ActionStore for SqliteStore {
+    async fn create_action(
         &self,
         actor: &str,
         new: &NewAction,
@@ -111,7 +116,7 @@ impl SqliteStore {
         Ok(rec)
     }
 
-    pub(crate) async fn lift_action_impl(
+    async fn lift_action(
         &self,
         actor: &str,
         id: i64,
@@ -132,30 +137,11 @@ impl SqliteStore {
         Ok(after)
     }
 
-    pub(crate) async fn expire_due_impl(&self, now: i64) -> CoreResult<usize> {
-        // Cheap check outside the writer lock first: most ticks find nothing.
-        let due: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM actions WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= ?",
-        )
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
-        if due == 0 {
-            return Ok(0);
-        }
-        let mut w = self.begin_write().await?;
-        let c = &mut *w.tx;
-        let version = bump_version(c).await?;
-        let n = sweep_expired(c, now, version).await?;
-        if n == 0 {
-            // Someone else swept them first; roll back so the version is not bumped.
-            return Ok(0);
-        }
-        self.commit(w, Some(version)).await?;
-        Ok(n)
+    async fn get_action(&self, id: i64) -> CoreResult<ActionRecord> {
+        rows::get_action(&mut *self.pool.acquire().await?, id).await
     }
 
-    pub(crate) async fn list_actions_impl(
+    async fn list_actions(
         &self,
         f: &ActionFilter,
         now: i64,
@@ -199,7 +185,30 @@ impl SqliteStore {
         Ok((items, total))
     }
 
-    pub(crate) async fn hits_impl(&self, action_ids: &[i64]) -> CoreResult<Vec<HitRecord>> {
+    async fn expire_due(&self, now: i64) -> CoreResult<usize> {
+        // Cheap check outside the writer lock first: most ticks find nothing.
+        let due: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM actions WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= ?",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        if due == 0 {
+            return Ok(0);
+        }
+        let mut w = self.begin_write().await?;
+        let c = &mut *w.tx;
+        let version = bump_version(c).await?;
+        let n = sweep_expired(c, now, version).await?;
+        if n == 0 {
+            // Someone else swept them first; roll back so the version is not bumped.
+            return Ok(0);
+        }
+        self.commit(w, Some(version)).await?;
+        Ok(n)
+    }
+
+    async fn hits(&self, action_ids: &[i64]) -> CoreResult<Vec<HitRecord>> {
         let mut out = Vec::new();
         for chunk in action_ids.chunks(500) {
             let mut q = QueryBuilder::new(
@@ -223,7 +232,14 @@ impl SqliteStore {
         Ok(out)
     }
 
-    pub(crate) async fn policy_impl(&self, since: Version) -> CoreResult<PolicyAnswer> {
+    async fn policy_version(&self) -> CoreResult<Version> {
+        let v: i64 = sqlx::query_scalar("SELECT version FROM policy_state WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v as Version)
+    }
+
+    async fn policy(&self, since: Version) -> CoreResult<PolicyAnswer> {
         // One read transaction: the version and the rules come from the same snapshot.
         let mut tx = self.pool.begin().await?;
         let (current, floor): (i64, i64) =
@@ -269,5 +285,9 @@ impl SqliteStore {
         };
         tx.commit().await?;
         Ok(answer)
+    }
+
+    fn watch_version(&self) -> watch::Receiver<Version> {
+        self.version_tx.subscribe()
     }
 }

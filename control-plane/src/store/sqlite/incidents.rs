@@ -1,15 +1,17 @@
-//! Incidents and their timelines.
+//! [`IncidentStore`] for SQLite: incidents and their timelines.
 
+use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{rows, write_effects, SqliteStore};
 use crate::domain::incident::{IncidentChange, NewIncident, Phase};
 use crate::domain::incident_rules::{self, IncidentUpdate};
 use crate::domain::CoreResult;
-use crate::store::{IncidentFilter, IncidentRecord, TimelineEntry};
+use crate::store::{IncidentFilter, IncidentRecord, IncidentStore, TimelineEntry};
 
-impl SqliteStore {
-    pub(crate) async fn create_incident_impl(
+#[async_trait]
+impl IncidentStore for SqliteStore {
+    async fn create_incident(
         &self,
         actor: &str,
         new: &NewIncident,
@@ -46,10 +48,7 @@ impl SqliteStore {
         Ok(rec)
     }
 
-    pub(crate) async fn list_incidents_impl(
-        &self,
-        f: &IncidentFilter,
-    ) -> CoreResult<(Vec<IncidentRecord>, i64)> {
+    async fn list_incidents(&self, f: &IncidentFilter) -> CoreResult<(Vec<IncidentRecord>, i64)> {
         let filter = |q: &mut QueryBuilder<'_, Sqlite>| {
             q.push(" WHERE 1 = 1");
             if let Some(p) = f.phase {
@@ -87,7 +86,11 @@ impl SqliteStore {
         Ok((items, total))
     }
 
-    pub(crate) async fn update_incident_impl(
+    async fn get_incident(&self, id: i64) -> CoreResult<IncidentRecord> {
+        rows::get_incident(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn update_incident(
         &self,
         actor: &str,
         id: i64,
@@ -131,7 +134,7 @@ impl SqliteStore {
         Ok(after)
     }
 
-    pub(crate) async fn timeline_impl(&self, incident_id: i64) -> CoreResult<Vec<TimelineEntry>> {
+    async fn timeline(&self, incident_id: i64) -> CoreResult<Vec<TimelineEntry>> {
         let mut c = self.pool.acquire().await?;
         rows::get_incident(&mut c, incident_id).await?;
         let rows = sqlx::query("SELECT * FROM timeline WHERE incident_id = ? ORDER BY at, id")

@@ -1,16 +1,58 @@
-//! Notifications, post-mortems and the inputs of the policy clock.
+//! [`RecordStore`] for SQLite: notifications, post-mortems, the inputs of the policy
+//! clock, and retention (purging the records of incidents closed long ago, never younger
+//! than 5 years, keeping every audit event).
 
-use sqlx::QueryBuilder;
+use std::collections::BTreeMap;
 
-use super::{rows, write_effects, SqliteStore};
+use async_trait::async_trait;
+use serde_json::json;
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::{append_audit, rows, write_effects, SqliteStore};
 use crate::domain::notification::NewNotification;
 use crate::domain::postmortem::PostMortem;
 use crate::domain::record_rules::{self, DeadlineRows};
+use crate::domain::token_rules;
 use crate::domain::{CoreError, CoreResult};
-use crate::store::{IncidentDeadlines, NotificationRecord, PostMortemRecord};
+use crate::store::{
+    IncidentDeadlines, NotificationRecord, PostMortemRecord, PurgeReport, RecordStore,
+};
 
-impl SqliteStore {
-    pub(crate) async fn record_notification_impl(
+/// The tables holding an incident's records, children first (the order of deletion), with
+/// the condition selecting the rows of the incidents in `ids`.
+const TABLES: [(&str, &str); 8] = [
+    ("evidence", "incident_id IN"),
+    ("notifications", "incident_id IN"),
+    ("postmortems", "incident_id IN"),
+    ("timeline", "incident_id IN"),
+    (
+        "policy_changes",
+        "action_id IN (SELECT id FROM actions WHERE incident_id IN",
+    ),
+    (
+        "action_hits",
+        "action_id IN (SELECT id FROM actions WHERE incident_id IN",
+    ),
+    ("actions", "incident_id IN"),
+    ("incidents", "id IN"),
+];
+
+fn scoped<'a>(head: &str, cond: &str, ids: &[i64]) -> QueryBuilder<'a, Sqlite> {
+    let mut q = QueryBuilder::new(format!("{head} WHERE {cond} ("));
+    let mut sep = q.separated(", ");
+    for id in ids {
+        sep.push_bind(*id);
+    }
+    q.push(")");
+    if cond.contains("(SELECT") {
+        q.push(")");
+    }
+    q
+}
+
+#[async_trait]
+impl RecordStore for SqliteStore {
+    async fn record_notification(
         &self,
         actor: &str,
         n: &NewNotification,
@@ -53,10 +95,7 @@ impl SqliteStore {
         Ok(rec)
     }
 
-    pub(crate) async fn notifications_impl(
-        &self,
-        incident_id: i64,
-    ) -> CoreResult<Vec<NotificationRecord>> {
+    async fn notifications(&self, incident_id: i64) -> CoreResult<Vec<NotificationRecord>> {
         let mut c = self.pool.acquire().await?;
         rows::get_incident(&mut c, incident_id).await?;
         let rows = sqlx::query(
@@ -68,7 +107,7 @@ impl SqliteStore {
         rows.iter().map(rows::notification).collect()
     }
 
-    pub(crate) async fn submit_postmortem_impl(
+    async fn submit_postmortem(
         &self,
         actor: &str,
         incident_id: i64,
@@ -121,10 +160,7 @@ impl SqliteStore {
         Ok(rec)
     }
 
-    pub(crate) async fn postmortem_impl(
-        &self,
-        incident_id: i64,
-    ) -> CoreResult<Option<PostMortemRecord>> {
+    async fn postmortem(&self, incident_id: i64) -> CoreResult<Option<PostMortemRecord>> {
         let mut c = self.pool.acquire().await?;
         rows::get_incident(&mut c, incident_id).await?;
         sqlx::query("SELECT * FROM postmortems WHERE incident_id = ?")
@@ -135,10 +171,7 @@ impl SqliteStore {
             .transpose()
     }
 
-    pub(crate) async fn deadline_facts_impl(
-        &self,
-        incident: Option<i64>,
-    ) -> CoreResult<Vec<IncidentDeadlines>> {
+    async fn deadline_facts(&self, incident: Option<i64>) -> CoreResult<Vec<IncidentDeadlines>> {
         // One read transaction, so every part comes from the same snapshot.
         let mut tx = self.pool.begin().await?;
         let incidents = match incident {
@@ -179,5 +212,74 @@ impl SqliteStore {
             first_notifications,
             postmortems,
         }))
+    }
+
+    async fn purge(
+        &self,
+        actor: &str,
+        cutoff: i64,
+        older_than_years: u32,
+        dry_run: bool,
+        now: i64,
+    ) -> CoreResult<PurgeReport> {
+        token_rules::check_purge(older_than_years)?;
+        let mut w = self.begin_write().await?;
+        let c = &mut *w.tx;
+        // Closed before the cutoff, and no containment still enforced for it.
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM incidents i WHERE phase = 'closed' AND closed_at IS NOT NULL AND closed_at < ?
+               AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.incident_id = i.id AND a.state = 'active')
+             ORDER BY id",
+        )
+        .bind(cutoff)
+        .fetch_all(&mut *c)
+        .await?;
+        let mut rows = BTreeMap::new();
+        for chunk in ids.chunks(500) {
+            for (table, cond) in TABLES {
+                let n: i64 = scoped(&format!("SELECT COUNT(*) FROM {table}"), cond, chunk)
+                    .build_query_scalar()
+                    .fetch_one(&mut *c)
+                    .await?;
+                if !dry_run {
+                    scoped(&format!("DELETE FROM {table}"), cond, chunk)
+                        .build()
+                        .execute(&mut *c)
+                        .await?;
+                }
+                *rows.entry(table.to_string()).or_insert(0u64) += n as u64;
+            }
+        }
+        let mut report = PurgeReport {
+            dry_run,
+            older_than_years,
+            cutoff,
+            incidents: ids,
+            rows,
+            audit_seq: None,
+        };
+        if dry_run {
+            return Ok(report);
+        }
+        if !report.incidents.is_empty() {
+            // Purged actions are gone from policy_changes: older deltas become snapshots.
+            sqlx::query("UPDATE policy_state SET min_delta_since = version WHERE id = 1")
+                .execute(&mut *c)
+                .await?;
+        }
+        let event = token_rules::purged(
+            actor,
+            older_than_years,
+            json!({
+                "older_than_years": older_than_years,
+                "cutoff": crate::clock::rfc3339(cutoff),
+                "incidents": report.incidents,
+                "rows": report.rows,
+                "audit_events_kept": true,
+            }),
+        );
+        report.audit_seq = Some(append_audit(c, event, now).await?);
+        self.commit(w, None).await?;
+        Ok(report)
     }
 }

@@ -1,20 +1,135 @@
-//! Access-log evidence: load what matching needs, store idempotently, write the summaries
-//! and audit events [`crate::domain::edge_record`] makes.
+//! [`EdgeStore`] for SQLite: edge reports (hit counts) and access-log evidence: load what
+//! matching needs, store idempotently, write the summaries and audit events
+//! [`crate::domain::edge_record`] makes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use async_trait::async_trait;
+use edge_policy::report::EdgeReport;
 use sqlx::QueryBuilder;
 
 use super::{append_audit, rows, upsert_bucket, SqliteStore};
 use crate::domain::edge_record::{
-    action_window, merge_evidence, open_indicators, IncidentEvidence,
+    action_window, bucket_of, merge_evidence, merge_hits, open_indicators, IncidentEvidence,
+    HIT_BUCKET_MS,
 };
 use crate::domain::evidence::{default_pixel_routes, match_line};
-use crate::domain::CoreResult;
-use crate::store::{EvidenceBatch, EvidenceRecord, IngestOutcome};
+use crate::domain::{CoreError, CoreResult};
+use crate::store::{
+    EdgeRecord, EdgeStore, EvidenceBatch, EvidenceRecord, IngestOutcome, ReportOutcome,
+};
 
-impl SqliteStore {
-    pub(crate) async fn ingest_evidence_impl(
+async fn add_hits_to_timeline(
+    c: &mut sqlx::SqliteConnection,
+    incident: i64,
+    edge_id: &str,
+    hits: &[(i64, i64)],
+    now: i64,
+) -> CoreResult<()> {
+    let bucket = bucket_of(now, HIT_BUCKET_MS);
+    upsert_bucket(c, incident, "edge_hits", bucket, now, "edge", |old| {
+        merge_hits(old, bucket, edge_id, hits)
+    })
+    .await
+}
+
+#[async_trait]
+impl EdgeStore for SqliteStore {
+    async fn record_report(&self, r: &EdgeReport, now: i64) -> CoreResult<ReportOutcome> {
+        let mut w = self.begin_write().await?;
+        let c = &mut *w.tx;
+        let seq = i64::try_from(r.seq).map_err(|_| CoreError::invalid("seq", "too large"))?;
+        let version = i64::try_from(r.policy_version)
+            .map_err(|_| CoreError::invalid("policy_version", "too large"))?;
+        let fresh = sqlx::query("INSERT OR IGNORE INTO edge_reports_seen (edge_id, boot_id, seq, at) VALUES (?, ?, ?, ?)")
+            .bind(&r.edge_id)
+            .bind(&r.boot_id)
+            .bind(seq)
+            .bind(now)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+            == 1;
+        if !fresh {
+            return Ok(ReportOutcome::default());
+        }
+        sqlx::query(
+            "INSERT INTO edges (edge_id, boot_id, last_seen, policy_version, reports) VALUES (?, ?, ?, ?, 1)
+             ON CONFLICT (edge_id) DO UPDATE SET boot_id = excluded.boot_id, last_seen = excluded.last_seen,
+                policy_version = excluded.policy_version, reports = edges.reports + 1",
+        )
+        .bind(&r.edge_id)
+        .bind(&r.boot_id)
+        .bind(now)
+        .bind(version)
+        .execute(&mut *c)
+        .await?;
+        let mut per_incident: std::collections::BTreeMap<i64, Vec<(i64, i64)>> =
+            std::collections::BTreeMap::new();
+        let mut unknown_rule_ids = Vec::new();
+        for h in &r.hits {
+            // The handler has checked both fit (1..=i64::MAX, count <= 2^40).
+            let (Ok(action_id), Ok(count)) = (i64::try_from(h.rule_id), i64::try_from(h.count))
+            else {
+                return Err(CoreError::invalid("hits", "rule_id or count out of range"));
+            };
+            let incident: Option<i64> =
+                sqlx::query_scalar("SELECT incident_id FROM actions WHERE id = ?")
+                    .bind(action_id)
+                    .fetch_optional(&mut *c)
+                    .await?;
+            let Some(incident) = incident else {
+                unknown_rule_ids.push(h.rule_id);
+                continue;
+            };
+            if count == 0 {
+                continue;
+            }
+            per_incident
+                .entry(incident)
+                .or_default()
+                .push((action_id, count));
+            sqlx::query(
+                "INSERT INTO action_hits (action_id, edge_id, count) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (action_id, edge_id) DO UPDATE SET count = action_hits.count + excluded.count",
+            )
+            .bind(action_id)
+            .bind(&r.edge_id)
+            .bind(count)
+            .execute(&mut *c)
+            .await?;
+        }
+        for (incident, hits) in per_incident {
+            add_hits_to_timeline(c, incident, &r.edge_id, &hits, now).await?;
+        }
+        self.commit(w, None).await?;
+        Ok(ReportOutcome {
+            counted: true,
+            unknown_rule_ids,
+        })
+    }
+
+    async fn list_edges(&self) -> CoreResult<Vec<EdgeRecord>> {
+        let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT edge_id, boot_id, last_seen, policy_version, reports FROM edges ORDER BY edge_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(edge_id, boot_id, last_seen, policy_version, reports)| EdgeRecord {
+                    edge_id,
+                    boot_id,
+                    last_seen,
+                    policy_version,
+                    reports,
+                },
+            )
+            .collect())
+    }
+
+    async fn ingest_evidence(
         &self,
         actor: &str,
         batch: &EvidenceBatch,
@@ -130,7 +245,7 @@ impl SqliteStore {
         Ok(out)
     }
 
-    pub(crate) async fn evidence_impl(
+    async fn evidence(
         &self,
         incident_id: i64,
         after_id: i64,
