@@ -13,6 +13,7 @@ pub mod facts;
 pub mod incident;
 pub mod incident_rules;
 pub mod notification;
+pub mod policy;
 pub mod postmortem;
 pub mod record_rules;
 pub mod records;

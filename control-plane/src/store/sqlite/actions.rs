@@ -1,14 +1,14 @@
 //! [`ActionStore`] for SQLite: containment actions and the policy versions they make.
 
 use async_trait::async_trait;
-use edge_policy::{Delta, Snapshot, Version};
+use edge_policy::Version;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::watch;
 
 use super::{bump_version, rows, write_effects, SqliteStore};
 use crate::domain::action::{GuardRails, NewAction};
-use crate::domain::containment;
 use crate::domain::CoreResult;
+use crate::domain::{containment, policy};
 use crate::store::{
     ActionFilter, ActionRecord, ActionStatus, ActionStore, HitRecord, PolicyAnswer,
 };
@@ -246,42 +246,26 @@ impl ActionStore for SqliteStore {
             sqlx::query_as("SELECT version, min_delta_since FROM policy_state WHERE id = 1")
                 .fetch_one(&mut *tx)
                 .await?;
-        let current_v = current as Version;
-        // Since a purge, deltas from before it could miss removals: answer with a snapshot.
-        let answer = if since > 0 && since < current_v && since >= floor as Version {
+        let current = current as Version;
+        let answer = if policy::answers_with_delta(since, current, floor as Version) {
             let changed = sqlx::query(
                 "SELECT * FROM actions WHERE id IN (SELECT action_id FROM policy_changes WHERE version > ?) ORDER BY id",
             )
             .bind(since as i64)
             .fetch_all(&mut *tx)
-            .await?;
-            let mut delta = Delta {
-                since,
-                version: current_v,
-                upserts: Vec::new(),
-                removed: Vec::new(),
-            };
-            for row in &changed {
-                let a = rows::action(row)?;
-                if a.state == ActionStatus::Active {
-                    delta.upserts.push(a.rule()?);
-                } else {
-                    delta.removed.push(a.id as u64);
-                }
-            }
-            PolicyAnswer::Delta(delta)
+            .await?
+            .iter()
+            .map(rows::action)
+            .collect::<CoreResult<Vec<_>>>()?;
+            PolicyAnswer::Delta(policy::delta(since, current, &changed)?)
         } else {
             let active = sqlx::query("SELECT * FROM actions WHERE state = 'active' ORDER BY id")
                 .fetch_all(&mut *tx)
-                .await?;
-            let rules = active
+                .await?
                 .iter()
-                .map(|r| rows::action(r)?.rule())
+                .map(rows::action)
                 .collect::<CoreResult<Vec<_>>>()?;
-            PolicyAnswer::Snapshot(Snapshot {
-                version: current_v,
-                rules,
-            })
+            PolicyAnswer::Snapshot(policy::snapshot(current, &active)?)
         };
         tx.commit().await?;
         Ok(answer)
