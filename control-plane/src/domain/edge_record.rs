@@ -3,7 +3,9 @@
 //! Pure: a store loads the actions and open incidents, inserts the evidence rows (their
 //! idempotency is the store's), and writes what these return.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use edge_policy::report::RuleHits;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -12,7 +14,7 @@ use super::audit::NewAuditEvent;
 use super::evidence::{ActionWindow, IncidentIndicators};
 use super::facts::IncidentFacts;
 use super::records::ActionRecord;
-use super::CoreResult;
+use super::{CoreError, CoreResult};
 use crate::clock::rfc3339;
 
 /// Edge hits go on the incident's timeline as one entry per minute (of receipt), summed
@@ -84,6 +86,53 @@ pub fn merge_hits(
         data["total"]
     );
     (message, data)
+}
+
+/// The action ids a report's hits name, checked to fit (the handler has checked them:
+/// 1..=i64::MAX, count <= 2^40).
+pub fn hit_action_ids(hits: &[RuleHits]) -> CoreResult<Vec<i64>> {
+    hits.iter()
+        .map(
+            |h| match (i64::try_from(h.rule_id), i64::try_from(h.count)) {
+                (Ok(id), Ok(_)) => Ok(id),
+                _ => Err(CoreError::invalid("hits", "rule_id or count out of range")),
+            },
+        )
+        .collect()
+}
+
+/// A report's hits sorted out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReportHits {
+    /// `(action id, count)` to add to the action's total for the edge, in report order.
+    pub counts: Vec<(i64, i64)>,
+    /// The same, per incident, for the timeline.
+    pub per_incident: BTreeMap<i64, Vec<(i64, i64)>>,
+    /// Rule ids no action ever had, in report order: their hits are added to no total.
+    pub unknown_rule_ids: Vec<u64>,
+}
+
+/// Sort `hits` out given `incident_of` (action id → its incident, for every action that
+/// exists). Zero counts add nothing.
+pub fn report_hits(hits: &[RuleHits], incident_of: &HashMap<i64, i64>) -> CoreResult<ReportHits> {
+    let ids = hit_action_ids(hits)?;
+    let mut out = ReportHits::default();
+    for (h, id) in hits.iter().zip(ids) {
+        let Some(incident) = incident_of.get(&id) else {
+            out.unknown_rule_ids.push(h.rule_id);
+            continue;
+        };
+        if h.count == 0 {
+            continue;
+        }
+        let count = h.count as i64;
+        out.counts.push((id, count));
+        out.per_incident
+            .entry(*incident)
+            .or_default()
+            .push((id, count));
+    }
+    Ok(out)
 }
 
 /// One minute of new evidence of one incident.
@@ -238,5 +287,17 @@ mod tests {
         // The digest covers the sorted line hashes.
         let want = hex::encode(Sha256::digest(b"aa\nbb\ncc"));
         assert_eq!(after["line_hashes_sha256"], want);
+    }
+
+    #[test]
+    fn report_hits_skip_zero_counts_and_name_unknown_rules() {
+        let h = |rule_id: u64, count: u64| RuleHits { rule_id, count };
+        let incidents = HashMap::from([(1, 10), (2, 20)]);
+        let r = report_hits(&[h(1, 3), h(9, 4), h(2, 0), h(2, 5), h(1, 1)], &incidents).unwrap();
+        assert_eq!(r.counts, vec![(1, 3), (2, 5), (1, 1)]);
+        assert_eq!(r.per_incident[&10], vec![(1, 3), (1, 1)]);
+        assert_eq!(r.per_incident[&20], vec![(2, 5)]);
+        assert_eq!(r.unknown_rule_ids, vec![9]);
+        assert!(report_hits(&[h(u64::MAX, 1)], &incidents).is_err());
     }
 }

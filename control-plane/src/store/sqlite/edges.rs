@@ -2,7 +2,7 @@
 //! matching needs, store idempotently, write the summaries and audit events
 //! [`crate::domain::edge_record`] makes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use edge_policy::report::EdgeReport;
@@ -10,8 +10,8 @@ use sqlx::QueryBuilder;
 
 use super::{append_audit, rows, upsert_bucket, SqliteStore};
 use crate::domain::edge_record::{
-    action_window, bucket_of, merge_evidence, merge_hits, open_indicators, IncidentEvidence,
-    HIT_BUCKET_MS,
+    action_window, bucket_of, hit_action_ids, merge_evidence, merge_hits, open_indicators,
+    report_hits, IncidentEvidence, HIT_BUCKET_MS,
 };
 use crate::domain::evidence::{default_pixel_routes, match_line};
 use crate::domain::{CoreError, CoreResult};
@@ -64,31 +64,19 @@ impl EdgeStore for SqliteStore {
         .bind(version)
         .execute(&mut *c)
         .await?;
-        let mut per_incident: std::collections::BTreeMap<i64, Vec<(i64, i64)>> =
-            std::collections::BTreeMap::new();
-        let mut unknown_rule_ids = Vec::new();
-        for h in &r.hits {
-            // The handler has checked both fit (1..=i64::MAX, count <= 2^40).
-            let (Ok(action_id), Ok(count)) = (i64::try_from(h.rule_id), i64::try_from(h.count))
-            else {
-                return Err(CoreError::invalid("hits", "rule_id or count out of range"));
-            };
+        let mut incident_of = HashMap::new();
+        for id in hit_action_ids(&r.hits)? {
             let incident: Option<i64> =
                 sqlx::query_scalar("SELECT incident_id FROM actions WHERE id = ?")
-                    .bind(action_id)
+                    .bind(id)
                     .fetch_optional(&mut *c)
                     .await?;
-            let Some(incident) = incident else {
-                unknown_rule_ids.push(h.rule_id);
-                continue;
-            };
-            if count == 0 {
-                continue;
+            if let Some(incident) = incident {
+                incident_of.insert(id, incident);
             }
-            per_incident
-                .entry(incident)
-                .or_default()
-                .push((action_id, count));
+        }
+        let hits = report_hits(&r.hits, &incident_of)?;
+        for (action_id, count) in &hits.counts {
             sqlx::query(
                 "INSERT INTO action_hits (action_id, edge_id, count) VALUES (?1, ?2, ?3)
                  ON CONFLICT (action_id, edge_id) DO UPDATE SET count = action_hits.count + excluded.count",
@@ -99,13 +87,13 @@ impl EdgeStore for SqliteStore {
             .execute(&mut *c)
             .await?;
         }
-        for (incident, hits) in per_incident {
-            add_hits_to_timeline(c, incident, &r.edge_id, &hits, now).await?;
+        for (incident, counts) in &hits.per_incident {
+            add_hits_to_timeline(c, *incident, &r.edge_id, counts, now).await?;
         }
         self.commit(w, None).await?;
         Ok(ReportOutcome {
             counted: true,
-            unknown_rule_ids,
+            unknown_rule_ids: hits.unknown_rule_ids,
         })
     }
 
