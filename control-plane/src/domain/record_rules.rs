@@ -1,5 +1,6 @@
-//! What recording a notification and submitting a post-mortem do, and the deadline inputs
-//! gathered from what a store loaded. Pure: the store loads, calls these, writes.
+//! What recording a notification and submitting a post-mortem do, the deadline inputs
+//! gathered from what a store loaded, and retention (what a purge may remove, its audit
+//! event). Pure: the store loads, calls these, writes.
 
 use std::collections::HashMap;
 
@@ -216,6 +217,40 @@ pub fn deadline_inputs(rows: DeadlineRows) -> Vec<IncidentDeadlines> {
         .collect()
 }
 
+/// Records are kept at least this many years after an incident closed.
+pub const MIN_RETENTION_YEARS: u32 = 5;
+
+/// A purge of records older than `older_than_years` is refused below the minimum.
+pub fn check_purge(older_than_years: u32) -> CoreResult<()> {
+    if older_than_years < MIN_RETENTION_YEARS {
+        return Err(CoreError::invalid(
+            "older_than_years",
+            "records are kept at least 5 years",
+        ));
+    }
+    Ok(())
+}
+
+/// The audit event of a purge (`after`: what was removed).
+pub fn purged(actor: &str, older_than_years: u32, after: Value) -> NewAuditEvent {
+    let reason =
+        format!("retention: records of incidents closed more than {older_than_years} years ago");
+    NewAuditEvent::new(actor, "retention.purge", "retention/purge".into(), None)
+        .after(after)
+        .reason(Some(&reason))
+}
+
+/// May the records of an incident be purged at `cutoff`? Only once closed before it, and
+/// while no containment action of it is still stored as active.
+pub fn purge_eligible(
+    phase: Phase,
+    closed_at: Option<i64>,
+    has_active_action: bool,
+    cutoff: i64,
+) -> bool {
+    phase == Phase::Closed && closed_at.is_some_and(|t| t < cutoff) && !has_active_action
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,5 +425,31 @@ mod tests {
         assert_eq!(f.preliminary_report_at, Some(NOW - 30));
         assert_eq!(f.hipaa_notice_at, None);
         assert_eq!(f.postmortem_at, Some(NOW - 1));
+    }
+
+    #[test]
+    fn purges_keep_five_years() {
+        assert!(check_purge(4).is_err());
+        assert!(check_purge(5).is_ok());
+        let e = purged("ops", 7, json!({"incidents": []}));
+        assert_eq!(e.verb, "retention.purge");
+        assert_eq!(
+            e.reason.as_deref(),
+            Some("retention: records of incidents closed more than 7 years ago")
+        );
+    }
+
+    #[test]
+    fn only_incidents_closed_before_the_cutoff_without_live_actions_are_purged() {
+        assert!(purge_eligible(Phase::Closed, Some(NOW - 1), false, NOW));
+        assert!(!purge_eligible(Phase::Closed, Some(NOW), false, NOW));
+        assert!(!purge_eligible(Phase::Closed, None, false, NOW));
+        assert!(!purge_eligible(Phase::Closed, Some(NOW - 1), true, NOW));
+        assert!(!purge_eligible(
+            Phase::PostIncident,
+            Some(NOW - 1),
+            false,
+            NOW
+        ));
     }
 }

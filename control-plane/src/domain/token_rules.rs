@@ -1,5 +1,5 @@
-//! What creating and revoking a token, adding a signing key and purging old records do:
-//! the refusals and the audit events. Pure: the store loads, calls these, writes.
+//! What creating and revoking a token and adding a signing key do: the refusals and the
+//! audit events. Pure: the store loads, calls these, writes.
 
 use serde_json::{json, Value};
 
@@ -76,29 +76,6 @@ pub fn key_added(plan: &Rotation, actor: &str) -> NewAuditEvent {
     e
 }
 
-/// Records are kept at least this many years after an incident closed.
-pub const MIN_RETENTION_YEARS: u32 = 5;
-
-/// A purge of records older than `older_than_years` is refused below the minimum.
-pub fn check_purge(older_than_years: u32) -> CoreResult<()> {
-    if older_than_years < MIN_RETENTION_YEARS {
-        return Err(CoreError::invalid(
-            "older_than_years",
-            "records are kept at least 5 years",
-        ));
-    }
-    Ok(())
-}
-
-/// The audit event of a purge (`after`: what was removed).
-pub fn purged(actor: &str, older_than_years: u32, after: Value) -> NewAuditEvent {
-    let reason =
-        format!("retention: records of incidents closed more than {older_than_years} years ago");
-    NewAuditEvent::new(actor, "retention.purge", "retention/purge".into(), None)
-        .after(after)
-        .reason(Some(&reason))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,17 +117,5 @@ mod tests {
         assert_eq!(e.after.unwrap()["revoked_at"], 50);
         assert!(revoke(&after, "admin", 60).is_err());
         assert_eq!(created(&token(None), "root").verb, "token.create");
-    }
-
-    #[test]
-    fn purges_keep_five_years() {
-        assert!(check_purge(4).is_err());
-        assert!(check_purge(5).is_ok());
-        let e = purged("ops", 7, json!({"incidents": []}));
-        assert_eq!(e.verb, "retention.purge");
-        assert_eq!(
-            e.reason.as_deref(),
-            Some("retention: records of incidents closed more than 7 years ago")
-        );
     }
 }

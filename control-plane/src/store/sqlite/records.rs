@@ -12,7 +12,6 @@ use super::{append_audit, rows, write_effects, SqliteStore};
 use crate::domain::notification::NewNotification;
 use crate::domain::postmortem::PostMortem;
 use crate::domain::record_rules::{self, DeadlineRows};
-use crate::domain::token_rules;
 use crate::domain::{CoreError, CoreResult};
 use crate::store::{
     IncidentDeadlines, NotificationRecord, PostMortemRecord, PurgeReport, RecordStore,
@@ -222,18 +221,24 @@ impl RecordStore for SqliteStore {
         dry_run: bool,
         now: i64,
     ) -> CoreResult<PurgeReport> {
-        token_rules::check_purge(older_than_years)?;
+        record_rules::check_purge(older_than_years)?;
         let mut w = self.begin_write().await?;
         let c = &mut *w.tx;
         // Closed before the cutoff, and no containment still enforced for it.
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM incidents i WHERE phase = 'closed' AND closed_at IS NOT NULL AND closed_at < ?
-               AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.incident_id = i.id AND a.state = 'active')
-             ORDER BY id",
+        let closed: Vec<(i64, String, Option<i64>, bool)> = sqlx::query_as(
+            "SELECT id, phase, closed_at,
+                EXISTS (SELECT 1 FROM actions a WHERE a.incident_id = i.id AND a.state = 'active')
+             FROM incidents i WHERE phase = 'closed' ORDER BY id",
         )
-        .bind(cutoff)
         .fetch_all(&mut *c)
         .await?;
+        let mut ids = Vec::new();
+        for (id, phase, closed_at, active) in closed {
+            let phase = phase.parse().map_err(CoreError::Internal)?;
+            if record_rules::purge_eligible(phase, closed_at, active, cutoff) {
+                ids.push(id);
+            }
+        }
         let mut rows = BTreeMap::new();
         for chunk in ids.chunks(500) {
             for (table, cond) in TABLES {
@@ -267,7 +272,7 @@ impl RecordStore for SqliteStore {
                 .execute(&mut *c)
                 .await?;
         }
-        let event = token_rules::purged(
+        let event = record_rules::purged(
             actor,
             older_than_years,
             json!({
