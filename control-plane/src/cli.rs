@@ -16,7 +16,7 @@ use crate::domain::check_name;
 use crate::domain::deadline::Holidays;
 use crate::domain::token::{self, Role};
 use crate::store::sqlite::SqliteStore;
-use crate::store::Store;
+use crate::store::{RecordStore, TokenStore};
 use crate::{server, AppState, Settings};
 
 /// Edge containment control plane.

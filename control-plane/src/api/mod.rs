@@ -125,16 +125,13 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         .policy_version
         .set(*s.store.watch_version().borrow() as i64);
     match s.store.deadline_facts(None).await {
-        Ok(facts) => {
-            let all = crate::record::deadlines(&facts, &s.settings.holidays, s.now_ms());
-            for kind in crate::domain::deadline::DeadlineKind::ALL {
-                let n = all
-                    .iter()
-                    .filter(|(_, _, d)| {
-                        d.kind == kind
-                            && d.status == crate::domain::deadline::DeadlineStatus::Overdue
-                    })
-                    .count();
+        Ok(inputs) => {
+            let overdue = crate::domain::deadline::overdue_by_kind(
+                inputs.iter().map(|i| &i.facts),
+                &s.settings.holidays,
+                s.now_ms(),
+            );
+            for (kind, n) in overdue {
                 s.metrics
                     .deadlines_overdue
                     .with_label_values(&[kind.as_str()])

@@ -322,6 +322,27 @@ impl fmt::Display for DeadlineKind {
     }
 }
 
+/// How many deadlines of each kind (every kind, in [`DeadlineKind::ALL`] order) are
+/// overdue at `now` over the incidents whose `facts` are given (the `/metrics` gauge).
+pub fn overdue_by_kind<'a>(
+    facts: impl IntoIterator<Item = &'a DeadlineFacts>,
+    holidays: &Holidays,
+    now: i64,
+) -> Vec<(DeadlineKind, usize)> {
+    let mut counts: Vec<(DeadlineKind, usize)> =
+        DeadlineKind::ALL.into_iter().map(|k| (k, 0)).collect();
+    for f in facts {
+        for d in compute(f, holidays, now) {
+            if d.status == DeadlineStatus::Overdue {
+                if let Some(c) = counts.iter_mut().find(|(k, _)| *k == d.kind) {
+                    c.1 += 1;
+                }
+            }
+        }
+    }
+    counts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,5 +463,28 @@ mod tests {
         for s in DeadlineStatus::ALL {
             assert_eq!(s.as_str().parse::<DeadlineStatus>(), Ok(s));
         }
+    }
+
+    #[test]
+    fn overdue_deadlines_are_counted_by_kind() {
+        let now = t("2026-03-02T13:00:00Z");
+        let all = [facts(), facts()];
+        let counts = overdue_by_kind(&all, &Holidays::default(), now);
+        assert_eq!(counts.len(), DeadlineKind::ALL.len());
+        let want: Vec<(DeadlineKind, usize)> = DeadlineKind::ALL
+            .into_iter()
+            .map(|k| {
+                let n = compute(&facts(), &Holidays::default(), now)
+                    .iter()
+                    .filter(|d| d.kind == k && d.status == DeadlineStatus::Overdue)
+                    .count();
+                (k, 2 * n)
+            })
+            .collect();
+        assert_eq!(counts, want);
+        assert!(counts.iter().any(|(_, n)| *n > 0));
+        assert!(overdue_by_kind([], &Holidays::default(), now)
+            .iter()
+            .all(|(_, n)| *n == 0));
     }
 }

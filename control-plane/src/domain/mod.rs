@@ -1,15 +1,25 @@
-//! Core logic: validation, guard rails, the audit hash. Knows nothing about HTTP or SQL.
+//! Core logic: validation, guard rails, the audit hash, and every decision a store change
+//! makes (`*_rules`, `containment`): pure functions that take what was loaded and return what
+//! must be written. Knows nothing about HTTP or SQL.
 
 pub mod action;
 pub mod audit;
+pub mod containment;
 pub mod deadline;
+pub mod edge_record;
+pub mod effects;
 pub mod evidence;
 pub mod facts;
 pub mod incident;
+pub mod incident_rules;
 pub mod notification;
+pub mod policy;
 pub mod postmortem;
+pub mod record_rules;
+pub mod records;
 pub mod signing;
 pub mod token;
+pub mod token_rules;
 
 use std::fmt;
 

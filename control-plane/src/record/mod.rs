@@ -2,6 +2,7 @@
 //! notifications, post-mortem and evidence; rendered documents; the export.
 
 pub mod documents;
+pub mod export;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -1,43 +1,45 @@
-//! The store interface: everything the handlers need from storage, as one async trait.
+//! The store interface: what the handlers need from storage, as one small async trait per
+//! aggregate ([`TokenStore`], [`IncidentStore`], [`ActionStore`], [`AuditStore`],
+//! [`EdgeStore`], [`RecordStore`]) and [`Store`], the super-trait the application holds.
 //!
-//! SQLite ([`sqlite::SqliteStore`]) is the first implementation. A PostgreSQL one can
-//! follow without touching handlers: it implements the same trait, takes a row lock (or
-//! `SELECT ... FOR UPDATE` on `policy_state`) where SQLite takes `BEGIN IMMEDIATE`, and
-//! feeds [`Store::watch_version`] from `LISTEN`/`NOTIFY` so every replica's long-polls
-//! wake on a commit made by any replica.
+//! A backend makes no decisions: every refusal, row value, timeline text and audit event
+//! comes from a pure function in [`crate::domain`] (`incident_rules`, `containment`,
+//! `record_rules`, `edge_record`, `token_rules`). A backend loads what the function takes,
+//! calls it, and writes what it returns, in one transaction per mutating method (the row
+//! changes, the policy version bump when active containment changes, the timeline entries
+//! and the audit events). Appending to the audit chain reads the last `(seq, hash)` and
+//! inserts [`crate::domain::audit::AuditRecord::chained`]; the transaction must make that
+//! read-then-insert exclusive among writers (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: a row
+//! lock such as `SELECT ... FOR UPDATE` on `policy_state`, and `seq` unique).
+//!
+//! SQLite ([`sqlite::SqliteStore`]) implements each trait in a file of its own under
+//! `store/sqlite/`. Another backend feeds [`ActionStore::watch_version`] from its own
+//! change notification (PostgreSQL: `LISTEN`/`NOTIFY`) so every replica's long-polls wake
+//! on a commit made by any replica.
 
 mod records;
 pub mod sqlite;
 
 pub use records::*;
 
+pub use crate::domain::records::{
+    ActionRecord, ActionStatus, IncidentDeadlines, IncidentRecord, NotificationRecord,
+    PostMortemRecord, TimelineEntry, TokenRecord,
+};
+
 use async_trait::async_trait;
 use edge_policy::report::EdgeReport;
-use edge_policy::{Delta, Isolation, Mode, Rule, Snapshot, Version};
-use serde::Serialize;
-use serde_json::{json, Value};
+use edge_policy::{Delta, Snapshot, Version};
 use tokio::sync::watch;
 
-use crate::domain::action::{self, ActionKind, GuardRails, NewAction, StoredTarget};
+use crate::domain::action::{GuardRails, NewAction};
 use crate::domain::audit::{AuditRecord, BrokenLink};
-use crate::domain::facts::IncidentFacts;
 use crate::domain::incident::{IncidentChange, NewIncident, Phase, Severity};
 use crate::domain::notification::NewNotification;
 use crate::domain::postmortem::PostMortem;
+use crate::domain::signing::SigningKeyRecord;
 use crate::domain::token::Role;
 use crate::domain::CoreResult;
-
-/// A token as listed (never its hash).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TokenRecord {
-    pub id: i64,
-    pub name: String,
-    pub role: Role,
-    pub created_at: i64,
-    pub created_by: String,
-    pub revoked_at: Option<i64>,
-    pub revoked_by: Option<String>,
-}
 
 /// A token found by its hash, for authentication.
 #[derive(Clone, Debug)]
@@ -47,133 +49,6 @@ pub struct AuthToken {
     pub role: Role,
     pub hash: Vec<u8>,
     pub revoked: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct IncidentRecord {
-    pub id: i64,
-    pub title: String,
-    pub summary: String,
-    pub severity: Severity,
-    pub phase: Phase,
-    pub assignee: Option<String>,
-    pub detected_at: i64,
-    pub reported_at: i64,
-    pub systems: Vec<String>,
-    pub personal_data: bool,
-    pub created_at: i64,
-    pub created_by: String,
-    pub updated_at: i64,
-    pub closed_at: Option<i64>,
-    pub health_data: bool,
-    /// When the company became aware of the personal-data breach.
-    pub aware_at: Option<i64>,
-    /// When the incident entered post-incident activity (or closed, if it skipped it).
-    pub resolved_at: Option<i64>,
-    pub next_update_at: Option<i64>,
-    pub facts: IncidentFacts,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct TimelineEntry {
-    pub id: i64,
-    pub incident_id: i64,
-    pub at: i64,
-    pub actor: String,
-    pub kind: String,
-    pub message: String,
-    pub reason: Option<String>,
-    pub data: Option<Value>,
-}
-
-/// Stored state of an action. `Active` actions whose expiry has passed are reported as
-/// expired (see [`ActionRecord::status`]) until the expiry sweep records them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionStatus {
-    Active,
-    Lifted,
-    Expired,
-}
-
-impl ActionStatus {
-    pub const ALL: [ActionStatus; 3] = [
-        ActionStatus::Active,
-        ActionStatus::Lifted,
-        ActionStatus::Expired,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionStatus::Active => "active",
-            ActionStatus::Lifted => "lifted",
-            ActionStatus::Expired => "expired",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|x| x.as_str() == s)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct ActionRecord {
-    pub id: i64,
-    pub incident_id: i64,
-    pub kind: ActionKind,
-    pub target: StoredTarget,
-    pub isolation: Option<Isolation>,
-    pub mode: Mode,
-    pub reason: String,
-    pub forced: bool,
-    pub created_at: i64,
-    pub created_by: String,
-    pub created_version: i64,
-    pub expires_at: Option<i64>,
-    pub state: ActionStatus,
-    pub ended_at: Option<i64>,
-    pub ended_by: Option<String>,
-    pub end_reason: Option<String>,
-    pub ended_version: Option<i64>,
-}
-
-impl ActionRecord {
-    /// Status at `now_ms`: an active action past its expiry is `expired`.
-    pub fn status(&self, now_ms: i64) -> ActionStatus {
-        match (self.state, self.expires_at) {
-            (ActionStatus::Active, Some(t)) if t <= now_ms => ActionStatus::Expired,
-            (s, _) => s,
-        }
-    }
-
-    pub fn rule(&self) -> CoreResult<Rule> {
-        action::to_rule(
-            self.id,
-            self.incident_id,
-            self.kind,
-            &self.target,
-            self.isolation,
-            self.mode,
-            self.expires_at,
-        )
-    }
-
-    /// The JSON recorded in the audit log.
-    pub fn audit_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "incident_id": self.incident_id,
-            "kind": self.kind.as_str(),
-            "target_type": self.target.ty,
-            "target_value": self.target.value,
-            "isolation": self.isolation.map(Isolation::as_str),
-            "mode": self.mode.as_str(),
-            "reason": self.reason,
-            "forced": self.forced,
-            "expires_at": self.expires_at,
-            "state": self.state.as_str(),
-            "created_version": self.created_version,
-            "ended_version": self.ended_version,
-        })
-    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -254,8 +129,6 @@ pub struct Counts {
     pub evidence: i64,
 }
 
-/// Storage. Every mutating method commits its row changes, the policy version bump (when
-/// active containment changes) and its audit event in one transaction.
 /// What recording an edge report did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReportOutcome {
@@ -266,9 +139,9 @@ pub struct ReportOutcome {
     pub unknown_rule_ids: Vec<u64>,
 }
 
+/// Tokens and the policy signing keys.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // Tokens.
+pub trait TokenStore: Send + Sync {
     /// Create a token. With `only_if_none`, refuse when any unrevoked token exists.
     async fn create_token(
         &self,
@@ -282,23 +155,24 @@ pub trait Store: Send + Sync + 'static {
     async fn find_token(&self, hash: &[u8; 32]) -> CoreResult<Option<AuthToken>>;
     async fn list_tokens(&self) -> CoreResult<Vec<TokenRecord>>;
     async fn revoke_token(&self, actor: &str, id: i64, now: i64) -> CoreResult<TokenRecord>;
-
-    // Policy signing keys.
-    /// Every key, oldest first.
-    async fn signing_keys(&self) -> CoreResult<Vec<crate::domain::signing::SigningKeyRecord>>;
+    /// Every signing key, oldest first.
+    async fn signing_keys(&self) -> CoreResult<Vec<SigningKeyRecord>>;
     /// Add `new` as [`crate::domain::signing::rotate`] plans it, with its audit event, in one
     /// transaction; with `only_if_none`, do nothing when a key exists (first start). Returns
     /// every key afterwards.
     async fn add_signing_key(
         &self,
         actor: &str,
-        new: crate::domain::signing::SigningKeyRecord,
+        new: SigningKeyRecord,
         overlap_ms: i64,
         only_if_none: bool,
         now: i64,
-    ) -> CoreResult<Vec<crate::domain::signing::SigningKeyRecord>>;
+    ) -> CoreResult<Vec<SigningKeyRecord>>;
+}
 
-    // Incidents.
+/// Incidents and their timelines.
+#[async_trait]
+pub trait IncidentStore: Send + Sync {
     async fn create_incident(
         &self,
         actor: &str,
@@ -307,6 +181,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> CoreResult<IncidentRecord>;
     async fn list_incidents(&self, f: &IncidentFilter) -> CoreResult<(Vec<IncidentRecord>, i64)>;
     async fn get_incident(&self, id: i64) -> CoreResult<IncidentRecord>;
+    /// Apply `change` as [`crate::domain::incident_rules::update`] decides.
     async fn update_incident(
         &self,
         actor: &str,
@@ -315,8 +190,12 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> CoreResult<IncidentRecord>;
     async fn timeline(&self, incident_id: i64) -> CoreResult<Vec<TimelineEntry>>;
+}
 
-    // Containment actions.
+/// Containment actions and the policy versions they make.
+#[async_trait]
+pub trait ActionStore: Send + Sync {
+    /// Create an action as [`crate::domain::containment`] decides, in a new policy version.
     async fn create_action(
         &self,
         actor: &str,
@@ -341,25 +220,48 @@ pub trait Store: Send + Sync + 'static {
     /// policy version (actor `system`). Returns how many expired.
     async fn expire_due(&self, now: i64) -> CoreResult<usize>;
     async fn hits(&self, action_ids: &[i64]) -> CoreResult<Vec<HitRecord>>;
-
-    // Policy.
     async fn policy_version(&self) -> CoreResult<Version>;
     /// A delta when `0 < since < current`, else a snapshot.
     async fn policy(&self, since: Version) -> CoreResult<PolicyAnswer>;
     /// The latest committed version, updated after every commit that bumps it.
     fn watch_version(&self) -> watch::Receiver<Version>;
+}
 
-    // Audit.
+/// The audit chain (appending is part of every other store's writes).
+#[async_trait]
+pub trait AuditStore: Send + Sync {
     async fn audit(&self, f: &AuditFilter) -> CoreResult<Vec<AuditRecord>>;
     async fn verify_audit(&self) -> CoreResult<ChainReport>;
+    /// The chain links (seq, prev_hash, hash) from `from_seq` to `to_seq` inclusive.
+    async fn audit_links(&self, from_seq: i64, to_seq: i64) -> CoreResult<Vec<AuditLink>>;
+}
 
-    // Edges.
+/// What the edges send: reports (hit counts) and access-log evidence.
+#[async_trait]
+pub trait EdgeStore: Send + Sync {
     /// Count a report (nothing when `(edge_id, boot_id, seq)` was already counted); hits
     /// for rule ids no action ever had are returned, not counted.
     async fn record_report(&self, r: &EdgeReport, now: i64) -> CoreResult<ReportOutcome>;
     async fn list_edges(&self) -> CoreResult<Vec<EdgeRecord>>;
+    /// Match and store access-log lines; idempotent per (incident, line hash).
+    async fn ingest_evidence(
+        &self,
+        actor: &str,
+        batch: &EvidenceBatch,
+        now: i64,
+    ) -> CoreResult<IngestOutcome>;
+    /// Evidence of an incident in time order, after the row `after_id` (paging).
+    async fn evidence(
+        &self,
+        incident_id: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> CoreResult<Vec<EvidenceRecord>>;
+}
 
-    // The incident record.
+/// The incident record: notifications, post-mortems, deadline inputs, retention.
+#[async_trait]
+pub trait RecordStore: Send + Sync {
     /// Record a notification; refuses (listing every missing fact) a breach notification
     /// the incident lacks the facts for.
     async fn record_notification(
@@ -380,22 +282,6 @@ pub trait Store: Send + Sync + 'static {
     async fn postmortem(&self, incident_id: i64) -> CoreResult<Option<PostMortemRecord>>;
     /// Deadline inputs of one incident, or of every incident.
     async fn deadline_facts(&self, incident: Option<i64>) -> CoreResult<Vec<IncidentDeadlines>>;
-    /// Match and store access-log lines; idempotent per (incident, line hash).
-    async fn ingest_evidence(
-        &self,
-        actor: &str,
-        batch: &EvidenceBatch,
-        now: i64,
-    ) -> CoreResult<IngestOutcome>;
-    /// Evidence of an incident in time order, after the row `after_id` (paging).
-    async fn evidence(
-        &self,
-        incident_id: i64,
-        after_id: i64,
-        limit: i64,
-    ) -> CoreResult<Vec<EvidenceRecord>>;
-    /// The chain links (seq, prev_hash, hash) from `from_seq` to `to_seq` inclusive.
-    async fn audit_links(&self, from_seq: i64, to_seq: i64) -> CoreResult<Vec<AuditLink>>;
     /// Delete the records of incidents closed before `cutoff` (never younger than 5 years:
     /// the caller checks and the database refuses), keeping their audit events, and append
     /// an audit event for the purge.
@@ -407,7 +293,13 @@ pub trait Store: Send + Sync + 'static {
         dry_run: bool,
         now: i64,
     ) -> CoreResult<PurgeReport>;
+}
 
+/// Everything the handlers need from storage: every aggregate's store, plus health.
+#[async_trait]
+pub trait Store:
+    TokenStore + IncidentStore + ActionStore + AuditStore + EdgeStore + RecordStore + 'static
+{
     async fn counts(&self) -> CoreResult<Counts>;
     /// Cheap liveness check of the database.
     async fn ping(&self) -> CoreResult<()>;

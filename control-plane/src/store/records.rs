@@ -1,45 +1,11 @@
-//! Records of the incident record (issue #6): notifications, post-mortems, evidence,
-//! purges, and the inputs of the policy clock.
+//! Records of the incident record: evidence, purges and audit links (notifications,
+//! post-mortems and the deadline inputs are in `domain::records`).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::domain::deadline::DeadlineFacts;
 use crate::domain::evidence::LogLine;
-use crate::domain::notification::{Audience, NotificationKind};
-use crate::domain::postmortem::PostMortem;
-
-use super::IncidentRecord;
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct NotificationRecord {
-    pub id: i64,
-    pub incident_id: i64,
-    pub audience: Audience,
-    pub kind: NotificationKind,
-    pub notified_at: i64,
-    pub notified_by: String,
-    pub channel: String,
-    pub reference: Option<String>,
-    pub note: Option<String>,
-    /// What the recipient was told (breach notifications only).
-    pub facts: Option<Value>,
-    pub recorded_at: i64,
-    pub recorded_by: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PostMortemRecord {
-    pub incident_id: i64,
-    #[serde(flatten)]
-    pub content: PostMortem,
-    pub submitted_at: i64,
-    pub submitted_by: String,
-    pub updated_at: i64,
-    pub updated_by: String,
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EvidenceRecord {
@@ -103,11 +69,4 @@ pub struct AuditLink {
     pub seq: i64,
     pub prev_hash: String,
     pub hash: String,
-}
-
-/// An incident and what its deadlines depend on.
-#[derive(Clone, Debug, PartialEq)]
-pub struct IncidentDeadlines {
-    pub incident: IncidentRecord,
-    pub facts: DeadlineFacts,
 }

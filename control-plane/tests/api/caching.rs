@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use control_plane::policy_feed::Answer;
-use control_plane::store::Store;
+use control_plane::store::ActionStore;
 use control_plane::Settings;
 use edge_policy::{wire, Message};
 use reqwest::Method;

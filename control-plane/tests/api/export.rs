@@ -5,7 +5,7 @@ use std::process::Command;
 
 use control_plane::cli::years_before;
 use control_plane::clock::{Clock, SystemClock};
-use control_plane::store::Store;
+use control_plane::store::RecordStore;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

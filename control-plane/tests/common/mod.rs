@@ -13,7 +13,7 @@ use std::time::Duration;
 use control_plane::clock::ManualClock;
 use control_plane::domain::token::{self, Role};
 use control_plane::store::sqlite::SqliteStore;
-use control_plane::store::{Counts, Store};
+use control_plane::store::{Counts, Store, TokenStore};
 use control_plane::{AppState, Settings};
 use reqwest::header::HeaderMap;
 use reqwest::Method;

@@ -1,18 +1,17 @@
-//! Containment actions and the policy they make.
+//! [`ActionStore`] for SQLite: containment actions and the policy versions they make.
 
-use edge_policy::{Delta, Snapshot, Version};
-use serde_json::json;
+use async_trait::async_trait;
+use edge_policy::Version;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use tokio::sync::watch;
 
-use super::{add_timeline, append_audit, bump_version, rows, Event, SqliteStore};
-use crate::clock::rfc3339;
-use crate::domain::action::{check_conflicts, ActionKind, ActiveTarget, GuardRails, NewAction};
-use crate::domain::incident::Phase;
-use crate::domain::{CoreError, CoreResult};
-use crate::store::{ActionFilter, ActionRecord, ActionStatus, HitRecord, PolicyAnswer};
-
-/// Actor name of changes the control plane makes by itself (expiry).
-pub const SYSTEM_ACTOR: &str = "system";
+use super::{bump_version, rows, write_effects, SqliteStore};
+use crate::domain::action::{GuardRails, NewAction};
+use crate::domain::CoreResult;
+use crate::domain::{containment, policy};
+use crate::store::{
+    ActionFilter, ActionRecord, ActionStatus, ActionStore, HitRecord, PolicyAnswer,
+};
 
 /// Record that `version` changed `action_id`: the change log deltas are computed from. Every
 /// write that bumps the policy version for an action goes through here.
@@ -29,21 +28,20 @@ async fn record_policy_change(
     Ok(())
 }
 
-fn describe(a: &ActionRecord) -> String {
-    let what = match a.kind {
-        ActionKind::Isolate => format!(
-            "isolate {} {} ({})",
-            a.target.ty,
-            a.target.value,
-            a.isolation.map(|i| i.as_str()).unwrap_or("?")
-        ),
-        k => format!("{} {} {}", k.as_str(), a.target.ty, a.target.value),
-    };
-    let expiry = a
-        .expires_at
-        .map(|t| format!(", expires {}", rfc3339(t)))
-        .unwrap_or_default();
-    format!("action {}: {what} [{}]{expiry}", a.id, a.mode.as_str())
+/// Write the end of an action (lift or expiry) as [`containment`] decided it.
+async fn write_end(c: &mut SqliteConnection, a: &ActionRecord) -> CoreResult<()> {
+    sqlx::query(
+        "UPDATE actions SET state = ?, ended_at = ?, ended_by = ?, end_reason = ?, ended_version = ? WHERE id = ?",
+    )
+    .bind(a.state.as_str())
+    .bind(a.ended_at)
+    .bind(&a.ended_by)
+    .bind(&a.end_reason)
+    .bind(a.ended_version)
+    .bind(a.id)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
 }
 
 /// Mark every due active action expired as part of `version`. Returns how many.
@@ -56,47 +54,17 @@ async fn sweep_expired(c: &mut SqliteConnection, now: i64, version: i64) -> Core
     .await?;
     for row in &due {
         let before = rows::action(row)?;
-        let expired_at = before.expires_at.unwrap_or(now);
-        sqlx::query(
-            "UPDATE actions SET state = 'expired', ended_at = ?, ended_by = ?, end_reason = 'expired', ended_version = ?
-             WHERE id = ?",
-        )
-        .bind(expired_at)
-        .bind(SYSTEM_ACTOR)
-        .bind(version)
-        .bind(before.id)
-        .execute(&mut *c)
-        .await?;
-        record_policy_change(c, version, before.id).await?;
-        let after = rows::get_action(c, before.id).await?;
-        let event = Event {
-            actor: SYSTEM_ACTOR,
-            verb: "action.expire",
-            object: format!("action/{}", after.id),
-            incident_id: Some(after.incident_id),
-            before: Some(before.audit_json()),
-            after: Some(after.audit_json()),
-            reason: Some("expired"),
-        };
-        append_audit(c, event, now).await?;
-        let msg = format!("expired {}", describe(&after));
-        add_timeline(
-            c,
-            after.incident_id,
-            now,
-            SYSTEM_ACTOR,
-            "action_expired",
-            &msg,
-            None,
-            Some(json!({"action_id": after.id, "policy_version": version})),
-        )
-        .await?;
+        let (after, writes) = containment::expired(&before, version, now);
+        write_end(c, &after).await?;
+        record_policy_change(c, version, after.id).await?;
+        write_effects(c, writes, now).await?;
     }
     Ok(due.len())
 }
 
-impl SqliteStore {
-    pub(crate) async fn create_action_impl(
+#[async_trait]
+impl ActionStore for SqliteStore {
+    async fn create_action(
         &self,
         actor: &str,
         new: &NewAction,
@@ -106,13 +74,7 @@ impl SqliteStore {
         let mut w = self.begin_write().await?;
         let c = &mut *w.tx;
         let incident = rows::get_incident(c, new.incident_id).await?;
-        if incident.phase == Phase::Closed {
-            return Err(CoreError::conflict(
-                "incident",
-                format!("incident {} is closed", incident.id),
-            ));
-        }
-        let live = sqlx::query(
+        let candidates = sqlx::query(
             "SELECT * FROM actions WHERE state = 'active' AND (expires_at IS NULL OR expires_at > ?)
              AND (target_key = ? OR kind = 'allow')",
         )
@@ -121,9 +83,9 @@ impl SqliteStore {
         .fetch_all(&mut *c)
         .await?
         .iter()
-        .map(|r| rows::action(r).map(|a| ActiveTarget { id: a.id, kind: a.kind, target: a.target }))
+        .map(rows::action)
         .collect::<CoreResult<Vec<_>>>()?;
-        check_conflicts(new, &live, rails)?;
+        containment::check_create(&incident, new, &candidates, rails, now)?;
 
         let version = bump_version(c).await?;
         sweep_expired(c, now, version).await?;
@@ -149,34 +111,12 @@ impl SqliteStore {
         .await?;
         record_policy_change(c, version, id).await?;
         let rec = rows::get_action(c, id).await?;
-        let event = Event {
-            actor,
-            verb: "action.create",
-            object: format!("action/{id}"),
-            incident_id: Some(rec.incident_id),
-            before: None,
-            after: Some(rec.audit_json()),
-            reason: Some(&new.reason),
-        };
-        append_audit(c, event, now).await?;
-        let msg = format!("created {}", describe(&rec));
-        let data = json!({"action_id": id, "policy_version": version, "forced": new.force, "warnings": new.warnings});
-        add_timeline(
-            c,
-            rec.incident_id,
-            now,
-            actor,
-            "action_created",
-            &msg,
-            Some(&new.reason),
-            Some(data),
-        )
-        .await?;
+        write_effects(c, containment::created(&rec, new, version, actor), now).await?;
         self.commit(w, Some(version)).await?;
         Ok(rec)
     }
 
-    pub(crate) async fn lift_action_impl(
+    async fn lift_action(
         &self,
         actor: &str,
         id: i64,
@@ -186,77 +126,22 @@ impl SqliteStore {
         let mut w = self.begin_write().await?;
         let c = &mut *w.tx;
         let before = rows::get_action(c, id).await?;
-        let status = before.status(now);
-        if status != ActionStatus::Active {
-            return Err(CoreError::conflict(
-                "status",
-                format!("action {id} is already {}", status.as_str()),
-            ));
-        }
+        containment::check_lift(&before, now)?;
         let version = bump_version(c).await?;
         sweep_expired(c, now, version).await?;
-        sqlx::query(
-            "UPDATE actions SET state = 'lifted', ended_at = ?, ended_by = ?, end_reason = ?, ended_version = ? WHERE id = ?",
-        )
-        .bind(now)
-        .bind(actor)
-        .bind(reason)
-        .bind(version)
-        .bind(id)
-        .execute(&mut *c)
-        .await?;
+        let (after, writes) = containment::lifted(&before, actor, reason, version, now);
+        write_end(c, &after).await?;
         record_policy_change(c, version, id).await?;
-        let after = rows::get_action(c, id).await?;
-        let event = Event {
-            actor,
-            verb: "action.lift",
-            object: format!("action/{id}"),
-            incident_id: Some(after.incident_id),
-            before: Some(before.audit_json()),
-            after: Some(after.audit_json()),
-            reason: Some(reason),
-        };
-        append_audit(c, event, now).await?;
-        let msg = format!("lifted {}", describe(&after));
-        add_timeline(
-            c,
-            after.incident_id,
-            now,
-            actor,
-            "action_lifted",
-            &msg,
-            Some(reason),
-            Some(json!({"action_id": id, "policy_version": version})),
-        )
-        .await?;
+        write_effects(c, writes, now).await?;
         self.commit(w, Some(version)).await?;
         Ok(after)
     }
 
-    pub(crate) async fn expire_due_impl(&self, now: i64) -> CoreResult<usize> {
-        // Cheap check outside the writer lock first: most ticks find nothing.
-        let due: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM actions WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= ?",
-        )
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
-        if due == 0 {
-            return Ok(0);
-        }
-        let mut w = self.begin_write().await?;
-        let c = &mut *w.tx;
-        let version = bump_version(c).await?;
-        let n = sweep_expired(c, now, version).await?;
-        if n == 0 {
-            // Someone else swept them first; roll back so the version is not bumped.
-            return Ok(0);
-        }
-        self.commit(w, Some(version)).await?;
-        Ok(n)
+    async fn get_action(&self, id: i64) -> CoreResult<ActionRecord> {
+        rows::get_action(&mut *self.pool.acquire().await?, id).await
     }
 
-    pub(crate) async fn list_actions_impl(
+    async fn list_actions(
         &self,
         f: &ActionFilter,
         now: i64,
@@ -300,7 +185,30 @@ impl SqliteStore {
         Ok((items, total))
     }
 
-    pub(crate) async fn hits_impl(&self, action_ids: &[i64]) -> CoreResult<Vec<HitRecord>> {
+    async fn expire_due(&self, now: i64) -> CoreResult<usize> {
+        // Cheap check outside the writer lock first: most ticks find nothing.
+        let due: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM actions WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= ?",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        if due == 0 {
+            return Ok(0);
+        }
+        let mut w = self.begin_write().await?;
+        let c = &mut *w.tx;
+        let version = bump_version(c).await?;
+        let n = sweep_expired(c, now, version).await?;
+        if n == 0 {
+            // Someone else swept them first; roll back so the version is not bumped.
+            return Ok(0);
+        }
+        self.commit(w, Some(version)).await?;
+        Ok(n)
+    }
+
+    async fn hits(&self, action_ids: &[i64]) -> CoreResult<Vec<HitRecord>> {
         let mut out = Vec::new();
         for chunk in action_ids.chunks(500) {
             let mut q = QueryBuilder::new(
@@ -324,51 +232,46 @@ impl SqliteStore {
         Ok(out)
     }
 
-    pub(crate) async fn policy_impl(&self, since: Version) -> CoreResult<PolicyAnswer> {
+    async fn policy_version(&self) -> CoreResult<Version> {
+        let v: i64 = sqlx::query_scalar("SELECT version FROM policy_state WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v as Version)
+    }
+
+    async fn policy(&self, since: Version) -> CoreResult<PolicyAnswer> {
         // One read transaction: the version and the rules come from the same snapshot.
         let mut tx = self.pool.begin().await?;
         let (current, floor): (i64, i64) =
             sqlx::query_as("SELECT version, min_delta_since FROM policy_state WHERE id = 1")
                 .fetch_one(&mut *tx)
                 .await?;
-        let current_v = current as Version;
-        // Since a purge, deltas from before it could miss removals: answer with a snapshot.
-        let answer = if since > 0 && since < current_v && since >= floor as Version {
+        let current = current as Version;
+        let answer = if policy::answers_with_delta(since, current, floor as Version) {
             let changed = sqlx::query(
                 "SELECT * FROM actions WHERE id IN (SELECT action_id FROM policy_changes WHERE version > ?) ORDER BY id",
             )
             .bind(since as i64)
             .fetch_all(&mut *tx)
-            .await?;
-            let mut delta = Delta {
-                since,
-                version: current_v,
-                upserts: Vec::new(),
-                removed: Vec::new(),
-            };
-            for row in &changed {
-                let a = rows::action(row)?;
-                if a.state == ActionStatus::Active {
-                    delta.upserts.push(a.rule()?);
-                } else {
-                    delta.removed.push(a.id as u64);
-                }
-            }
-            PolicyAnswer::Delta(delta)
+            .await?
+            .iter()
+            .map(rows::action)
+            .collect::<CoreResult<Vec<_>>>()?;
+            PolicyAnswer::Delta(policy::delta(since, current, &changed)?)
         } else {
             let active = sqlx::query("SELECT * FROM actions WHERE state = 'active' ORDER BY id")
                 .fetch_all(&mut *tx)
-                .await?;
-            let rules = active
+                .await?
                 .iter()
-                .map(|r| rows::action(r)?.rule())
+                .map(rows::action)
                 .collect::<CoreResult<Vec<_>>>()?;
-            PolicyAnswer::Snapshot(Snapshot {
-                version: current_v,
-                rules,
-            })
+            PolicyAnswer::Snapshot(policy::snapshot(current, &active)?)
         };
         tx.commit().await?;
         Ok(answer)
+    }
+
+    fn watch_version(&self) -> watch::Receiver<Version> {
+        self.version_tx.subscribe()
     }
 }

@@ -1,36 +1,35 @@
-//! SQLite implementation of [`Store`]: one file, WAL mode, migrations run on start.
+//! SQLite implementation of [`Store`]: one file, WAL mode, migrations run on start. Each
+//! aggregate's trait is implemented in a file of its own (`tokens`, `incidents`, `actions`,
+//! `audit`, `edges`, `records`); this file holds the connection, the write transaction and
+//! the shared writers (audit append, timeline entries, policy version).
 //!
 //! Writers are serialised twice: an in-process mutex (so concurrent requests queue fairly
 //! instead of spinning on `SQLITE_BUSY`) and `BEGIN IMMEDIATE` with a busy timeout (so
 //! another process on the same file, such as the `token create` CLI, waits its turn).
 
 mod actions;
-mod evidence;
+mod audit;
+mod edges;
 mod incidents;
-mod keys;
-mod misc;
 mod records;
-mod retention;
 mod rows;
+mod tokens;
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::signing::SigningKeyRecord;
 use async_trait::async_trait;
-use edge_policy::report::EdgeReport;
 use edge_policy::Version;
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use tokio::sync::{watch, Mutex, MutexGuard};
 
 use super::*;
 use crate::clock::rfc3339;
-use crate::domain::audit::{event_hash, GENESIS_HASH};
-use crate::domain::notification::NewNotification;
-use crate::domain::postmortem::PostMortem;
+use crate::domain::audit::NewAuditEvent;
+use crate::domain::effects::{NewTimelineEntry, Writes};
 use crate::domain::{CoreError, CoreResult};
 
 pub struct SqliteStore {
@@ -43,17 +42,6 @@ pub struct SqliteStore {
 pub(crate) struct WriteTx<'a> {
     pub tx: Transaction<'static, Sqlite>,
     _guard: MutexGuard<'a, ()>,
-}
-
-/// An audit event to append.
-pub(crate) struct Event<'a> {
-    pub actor: &'a str,
-    pub verb: &'a str,
-    pub object: String,
-    pub incident_id: Option<i64>,
-    pub before: Option<Value>,
-    pub after: Option<Value>,
-    pub reason: Option<&'a str>,
 }
 
 impl SqliteStore {
@@ -170,78 +158,64 @@ pub(crate) async fn bump_version(c: &mut SqliteConnection) -> CoreResult<i64> {
     Ok(v)
 }
 
-/// Append an audit event chained to the previous one.
+/// Append an audit event chained to the previous one (the open write transaction holds
+/// the writer lock, so the chain's last event cannot move under it).
 pub(crate) async fn append_audit(
     c: &mut SqliteConnection,
-    e: Event<'_>,
+    e: NewAuditEvent,
     now: i64,
 ) -> CoreResult<i64> {
     let last: Option<(i64, String)> =
         sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *c)
             .await?;
-    let (prev_seq, prev_hash) = last.unwrap_or((0, GENESIS_HASH.to_string()));
-    let seq = prev_seq + 1;
-    let at = rfc3339(now);
-    let before = e.before.as_ref().map(Value::to_string);
-    let after = e.after.as_ref().map(Value::to_string);
-    let hash = event_hash(
-        seq,
-        &at,
-        e.actor,
-        e.verb,
-        &e.object,
-        e.incident_id,
-        before.as_deref(),
-        after.as_deref(),
-        e.reason,
-        &prev_hash,
-    );
+    let r = AuditRecord::chained(last, rfc3339(now), e);
     sqlx::query(
         "INSERT INTO audit (seq, at, at_ms, actor, verb, object, incident_id, before, after, reason, prev_hash, hash)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(seq)
-    .bind(&at)
+    .bind(r.seq)
+    .bind(&r.at)
     .bind(now)
-    .bind(e.actor)
-    .bind(e.verb)
-    .bind(&e.object)
-    .bind(e.incident_id)
-    .bind(before)
-    .bind(after)
-    .bind(e.reason)
-    .bind(&prev_hash)
-    .bind(&hash)
+    .bind(&r.actor)
+    .bind(&r.verb)
+    .bind(&r.object)
+    .bind(r.incident_id)
+    .bind(&r.before)
+    .bind(&r.after)
+    .bind(&r.reason)
+    .bind(&r.prev_hash)
+    .bind(&r.hash)
     .execute(c)
     .await?;
-    Ok(seq)
+    Ok(r.seq)
 }
 
 /// Add an entry to an incident's timeline.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn add_timeline(
-    c: &mut SqliteConnection,
-    incident_id: i64,
-    now: i64,
-    actor: &str,
-    kind: &str,
-    message: &str,
-    reason: Option<&str>,
-    data: Option<Value>,
-) -> CoreResult<()> {
+async fn add_timeline(c: &mut SqliteConnection, e: &NewTimelineEntry) -> CoreResult<()> {
     sqlx::query(
         "INSERT INTO timeline (incident_id, at, actor, kind, message, reason, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(incident_id)
-    .bind(now)
-    .bind(actor)
-    .bind(kind)
-    .bind(message)
-    .bind(reason)
-    .bind(data.map(|d| d.to_string()))
+    .bind(e.incident_id)
+    .bind(e.at)
+    .bind(&e.actor)
+    .bind(&e.kind)
+    .bind(&e.message)
+    .bind(&e.reason)
+    .bind(e.data.as_ref().map(Value::to_string))
     .execute(c)
     .await?;
+    Ok(())
+}
+
+/// Write what a decision returned: its timeline entries, then its audit events.
+pub(crate) async fn write_effects(c: &mut SqliteConnection, w: Writes, now: i64) -> CoreResult<()> {
+    for e in &w.timeline {
+        add_timeline(c, e).await?;
+    }
+    for e in w.audit {
+        append_audit(c, e, now).await?;
+    }
     Ok(())
 }
 
@@ -299,184 +273,32 @@ pub(crate) async fn upsert_bucket(
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create_token(
-        &self,
-        actor: &str,
-        name: &str,
-        role: Role,
-        hash: [u8; 32],
-        only_if_none: bool,
-        now: i64,
-    ) -> CoreResult<TokenRecord> {
-        self.create_token_impl(actor, name, role, hash, only_if_none, now)
-            .await
-    }
-    async fn find_token(&self, hash: &[u8; 32]) -> CoreResult<Option<AuthToken>> {
-        self.find_token_impl(hash).await
-    }
-    async fn list_tokens(&self) -> CoreResult<Vec<TokenRecord>> {
-        self.list_tokens_impl().await
-    }
-    async fn revoke_token(&self, actor: &str, id: i64, now: i64) -> CoreResult<TokenRecord> {
-        self.revoke_token_impl(actor, id, now).await
-    }
-    async fn signing_keys(&self) -> CoreResult<Vec<SigningKeyRecord>> {
-        self.signing_keys_impl().await
-    }
-    async fn add_signing_key(
-        &self,
-        actor: &str,
-        new: SigningKeyRecord,
-        overlap_ms: i64,
-        only_if_none: bool,
-        now: i64,
-    ) -> CoreResult<Vec<SigningKeyRecord>> {
-        self.add_signing_key_impl(actor, new, overlap_ms, only_if_none, now)
-            .await
-    }
-    async fn create_incident(
-        &self,
-        actor: &str,
-        new: &NewIncident,
-        now: i64,
-    ) -> CoreResult<IncidentRecord> {
-        self.create_incident_impl(actor, new, now).await
-    }
-    async fn list_incidents(&self, f: &IncidentFilter) -> CoreResult<(Vec<IncidentRecord>, i64)> {
-        self.list_incidents_impl(f).await
-    }
-    async fn get_incident(&self, id: i64) -> CoreResult<IncidentRecord> {
-        rows::get_incident(&mut *self.pool.acquire().await?, id).await
-    }
-    async fn update_incident(
-        &self,
-        actor: &str,
-        id: i64,
-        change: &IncidentChange,
-        now: i64,
-    ) -> CoreResult<IncidentRecord> {
-        self.update_incident_impl(actor, id, change, now).await
-    }
-    async fn timeline(&self, incident_id: i64) -> CoreResult<Vec<TimelineEntry>> {
-        self.timeline_impl(incident_id).await
-    }
-    async fn create_action(
-        &self,
-        actor: &str,
-        new: &NewAction,
-        rails: GuardRails,
-        now: i64,
-    ) -> CoreResult<ActionRecord> {
-        self.create_action_impl(actor, new, rails, now).await
-    }
-    async fn lift_action(
-        &self,
-        actor: &str,
-        id: i64,
-        reason: &str,
-        now: i64,
-    ) -> CoreResult<ActionRecord> {
-        self.lift_action_impl(actor, id, reason, now).await
-    }
-    async fn get_action(&self, id: i64) -> CoreResult<ActionRecord> {
-        rows::get_action(&mut *self.pool.acquire().await?, id).await
-    }
-    async fn list_actions(
-        &self,
-        f: &ActionFilter,
-        now: i64,
-    ) -> CoreResult<(Vec<ActionRecord>, i64)> {
-        self.list_actions_impl(f, now).await
-    }
-    async fn expire_due(&self, now: i64) -> CoreResult<usize> {
-        self.expire_due_impl(now).await
-    }
-    async fn hits(&self, action_ids: &[i64]) -> CoreResult<Vec<HitRecord>> {
-        self.hits_impl(action_ids).await
-    }
-    async fn policy_version(&self) -> CoreResult<Version> {
-        let v: i64 = sqlx::query_scalar("SELECT version FROM policy_state WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(v as Version)
-    }
-    async fn policy(&self, since: Version) -> CoreResult<PolicyAnswer> {
-        self.policy_impl(since).await
-    }
-    fn watch_version(&self) -> watch::Receiver<Version> {
-        self.version_tx.subscribe()
-    }
-    async fn audit(&self, f: &AuditFilter) -> CoreResult<Vec<AuditRecord>> {
-        self.audit_impl(f).await
-    }
-    async fn verify_audit(&self) -> CoreResult<ChainReport> {
-        self.verify_audit_impl().await
-    }
-    async fn record_report(&self, r: &EdgeReport, now: i64) -> CoreResult<ReportOutcome> {
-        self.record_report_impl(r, now).await
-    }
-    async fn list_edges(&self) -> CoreResult<Vec<EdgeRecord>> {
-        self.list_edges_impl().await
-    }
-    async fn record_notification(
-        &self,
-        actor: &str,
-        n: &NewNotification,
-        now: i64,
-    ) -> CoreResult<NotificationRecord> {
-        self.record_notification_impl(actor, n, now).await
-    }
-    async fn notifications(&self, incident_id: i64) -> CoreResult<Vec<NotificationRecord>> {
-        self.notifications_impl(incident_id).await
-    }
-    async fn submit_postmortem(
-        &self,
-        actor: &str,
-        incident_id: i64,
-        pm: &PostMortem,
-        now: i64,
-    ) -> CoreResult<PostMortemRecord> {
-        self.submit_postmortem_impl(actor, incident_id, pm, now)
-            .await
-    }
-    async fn postmortem(&self, incident_id: i64) -> CoreResult<Option<PostMortemRecord>> {
-        self.postmortem_impl(incident_id).await
-    }
-    async fn deadline_facts(&self, incident: Option<i64>) -> CoreResult<Vec<IncidentDeadlines>> {
-        self.deadline_facts_impl(incident).await
-    }
-    async fn ingest_evidence(
-        &self,
-        actor: &str,
-        batch: &EvidenceBatch,
-        now: i64,
-    ) -> CoreResult<IngestOutcome> {
-        self.ingest_evidence_impl(actor, batch, now).await
-    }
-    async fn evidence(
-        &self,
-        incident_id: i64,
-        after_id: i64,
-        limit: i64,
-    ) -> CoreResult<Vec<EvidenceRecord>> {
-        self.evidence_impl(incident_id, after_id, limit).await
-    }
-    async fn audit_links(&self, from_seq: i64, to_seq: i64) -> CoreResult<Vec<AuditLink>> {
-        self.audit_links_impl(from_seq, to_seq).await
-    }
-    async fn purge(
-        &self,
-        actor: &str,
-        cutoff: i64,
-        older_than_years: u32,
-        dry_run: bool,
-        now: i64,
-    ) -> CoreResult<PurgeReport> {
-        self.purge_impl(actor, cutoff, older_than_years, dry_run, now)
-            .await
-    }
     async fn counts(&self) -> CoreResult<Counts> {
-        self.counts_impl().await
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM incidents) AS incidents, (SELECT COUNT(*) FROM actions) AS actions,
+                    (SELECT COUNT(*) FROM tokens) AS tokens, (SELECT COUNT(*) FROM audit) AS audit,
+                    (SELECT COUNT(*) FROM edges) AS edges, (SELECT version FROM policy_state WHERE id = 1) AS version,
+                    (SELECT COUNT(*) FROM timeline) AS timeline,
+                    (SELECT COALESCE(SUM(count), 0) FROM action_hits) AS hits,
+                    (SELECT COUNT(*) FROM notifications) AS notifications,
+                    (SELECT COUNT(*) FROM postmortems) AS postmortems,
+                    (SELECT COUNT(*) FROM evidence) AS evidence",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Counts {
+            incidents: row.try_get("incidents")?,
+            actions: row.try_get("actions")?,
+            tokens: row.try_get("tokens")?,
+            audit: row.try_get("audit")?,
+            edges: row.try_get("edges")?,
+            version: row.try_get("version")?,
+            timeline: row.try_get("timeline")?,
+            hits: row.try_get("hits")?,
+            notifications: row.try_get("notifications")?,
+            postmortems: row.try_get("postmortems")?,
+            evidence: row.try_get("evidence")?,
+        })
     }
     async fn ping(&self) -> CoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

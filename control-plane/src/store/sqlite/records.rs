@@ -1,33 +1,57 @@
-//! Notifications, post-mortems and the inputs of the policy clock.
+//! [`RecordStore`] for SQLite: notifications, post-mortems, the inputs of the policy
+//! clock, and retention (purging the records of incidents closed long ago, never younger
+//! than 5 years, keeping every audit event).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
+use async_trait::async_trait;
 use serde_json::json;
-use sqlx::QueryBuilder;
+use sqlx::{QueryBuilder, Sqlite};
 
-use super::{add_timeline, append_audit, rows, Event, SqliteStore};
-use crate::domain::deadline::DeadlineFacts;
-use crate::domain::incident::Phase;
-use crate::domain::notification::{Audience, NewNotification, NotificationKind};
+use super::{append_audit, rows, write_effects, SqliteStore};
+use crate::domain::notification::NewNotification;
 use crate::domain::postmortem::PostMortem;
+use crate::domain::record_rules::{self, DeadlineRows};
 use crate::domain::{CoreError, CoreResult};
-use crate::store::{IncidentDeadlines, NotificationRecord, PostMortemRecord};
+use crate::store::{
+    IncidentDeadlines, NotificationRecord, PostMortemRecord, PurgeReport, RecordStore,
+};
 
-/// The phase move a `phase_changed` timeline entry records: from its data, or (entries
-/// written before the data was added) from its message `phase a → b`.
-fn phase_move(data: Option<&str>, message: &str) -> Option<(Phase, Phase)> {
-    if let Some(v) = data.and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok()) {
-        let from = v["from"].as_str()?.parse().ok()?;
-        let to = v["to"].as_str()?.parse().ok()?;
-        return Some((from, to));
+/// The tables holding an incident's records, children first (the order of deletion), with
+/// the condition selecting the rows of the incidents in `ids`.
+const TABLES: [(&str, &str); 8] = [
+    ("evidence", "incident_id IN"),
+    ("notifications", "incident_id IN"),
+    ("postmortems", "incident_id IN"),
+    ("timeline", "incident_id IN"),
+    (
+        "policy_changes",
+        "action_id IN (SELECT id FROM actions WHERE incident_id IN",
+    ),
+    (
+        "action_hits",
+        "action_id IN (SELECT id FROM actions WHERE incident_id IN",
+    ),
+    ("actions", "incident_id IN"),
+    ("incidents", "id IN"),
+];
+
+fn scoped<'a>(head: &str, cond: &str, ids: &[i64]) -> QueryBuilder<'a, Sqlite> {
+    let mut q = QueryBuilder::new(format!("{head} WHERE {cond} ("));
+    let mut sep = q.separated(", ");
+    for id in ids {
+        sep.push_bind(*id);
     }
-    let rest = message.strip_prefix("phase ")?;
-    let (from, to) = rest.split_once(" → ")?;
-    Some((from.parse().ok()?, to.parse().ok()?))
+    q.push(")");
+    if cond.contains("(SELECT") {
+        q.push(")");
+    }
+    q
 }
 
-impl SqliteStore {
-    pub(crate) async fn record_notification_impl(
+#[async_trait]
+impl RecordStore for SqliteStore {
+    async fn record_notification(
         &self,
         actor: &str,
         n: &NewNotification,
@@ -36,22 +60,7 @@ impl SqliteStore {
         let mut w = self.begin_write().await?;
         let c = &mut *w.tx;
         let incident = rows::get_incident(c, n.incident_id).await?;
-        let missing = n.missing(&incident.facts);
-        if !missing.is_empty() {
-            return Err(CoreError::MissingFacts(missing));
-        }
-        let facts = n.is_breach_notification().then(|| {
-            let f = &incident.facts;
-            json!({
-                "breach_nature": f.breach_nature,
-                "data_categories": f.data_categories,
-                "data_subjects_approx": f.data_subjects_approx,
-                "records_approx": f.records_approx,
-                "dpo_contact": n.dpo_contact,
-                "likely_consequences": f.likely_consequences,
-                "measures_taken": f.measures_taken,
-            })
-        });
+        let facts = record_rules::check_notification(&incident, n)?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO notifications (incident_id, audience, kind, notified_at, notified_by, channel, reference, note,
                 facts, recorded_at, recorded_by)
@@ -75,52 +84,17 @@ impl SqliteStore {
             .fetch_one(&mut *c)
             .await?;
         let rec = rows::notification(&row)?;
-        let event = Event {
-            actor,
-            verb: "notification.record",
-            object: format!("notification/{id}"),
-            incident_id: Some(n.incident_id),
-            before: None,
-            after: Some(serde_json::to_value(&rec)?),
-            reason: None,
-        };
-        append_audit(c, event, now).await?;
-        let what = match n.kind {
-            NotificationKind::Notification => "notified".to_string(),
-            k => format!("sent the {}", k.as_str().replace('_', " ")),
-        };
-        let reference = n
-            .reference
-            .as_ref()
-            .map(|r| format!(", ref {r}"))
-            .unwrap_or_default();
-        let msg = format!(
-            "{} {what} via {} by {} at {}{reference}",
-            n.audience.as_str(),
-            n.channel,
-            n.notified_by,
-            crate::clock::rfc3339(n.notified_at)
-        );
-        let data = json!({"notification_id": id, "audience": n.audience.as_str(), "kind": n.kind.as_str()});
-        add_timeline(
+        write_effects(
             c,
-            n.incident_id,
+            record_rules::notification_recorded(&rec, n, actor, now)?,
             now,
-            actor,
-            "notification_recorded",
-            &msg,
-            None,
-            Some(data),
         )
         .await?;
         self.commit(w, None).await?;
         Ok(rec)
     }
 
-    pub(crate) async fn notifications_impl(
-        &self,
-        incident_id: i64,
-    ) -> CoreResult<Vec<NotificationRecord>> {
+    async fn notifications(&self, incident_id: i64) -> CoreResult<Vec<NotificationRecord>> {
         let mut c = self.pool.acquire().await?;
         rows::get_incident(&mut c, incident_id).await?;
         let rows = sqlx::query(
@@ -132,7 +106,7 @@ impl SqliteStore {
         rows.iter().map(rows::notification).collect()
     }
 
-    pub(crate) async fn submit_postmortem_impl(
+    async fn submit_postmortem(
         &self,
         actor: &str,
         incident_id: i64,
@@ -148,7 +122,7 @@ impl SqliteStore {
             .await?
             .map(|r| rows::postmortem(&r))
             .transpose()?;
-        if before.as_ref().is_some_and(|b| b.content == *pm) {
+        if !record_rules::postmortem_changes(before.as_ref(), pm) {
             return before.ok_or_else(|| CoreError::Internal("unreachable".into()));
         }
         sqlx::query(
@@ -179,42 +153,13 @@ impl SqliteStore {
             .fetch_one(&mut *c)
             .await?;
         let rec = rows::postmortem(&row)?;
-        let (verb, kind, msg) = match before {
-            None => (
-                "postmortem.submit",
-                "postmortem_submitted",
-                "post-mortem submitted",
-            ),
-            Some(_) => (
-                "postmortem.update",
-                "postmortem_updated",
-                "post-mortem revised",
-            ),
-        };
-        let event = Event {
-            actor,
-            verb,
-            object: format!("incident/{incident_id}/postmortem"),
-            incident_id: Some(incident_id),
-            before: before.map(|b| serde_json::to_value(&b)).transpose()?,
-            after: Some(serde_json::to_value(&rec)?),
-            reason: None,
-        };
-        append_audit(c, event, now).await?;
-        let msg = format!(
-            "{msg}: {} follow-up item(s); root cause: {}",
-            pm.follow_ups.len(),
-            pm.root_cause.lines().next().unwrap_or("")
-        );
-        add_timeline(c, incident_id, now, actor, kind, &msg, None, None).await?;
+        let writes = record_rules::postmortem_written(before.as_ref(), &rec, actor, now)?;
+        write_effects(c, writes, now).await?;
         self.commit(w, None).await?;
         Ok(rec)
     }
 
-    pub(crate) async fn postmortem_impl(
-        &self,
-        incident_id: i64,
-    ) -> CoreResult<Option<PostMortemRecord>> {
+    async fn postmortem(&self, incident_id: i64) -> CoreResult<Option<PostMortemRecord>> {
         let mut c = self.pool.acquire().await?;
         rows::get_incident(&mut c, incident_id).await?;
         sqlx::query("SELECT * FROM postmortems WHERE incident_id = ?")
@@ -225,10 +170,7 @@ impl SqliteStore {
             .transpose()
     }
 
-    pub(crate) async fn deadline_facts_impl(
-        &self,
-        incident: Option<i64>,
-    ) -> CoreResult<Vec<IncidentDeadlines>> {
+    async fn deadline_facts(&self, incident: Option<i64>) -> CoreResult<Vec<IncidentDeadlines>> {
         // One read transaction, so every part comes from the same snapshot.
         let mut tx = self.pool.begin().await?;
         let incidents = match incident {
@@ -251,93 +193,98 @@ impl SqliteStore {
             "SELECT incident_id, at, message, data FROM timeline WHERE kind = 'phase_changed'",
         );
         q.push(" ORDER BY at, id");
-        let moves: Vec<(i64, i64, String, Option<String>)> =
+        let phase_entries: Vec<(i64, i64, String, Option<String>)> =
             q.build_query_as().fetch_all(&mut *tx).await?;
         let mut q = scoped(
             "SELECT incident_id, audience, kind, MIN(notified_at) FROM notifications WHERE 1 = 1",
         );
         q.push(" GROUP BY incident_id, audience, kind");
-        let notes: Vec<(i64, String, String, i64)> = q.build_query_as().fetch_all(&mut *tx).await?;
+        let first_notifications: Vec<(i64, String, String, i64)> =
+            q.build_query_as().fetch_all(&mut *tx).await?;
         let mut q = scoped("SELECT incident_id, submitted_at FROM postmortems WHERE 1 = 1");
-        let pms: Vec<(i64, i64)> = q.build_query_as().fetch_all(&mut *tx).await?;
+        let postmortems: Vec<(i64, i64)> = q.build_query_as().fetch_all(&mut *tx).await?;
         tx.commit().await?;
 
-        let mut by_id: HashMap<i64, DeadlineFacts> = incidents
-            .iter()
-            .map(|i| {
-                (
-                    i.id,
-                    DeadlineFacts {
-                        phase: i.phase,
-                        detected_at: i.detected_at,
-                        reported_at: i.reported_at,
-                        personal_data: i.personal_data,
-                        health_data: i.health_data,
-                        aware_at: i.aware_at,
-                        resolved_at: i.resolved_at,
-                        phase_moves: Vec::new(),
-                        preliminary_report_at: None,
-                        authority_notified_at: None,
-                        hipaa_notice_at: None,
-                        postmortem_at: None,
-                    },
-                )
-            })
-            .collect();
-        for (id, at, message, data) in moves {
-            if let (Some(f), Some((from, to))) =
-                (by_id.get_mut(&id), phase_move(data.as_deref(), &message))
-            {
-                f.phase_moves.push((at, from, to));
-            }
-        }
-        let earliest = |slot: &mut Option<i64>, at: i64| {
-            *slot = Some(slot.map_or(at, |s| s.min(at)));
-        };
-        for (id, audience, kind, at) in notes {
-            let Some(f) = by_id.get_mut(&id) else {
-                continue;
-            };
-            match (NotificationKind::parse(&kind), Audience::parse(&audience)) {
-                (Some(NotificationKind::PreliminaryReport), _) => {
-                    earliest(&mut f.preliminary_report_at, at)
-                }
-                (Some(NotificationKind::HipaaNotice), _) => earliest(&mut f.hipaa_notice_at, at),
-                (Some(NotificationKind::Notification), Some(Audience::Authority)) => {
-                    earliest(&mut f.authority_notified_at, at)
-                }
-                _ => {}
-            }
-        }
-        for (id, at) in pms {
-            if let Some(f) = by_id.get_mut(&id) {
-                f.postmortem_at = Some(at);
-            }
-        }
-        Ok(incidents
-            .into_iter()
-            .filter_map(|i| {
-                let facts = by_id.remove(&i.id)?;
-                Some(IncidentDeadlines { incident: i, facts })
-            })
-            .collect())
+        Ok(record_rules::deadline_inputs(DeadlineRows {
+            incidents,
+            phase_entries,
+            first_notifications,
+            postmortems,
+        }))
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn phase_moves_from_data_or_message() {
-        assert_eq!(
-            phase_move(Some(r#"{"from":"containment","to":"closed"}"#), "x"),
-            Some((Phase::Containment, Phase::Closed))
+    async fn purge(
+        &self,
+        actor: &str,
+        cutoff: i64,
+        older_than_years: u32,
+        dry_run: bool,
+        now: i64,
+    ) -> CoreResult<PurgeReport> {
+        record_rules::check_purge(older_than_years)?;
+        let mut w = self.begin_write().await?;
+        let c = &mut *w.tx;
+        // Closed before the cutoff, and no containment still enforced for it.
+        let closed: Vec<(i64, String, Option<i64>, bool)> = sqlx::query_as(
+            "SELECT id, phase, closed_at,
+                EXISTS (SELECT 1 FROM actions a WHERE a.incident_id = i.id AND a.state = 'active')
+             FROM incidents i WHERE phase = 'closed' ORDER BY id",
+        )
+        .fetch_all(&mut *c)
+        .await?;
+        let mut ids = Vec::new();
+        for (id, phase, closed_at, active) in closed {
+            let phase = phase.parse().map_err(CoreError::Internal)?;
+            if record_rules::purge_eligible(phase, closed_at, active, cutoff) {
+                ids.push(id);
+            }
+        }
+        let mut rows = BTreeMap::new();
+        for chunk in ids.chunks(500) {
+            for (table, cond) in TABLES {
+                let n: i64 = scoped(&format!("SELECT COUNT(*) FROM {table}"), cond, chunk)
+                    .build_query_scalar()
+                    .fetch_one(&mut *c)
+                    .await?;
+                if !dry_run {
+                    scoped(&format!("DELETE FROM {table}"), cond, chunk)
+                        .build()
+                        .execute(&mut *c)
+                        .await?;
+                }
+                *rows.entry(table.to_string()).or_insert(0u64) += n as u64;
+            }
+        }
+        let mut report = PurgeReport {
+            dry_run,
+            older_than_years,
+            cutoff,
+            incidents: ids,
+            rows,
+            audit_seq: None,
+        };
+        if dry_run {
+            return Ok(report);
+        }
+        if !report.incidents.is_empty() {
+            // Purged actions are gone from policy_changes: older deltas become snapshots.
+            sqlx::query("UPDATE policy_state SET min_delta_since = version WHERE id = 1")
+                .execute(&mut *c)
+                .await?;
+        }
+        let event = record_rules::purged(
+            actor,
+            older_than_years,
+            json!({
+                "older_than_years": older_than_years,
+                "cutoff": crate::clock::rfc3339(cutoff),
+                "incidents": report.incidents,
+                "rows": report.rows,
+                "audit_events_kept": true,
+            }),
         );
-        assert_eq!(
-            phase_move(None, "phase detection_analysis → containment"),
-            Some((Phase::DetectionAnalysis, Phase::Containment))
-        );
-        assert_eq!(phase_move(None, "severity P1 → P0"), None);
+        report.audit_seq = Some(append_audit(c, event, now).await?);
+        self.commit(w, None).await?;
+        Ok(report)
     }
 }
