@@ -1,6 +1,7 @@
 //! Small wrappers over the host calls. The SDK's trait helpers unwrap host statuses; these
 //! turn any unexpected status into `None` or an error the caller handles.
 
+use std::ops::Range;
 use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
@@ -39,6 +40,12 @@ extern "C" {
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
     // Called directly: the SDK's `set_property` panics on any status but Ok, and Kong's
     // host answers NotFound for a name outside its namespaces (the filter would abort).
     fn proxy_set_property(
@@ -65,16 +72,20 @@ fn set_property(path: &[&str], value: &[u8]) -> bool {
     status == 0
 }
 
-/// The request headers, fetched with one host call and read in place (no per-header
-/// allocation). Names are compared ASCII-case-insensitively; repeated headers are joined
-/// with `,` as `get_header_map_value` joins them.
+/// The request headers the filter asks for, fetched with one host call and read in place
+/// (no per-header allocation). Names are compared ASCII-case-insensitively; repeated
+/// headers are joined with `,` as `get_header_map_value` joins them.
 pub struct RequestHeaders {
     buf: Vec<u8>,
+    /// Where each (name, value) pair with a wanted name sits in `buf`, found in one pass by
+    /// [`RequestHeaders::fetch`] (each lookup would otherwise walk the whole map again).
+    pairs: Vec<(Range<usize>, Range<usize>)>,
 }
 
 impl RequestHeaders {
-    /// One `proxy_get_header_map_pairs` call; an error or a malformed map reads as empty.
-    pub fn fetch() -> RequestHeaders {
+    /// One `proxy_get_header_map_pairs` call, keeping the headers named in `wanted` (`None`
+    /// entries are skipped); an error or a malformed map reads as empty.
+    pub fn fetch(wanted: &[Option<&str>]) -> RequestHeaders {
         let mut data: *mut u8 = std::ptr::null_mut();
         let mut size: usize = 0;
         // SAFETY: the host writes a pointer to a buffer it allocated through this module's
@@ -92,28 +103,21 @@ impl RequestHeaders {
                 Vec::from_raw_parts(data, size, size)
             }
         };
-        RequestHeaders { buf }
+        let pairs = parse_pairs(&buf, |name| {
+            wanted
+                .iter()
+                .flatten()
+                .any(|w| w.as_bytes().eq_ignore_ascii_case(name))
+        });
+        RequestHeaders { buf, pairs }
     }
 
-    /// Every (name, value) pair as bytes; stops at the first malformed entry (never panics).
-    /// UTF-8 is only checked for the values a caller asks for.
+    /// Every kept (name, value) pair as bytes. UTF-8 is only checked for the values a
+    /// caller asks for.
     fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let b = self.buf.as_slice();
-        let u32_at = move |i: usize| -> Option<usize> {
-            let a: [u8; 4] = b.get(i..i + 4)?.try_into().ok()?;
-            Some(u32::from_le_bytes(a) as usize)
-        };
-        let n = u32_at(0).unwrap_or(0);
-        let mut data = 4usize.saturating_add(n.saturating_mul(8));
-        (0..n).map_while(move |i| {
-            let kl = u32_at(4 + i * 8)?;
-            let vl = u32_at(8 + i * 8)?;
-            let k = b.get(data..data.checked_add(kl)?)?;
-            let vs = data.checked_add(kl + 1)?;
-            let v = b.get(vs..vs.checked_add(vl)?)?;
-            data = vs.checked_add(vl + 1)?;
-            Some((k, v))
-        })
+        self.pairs
+            .iter()
+            .filter_map(|(k, v)| Some((self.buf.get(k.clone())?, self.buf.get(v.clone())?)))
     }
 
     /// Each value of the headers called `name`, in order; a value that is not UTF-8 is
@@ -149,6 +153,36 @@ impl RequestHeaders {
     }
 }
 
+/// The pairs of a serialized header map (a count, then the length of each name and value,
+/// then each name and value followed by a NUL) whose name `keep` accepts, up to the first
+/// malformed entry; never panics.
+fn parse_pairs(b: &[u8], keep: impl Fn(&[u8]) -> bool) -> Vec<(Range<usize>, Range<usize>)> {
+    let u32_at = |i: usize| -> Option<usize> {
+        let a: [u8; 4] = b.get(i..i.checked_add(4)?)?.try_into().ok()?;
+        Some(u32::from_le_bytes(a) as usize)
+    };
+    let n = u32_at(0).unwrap_or(0);
+    let mut data = 4usize.saturating_add(n.saturating_mul(8));
+    let mut out = Vec::with_capacity(8);
+    for i in 0..n {
+        let entry = || -> Option<(Range<usize>, Range<usize>, usize)> {
+            let kl = u32_at(4 + i * 8)?;
+            let vl = u32_at(8 + i * 8)?;
+            let k = data..data.checked_add(kl)?;
+            let vs = k.end.checked_add(1)?;
+            let v = vs..vs.checked_add(vl)?;
+            let next = v.end.checked_add(1)?;
+            (next <= b.len()).then_some((k, v, next))
+        };
+        let Some((k, v, next)) = entry() else { break };
+        if b.get(k.clone()).is_some_and(&keep) {
+            out.push((k, v));
+        }
+        data = next;
+    }
+    out
+}
+
 pub fn call_response_header(name: &str) -> Option<String> {
     hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
         .ok()
@@ -172,9 +206,23 @@ pub fn plugin_configuration() -> Option<Vec<u8>> {
         .flatten()
 }
 
-pub fn property_string(path: &[&str]) -> Option<String> {
-    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
-    String::from_utf8(bytes).ok()
+/// A property by its already serialized path (segments separated by NUL), as bytes: one
+/// host call and the host's buffer taken over, for the request path.
+pub fn property_bytes(serialized_path: &[u8]) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the path buffer is alive for the call and only read; the host writes a
+    // pointer to a buffer it allocated through `proxy_on_memory_allocate` (as for
+    // `proxy_get_header_map_pairs` above), whose ownership comes back to us here.
+    unsafe {
+        let status = proxy_get_property(
+            serialized_path.as_ptr(),
+            serialized_path.len(),
+            &mut data,
+            &mut size,
+        );
+        (status == 0 && !data.is_null()).then(|| Vec::from_raw_parts(data, size, size))
+    }
 }
 
 /// A random number from the VM's hasher seeds (WASI `random_get`) and the clock.

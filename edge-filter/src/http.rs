@@ -50,17 +50,30 @@ impl HttpContext for Request {
             };
         };
 
-        let source = host::property_string(&["source", "address"]);
-        let peer = source.as_deref().and_then(parse_source_address);
+        let source = host::property_bytes(b"source\0address");
+        let peer = source
+            .as_deref()
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .and_then(parse_source_address);
         if peer.is_none() && cfg.fail_mode == FailMode::Closed {
             host::warn(&format!(
-                "edge-filter: unparseable source.address {source:?}; fail mode closed"
+                "edge-filter: unparseable source.address {:?}; fail mode closed",
+                source.as_deref().map(String::from_utf8_lossy)
             ));
             return send(&reply::no_policy(cfg.retry_after_s));
         }
         // One host call for every header the decision may need; lookups skipped for target
         // kinds the policy does not contain (the JWT is only decoded for account rules).
-        let headers = host::RequestHeaders::fetch();
+        let (keys, accounts) = (matcher.has_api_keys(), matcher.has_accounts());
+        let headers = host::RequestHeaders::fetch(&[
+            Some(":method"),
+            Some(":path"),
+            Some(":authority"),
+            (cfg.trusted_hops > 0).then_some("x-forwarded-for"),
+            keys.then_some(rt.extractor.api_key_header.as_str()),
+            (keys || accounts).then_some("authorization"),
+            rt.extractor.account_header.as_deref().filter(|_| accounts),
+        ]);
         let xff = if cfg.trusted_hops > 0 {
             headers.get("x-forwarded-for")
         } else {
