@@ -18,6 +18,7 @@ pub mod postmortem;
 pub mod record_rules;
 pub mod records;
 pub mod signing;
+pub mod target;
 pub mod token;
 pub mod token_rules;
 
