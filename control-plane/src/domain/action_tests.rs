@@ -1,4 +1,5 @@
 use super::*;
+use edge_policy::KeyHash;
 
 const NOW: i64 = 1_714_564_800_000;
 
