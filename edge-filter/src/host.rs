@@ -97,11 +97,7 @@ impl RequestHeaders {
                 &mut data,
                 &mut size,
             );
-            if status != 0 || data.is_null() {
-                Vec::new()
-            } else {
-                Vec::from_raw_parts(data, size, size)
-            }
+            take_host_buffer(status, data, size).unwrap_or_default()
         };
         let pairs = parse_pairs(&buf, |name| {
             wanted
@@ -221,8 +217,20 @@ pub fn property_bytes(serialized_path: &[u8]) -> Option<Vec<u8>> {
             &mut data,
             &mut size,
         );
-        (status == 0 && !data.is_null()).then(|| Vec::from_raw_parts(data, size, size))
+        take_host_buffer(status, data, size)
     }
+}
+
+/// The buffer a host call returned, owned again: `None` when the call failed or returned
+/// no buffer.
+///
+/// # Safety
+/// `data` and `size` must be what the host wrote for a call that returns a buffer it
+/// allocated through this module's `proxy_on_memory_allocate` (a forgotten `Vec<u8>` of
+/// capacity `size`, as the SDK's own helpers assume), not taken before.
+unsafe fn take_host_buffer(status: u32, data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    // SAFETY: as the caller promises.
+    (status == 0 && !data.is_null()).then(|| unsafe { Vec::from_raw_parts(data, size, size) })
 }
 
 /// A random number from the VM's hasher seeds (WASI `random_get`) and the clock.

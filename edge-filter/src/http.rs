@@ -65,35 +65,30 @@ impl HttpContext for Request {
         // One host call for every header the decision may need; lookups skipped for target
         // kinds the policy does not contain (the JWT is only decoded for account rules).
         let (keys, accounts) = (matcher.has_api_keys(), matcher.has_accounts());
+        let (forwarded, auth) = (cfg.trusted_hops > 0, keys || accounts);
         let headers = host::RequestHeaders::fetch(&[
             Some(":method"),
             Some(":path"),
             Some(":authority"),
-            (cfg.trusted_hops > 0).then_some("x-forwarded-for"),
+            forwarded.then_some("x-forwarded-for"),
             keys.then_some(rt.extractor.api_key_header.as_str()),
-            (keys || accounts).then_some("authorization"),
+            auth.then_some("authorization"),
             rt.extractor.account_header.as_deref().filter(|_| accounts),
         ]);
-        let xff = if cfg.trusted_hops > 0 {
-            headers.get("x-forwarded-for")
-        } else {
-            None
-        };
+        // Each lookup under the condition its header was kept on (a kept header of another
+        // name may share the name: the account header may be the API key header).
+        let xff = forwarded.then(|| headers.get("x-forwarded-for")).flatten();
         let method = headers.get(":method").unwrap_or_default();
         let path_and_query = headers.get(":path").unwrap_or_default();
         let authority = headers.get(":authority").unwrap_or_default();
-        let header_keys = if matcher.has_api_keys() {
+        let header_keys = if keys {
             headers.get_all(&rt.extractor.api_key_header)
         } else {
             Vec::new()
         };
-        // Read for an opaque bearer API key or a JWT's subject, only when a rule needs one.
-        let authorization = if matcher.has_api_keys() || matcher.has_accounts() {
-            headers.get("authorization")
-        } else {
-            None
-        };
-        let account = if matcher.has_accounts() {
+        // For an opaque bearer API key or a JWT's subject.
+        let authorization = auth.then(|| headers.get("authorization")).flatten();
+        let account = if accounts {
             match &rt.extractor.account_header {
                 Some(h) => headers.get(h).map(|a| a.into_owned()),
                 None => None,
