@@ -16,6 +16,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
 use crate::domain::token::{self, Role};
+use crate::domain::CoreError;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -97,7 +98,18 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Api
     results.with_label_values(&["miss"]).inc();
     // Noted before the read: a revoke committing meanwhile keeps this result out of the cache.
     let generation = state.tokens.generation();
-    let found = state.store.find_token(&hash).await?;
+    let found = match state.store.find_token(&hash).await {
+        Ok(found) => found,
+        // The database is unreachable: the last good answer, if any (see `get_stale`), so
+        // edges keep their long-polls; else 503.
+        Err(CoreError::Unavailable(m)) => {
+            return state
+                .tokens
+                .get_stale(&hash)
+                .ok_or_else(|| CoreError::Unavailable(m).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     // Unknown and revoked tokens get the same answer: a thief learns nothing of its past.
     let Some(t) = found.filter(|t| token::hashes_match(&t.hash, &hash) && !t.revoked) else {
         return Err(ApiError::Unauthenticated(INVALID_TOKEN));

@@ -15,16 +15,17 @@ use crate::domain::action::GuardRails;
 use crate::domain::check_name;
 use crate::domain::deadline::Holidays;
 use crate::domain::token::{self, Role};
-use crate::store::sqlite::SqliteStore;
-use crate::store::{RecordStore, TokenStore};
+use crate::store::sql::SqlStore;
+use crate::store::{AuditStore, RecordStore, TokenStore};
 use crate::{server, AppState, Settings};
 
 /// Edge containment control plane.
 #[derive(Debug, Parser)]
 #[command(name = "control-plane", version, about)]
 pub struct Cli {
-    /// Database URL. A SQLite file (`sqlite://path.db` or a plain path) is created and
-    /// migrated on start, in WAL mode.
+    /// Database URL. A SQLite file (`sqlite://path.db` or a plain path: one process) is
+    /// created and migrated on start, in WAL mode; `postgres://user:password@host/db` is
+    /// migrated on start and may be shared by several replicas.
     #[arg(
         long,
         env = "EC_DATABASE_URL",
@@ -61,6 +62,20 @@ pub enum Command {
     /// Delete the records of incidents closed more than N (at least 5) years ago. Their
     /// audit events are kept, and the purge itself is appended to the audit log.
     Purge(PurgeArgs),
+    /// Copy every record (incidents, actions, policy versions, the audit chain with its
+    /// hashes, tokens, signing keys, edge reports, evidence) from one database into a new,
+    /// empty one: how a SQLite deployment moves to PostgreSQL. Stop the control plane first.
+    Copy(CopyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The database to copy from (`sqlite://…` or `postgres://…`); not changed.
+    #[arg(long)]
+    pub from: String,
+    /// The database to copy into: migrated, and refused unless empty.
+    #[arg(long)]
+    pub to: String,
 }
 
 #[derive(Debug, Args)]
@@ -282,7 +297,10 @@ pub fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let store = SqliteStore::connect(&cli.database_url)
+    if let Some(Command::Copy(c)) = &cli.command {
+        return copy(c).await;
+    }
+    let store = SqlStore::connect(&cli.database_url)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     match cli.command {
@@ -330,6 +348,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        Some(Command::Copy(_)) => unreachable!("handled before connecting"),
         None => Err(anyhow::anyhow!("no command")),
     }
 }
@@ -354,7 +373,35 @@ fn parse_overlap(s: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("{s:?}: at most 90 days"))
 }
 
-async fn key_command(store: &SqliteStore, k: KeyCommand) -> anyhow::Result<()> {
+async fn copy(c: &CopyArgs) -> anyhow::Result<()> {
+    let connect = |url: String, what: &'static str| async move {
+        SqlStore::connect(&url)
+            .await
+            .map_err(|e| anyhow::anyhow!("--{what}: {e}"))
+    };
+    let from = connect(c.from.clone(), "from").await?;
+    let to = connect(c.to.clone(), "to").await?;
+    let report = crate::store::sql::copy::copy_all(&from, &to)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let chain = to
+        .verify_audit()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(b) = chain.first_broken {
+        anyhow::bail!("copied, but the audit chain does not verify on the target at {b:?}");
+    }
+    for (table, n) in &report {
+        println!("{table}: {n}");
+    }
+    println!(
+        "audit chain verified: {} events, last hash {}",
+        chain.checked, chain.last_hash
+    );
+    Ok(())
+}
+
+async fn key_command(store: &SqlStore, k: KeyCommand) -> anyhow::Result<()> {
     let err = |e: crate::domain::CoreError| anyhow::anyhow!("{e}");
     let now = SystemClock.now_ms();
     let (keys, json) = match k {
@@ -394,7 +441,7 @@ async fn key_command(store: &SqliteStore, k: KeyCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(store: SqliteStore, args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(store: SqlStore, args: ServeArgs) -> anyhow::Result<()> {
     let mut settings = args.settings()?;
     // Every connection is a descriptor: raise the soft limit to the hard one, and let the
     // connection cap follow it (so the process refuses with 503 before it runs out).

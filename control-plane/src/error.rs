@@ -154,6 +154,10 @@ impl From<CoreError> for ApiError {
             }
             CoreError::Conflict { field, message } => ApiError::Conflict { field, message },
             CoreError::MissingFacts(m) => ApiError::MissingFacts(m),
+            CoreError::Unavailable(m) => {
+                tracing::warn!(error = %m, "database unavailable");
+                ApiError::Unavailable("the database is unreachable; retry".into())
+            }
             CoreError::Internal(m) => ApiError::Internal(m),
         }
     }

@@ -144,8 +144,19 @@ pub fn app(state: AppState) -> Router {
 /// requests finish; long-polls answer 304 at once.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
     let expiry = tokio::spawn(expiry::run(state.clone()));
+    let revocations = tokio::spawn(clear_tokens_on_change(state.clone()));
     let router = app(state.clone());
     server::run(listener, router, &state).await;
     expiry.abort();
+    revocations.abort();
     Ok(())
+}
+
+/// Clear the token cache whenever the store says tokens changed (on PostgreSQL, a
+/// revocation made on any replica), so a revoked token is refused here on its next request.
+async fn clear_tokens_on_change(state: AppState) {
+    let mut changes = state.store.watch_tokens();
+    while changes.changed().await.is_ok() {
+        state.tokens.invalidate();
+    }
 }

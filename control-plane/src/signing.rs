@@ -63,7 +63,20 @@ impl Signer {
                 }
             }
         }
-        let mut keys = self.store.signing_keys().await?;
+        let mut keys = match self.store.signing_keys().await {
+            Ok(keys) => keys,
+            // The database is unreachable: sign with the keys last read (no rotation can
+            // commit meanwhile through this replica's database), so long-polls keep answering.
+            Err(CoreError::Unavailable(m)) => {
+                let cached = self
+                    .cache
+                    .lock()
+                    .ok()
+                    .and_then(|g| g.as_ref().map(|(_, k)| k.clone()));
+                return cached.ok_or(CoreError::Unavailable(m));
+            }
+            Err(e) => return Err(e),
+        };
         if keys.is_empty() {
             // A store that was never served from (tests, a copy): its first answer makes the key.
             ensure_key(&*self.store, &*self.clock, "control-plane").await?;

@@ -60,15 +60,27 @@ impl TokenCache {
         if self.ttl.is_zero() {
             return None;
         }
-        let mut inner = self.lock();
-        match inner.entries.get(hash) {
+        match self.lock().entries.get(hash) {
             Some((caller, until)) if Instant::now() < *until => Some(caller.clone()),
-            Some(_) => {
-                inner.entries.remove(hash);
-                None
-            }
-            None => None,
+            _ => None,
         }
+    }
+
+    /// The caller for a token hash looked up successfully at some time and not invalidated
+    /// since, however long ago: the answer while the database cannot be reached. No
+    /// revocation can commit while the database is down, and the listener that clears this
+    /// cache for revocations made elsewhere clears it again when its connection comes back;
+    /// so the one exposure is a replica cut off from a database other replicas still reach,
+    /// which keeps serving policy reads (long-polls, from memory) to a token revoked
+    /// meanwhile until it reconnects. Expired entries stay until the cache is full.
+    pub fn get_stale(&self, hash: &[u8; 32]) -> Option<Caller> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        self.lock()
+            .entries
+            .get(hash)
+            .map(|(caller, _)| caller.clone())
     }
 
     /// Note before reading the database; pass to [`TokenCache::insert`].
@@ -106,7 +118,7 @@ impl TokenCache {
         inner.entries.clear();
     }
 
-    /// Entries held now (expired ones included until touched).
+    /// Entries held now (expired ones included).
     pub fn len(&self) -> usize {
         self.lock().entries.len()
     }
@@ -158,7 +170,12 @@ mod tests {
         assert!(c.get(&[3; 32]).is_some());
         std::thread::sleep(Duration::from_millis(40));
         assert!(c.get(&[3; 32]).is_none());
-        assert!(c.is_empty(), "an expired entry is dropped when touched");
+        assert!(
+            c.get_stale(&[3; 32]).is_some(),
+            "an expired entry is kept for outages"
+        );
+        c.invalidate();
+        assert!(c.get_stale(&[3; 32]).is_none(), "an invalidated one is not");
     }
 
     #[test]

@@ -9,6 +9,8 @@ mod bad_input;
 mod caching;
 #[path = "api/contract.rs"]
 mod contract;
+#[path = "api/copy.rs"]
+mod copy;
 #[path = "api/deadlines.rs"]
 mod deadlines;
 #[path = "api/errors.rs"]
@@ -25,6 +27,8 @@ mod limits;
 mod openapi;
 #[path = "api/record.rs"]
 mod record;
+#[path = "api/replicas.rs"]
+mod replicas;
 #[path = "api/roles.rs"]
 mod roles;
 #[path = "api/sync.rs"]

@@ -4,6 +4,7 @@
 //! and plugin configuration files written from [`FilterConfig`] with serde.
 
 pub mod paths;
+pub mod postgres;
 mod proc;
 
 use std::path::{Path, PathBuf};

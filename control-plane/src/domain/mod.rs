@@ -43,6 +43,10 @@ pub enum CoreError {
     /// missing one is named.
     #[error("missing facts: {}", .0.join(", "))]
     MissingFacts(Vec<String>),
+    /// The database cannot be reached now (connection lost, pool exhausted, server
+    /// shutting down): the change was not made and may be retried.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// A storage or internal failure. The message is logged, never sent to clients.
     #[error("internal error: {0}")]
     Internal(String),
@@ -77,7 +81,30 @@ impl CoreError {
 
 impl From<sqlx::Error> for CoreError {
     fn from(e: sqlx::Error) -> Self {
-        CoreError::Internal(format!("database: {e}"))
+        if database_unreachable(&e) {
+            CoreError::Unavailable(e.to_string())
+        } else {
+            CoreError::Internal(format!("database: {e}"))
+        }
+    }
+}
+
+/// Whether `e` says the database could not be reached (as opposed to a statement it
+/// refused): the connection failed or dropped, the pool had no connection in time, or the
+/// server is shutting down or starting (PostgreSQL SQLSTATE class 57P, `admin_shutdown`,
+/// `crash_shutdown`, `cannot_connect_now`, and class 08, connection exceptions).
+pub fn database_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Protocol(m) => m.contains("closed") || m.contains("connection"),
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+        _ => false,
     }
 }
 

@@ -12,13 +12,13 @@
 //! read-then-insert exclusive among writers (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: a row
 //! lock such as `SELECT ... FOR UPDATE` on `policy_state`, and `seq` unique).
 //!
-//! SQLite ([`sqlite::SqliteStore`]) implements each trait in a file of its own under
-//! `store/sqlite/`. Another backend feeds [`ActionStore::watch_version`] from its own
-//! change notification (PostgreSQL: `LISTEN`/`NOTIFY`) so every replica's long-polls wake
-//! on a commit made by any replica.
+//! [`sql::SqlStore`] implements each trait in a file of its own under `store/sql/`, on
+//! SQLite or PostgreSQL. On PostgreSQL, [`ActionStore::watch_version`] and
+//! [`TokenStore::watch_tokens`] are fed by `LISTEN`/`NOTIFY` so every replica's long-polls
+//! wake, and every replica's token cache clears, on a commit made by any replica.
 
 mod records;
-pub mod sqlite;
+pub mod sql;
 
 pub use records::*;
 
@@ -155,6 +155,8 @@ pub trait TokenStore: Send + Sync {
     async fn find_token(&self, hash: &[u8; 32]) -> CoreResult<Option<AuthToken>>;
     async fn list_tokens(&self) -> CoreResult<Vec<TokenRecord>>;
     async fn revoke_token(&self, actor: &str, id: i64, now: i64) -> CoreResult<TokenRecord>;
+    /// Moves whenever a token is revoked, here or on another replica (clear token caches).
+    fn watch_tokens(&self) -> watch::Receiver<u64>;
     /// Every signing key, oldest first.
     async fn signing_keys(&self) -> CoreResult<Vec<SigningKeyRecord>>;
     /// Add `new` as [`crate::domain::signing::rotate`] plans it, with its audit event, in one

@@ -18,16 +18,27 @@ pub fn t(s: &str) -> i64 {
 /// A server whose clock stands at Monday 2026-03-02 09:00 UTC, with 2026-03-10 a holiday
 /// and a DPO contact configured.
 pub async fn server() -> TestServer {
-    let s = TestServer::start_with(Settings {
+    let s = TestServer::start_with(settings()).await;
+    s.clock.set_ms(t("2026-03-02T09:00:00Z"));
+    s
+}
+
+/// [`server`] on a new database at `database_url`.
+pub async fn server_on(database_url: String) -> TestServer {
+    let s = TestServer::start_at(database_url, settings()).await;
+    s.clock.set_ms(t("2026-03-02T09:00:00Z"));
+    s
+}
+
+/// The settings of [`server`].
+pub fn settings() -> Settings {
+    Settings {
         expiry_interval: Duration::from_millis(20),
         holidays: Holidays::parse("2026-03-10").unwrap(),
         dpo_contact: Some("Dana Privacy, dpo@example.com, +31 20 555 0100".into()),
         max_evidence_bytes: 64 * 1024,
         ..Settings::default()
-    })
-    .await;
-    s.clock.set_ms(t("2026-03-02T09:00:00Z"));
-    s
+    }
 }
 
 pub async fn deadlines(api: &Api, token: &str, id: i64) -> Vec<Value> {

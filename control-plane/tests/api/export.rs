@@ -55,9 +55,9 @@ fn verify(audit: &Value) -> Result<usize, String> {
     Ok(events.len())
 }
 
-#[tokio::test]
-async fn export_is_complete_and_verifies_its_own_chain() {
-    let s = server().await;
+/// A closed incident with everything a record holds (actions, evidence, a notification,
+/// a post-mortem, phases), beside another incident; returns its id and a viewer token.
+pub async fn full_record(s: &TestServer) -> (i64, String) {
     let api = &s.api;
     let (_, r) = api.new_token(&s.admin, "alice", "responder").await;
     let (_, edge) = api.new_token(&s.admin, "edge-1", "edge").await;
@@ -132,7 +132,14 @@ async fn export_is_complete_and_verifies_its_own_chain() {
         .await,
         200,
     );
+    (id, viewer)
+}
 
+#[tokio::test]
+async fn export_is_complete_and_verifies_its_own_chain() {
+    let s = server().await;
+    let api = &s.api;
+    let (id, viewer) = full_record(&s).await;
     let x = api
         .get(&format!("/v1/incidents/{id}/export"), &viewer)
         .await;
@@ -292,16 +299,14 @@ async fn purge_keeps_five_years_and_is_audited() {
         )
         .await;
     assert!(del.status == 404 || del.status == 405, "{}", del.status);
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db_path.display()))
-        .await
-        .unwrap();
+    let pool = s.store.pool();
     for sql in [
-        "DELETE FROM timeline WHERE incident_id = ?",
-        "DELETE FROM incidents WHERE id = ?",
+        "DELETE FROM timeline WHERE incident_id = $1",
+        "DELETE FROM incidents WHERE id = $1",
     ] {
         let e = sqlx::query(sql)
             .bind(young)
-            .execute(&pool)
+            .execute(pool)
             .await
             .unwrap_err();
         assert!(e.to_string().contains("retention"), "{e}");
@@ -313,7 +318,7 @@ async fn purge_keeps_five_years_and_is_audited() {
     assert!(e.is_err(), "fewer than 5 years is refused");
 
     // The CLI refuses fewer than 5 years; a dry run changes nothing.
-    let db = format!("sqlite://{}", s.db_path.display());
+    let db = s.database_url.clone();
     let run = |args: &[&str]| {
         Command::new(binary())
             .arg("purge")

@@ -7,8 +7,8 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::common::{
-    cli_token_create, expect_error, expect_status, signing_keys, unseal_with, BinServer, Req,
-    TestServer,
+    cli_token_create, drop_trigger_sql, expect_error, expect_status, fresh_database, signing_keys,
+    unseal_with, BinServer, Req, TestServer,
 };
 
 #[tokio::test]
@@ -227,20 +227,18 @@ async fn tampering_with_an_audit_row_is_reported() {
             .await;
     }
     assert_eq!(api.verify(&s.admin).await["ok"], true);
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db_path.display()))
-        .await
-        .unwrap();
-    // The database itself refuses updates; an attacker with file access drops the trigger.
+    let pool = s.store.pool();
+    // The database itself refuses updates; an attacker with database access drops the trigger.
     assert!(sqlx::query("UPDATE audit SET reason = 'x' WHERE seq = 3")
-        .execute(&pool)
+        .execute(pool)
         .await
         .is_err());
-    sqlx::query("DROP TRIGGER audit_no_update")
-        .execute(&pool)
+    sqlx::query(&drop_trigger_sql("audit_no_update", "audit"))
+        .execute(pool)
         .await
         .unwrap();
     sqlx::query("UPDATE audit SET actor = 'mallory' WHERE seq = 3")
-        .execute(&pool)
+        .execute(pool)
         .await
         .unwrap();
     let v = api.verify(&s.admin).await;
@@ -252,7 +250,7 @@ async fn tampering_with_an_audit_row_is_reported() {
 #[tokio::test]
 async fn restart_keeps_everything_and_the_cli_bootstraps_once() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("cp.db").display());
+    let db = fresh_database(dir.path());
     let (ok, out) = cli_token_create(&db, "admin", "root");
     assert!(ok);
     let admin = out.trim().to_string();

@@ -5,20 +5,56 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use control_plane::clock::ManualClock;
 use control_plane::domain::token::{self, Role};
-use control_plane::store::sqlite::SqliteStore;
+use control_plane::store::sql::{Backend, SqlStore};
 use control_plane::store::{Counts, Store, TokenStore};
 use control_plane::{AppState, Settings};
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::watch;
+
+/// The database engine the suite runs on: `EC_TEST_BACKEND=postgres` runs it on a
+/// throwaway PostgreSQL cluster started for this test process (one database per server),
+/// anything else on a SQLite file per server.
+pub fn backend() -> Backend {
+    match std::env::var("EC_TEST_BACKEND").as_deref() {
+        Ok("postgres") => Backend::Postgres,
+        _ => Backend::Sqlite,
+    }
+}
+
+/// The cluster of this test process (started on first use, stopped when it exits).
+pub fn pg_cluster() -> &'static edge_testkit::postgres::PgCluster {
+    static CLUSTER: OnceLock<edge_testkit::postgres::PgCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        edge_testkit::postgres::PgCluster::start().expect("starting a PostgreSQL cluster")
+    })
+}
+
+/// A new, empty database on the suite's engine: a file in `dir`, or a database of its own
+/// on the cluster.
+pub fn fresh_database(dir: &Path) -> String {
+    match backend() {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("cp.db").display()),
+        Backend::Postgres => pg_cluster().create_database().expect("creating a database"),
+    }
+}
+
+/// SQL that removes the trigger `name` of `table` (as an attacker with database access would).
+pub fn drop_trigger_sql(name: &str, table: &str) -> String {
+    match backend() {
+        Backend::Sqlite => format!("DROP TRIGGER {name}"),
+        Backend::Postgres => format!("DROP TRIGGER {name} ON {table}"),
+    }
+}
 
 /// A response, read in full.
 #[derive(Debug)]
@@ -117,6 +153,13 @@ impl Api {
     }
 
     pub async fn send(&self, method: Method, path: &str, req: Req) -> Resp {
+        self.try_send(method, path, req)
+            .await
+            .expect("request failed")
+    }
+
+    /// [`Api::send`], with `None` when the exchange fails (the server is gone).
+    pub async fn try_send(&self, method: Method, path: &str, req: Req) -> Option<Resp> {
         let mut b = self.client.request(method, format!("{}{path}", self.base));
         if let Some(t) = &req.token {
             b = b.bearer_auth(t);
@@ -130,17 +173,22 @@ impl Api {
         if let Some(body) = req.body {
             b = b.body(body);
         }
-        let resp = b.send().await.expect("request failed");
+        let resp = b.send().await.ok()?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.expect("reading body").to_vec();
+        let bytes = resp.bytes().await.ok()?.to_vec();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Resp {
+        Some(Resp {
             status,
             headers,
             bytes,
             json,
-        }
+        })
+    }
+
+    pub async fn try_post(&self, path: &str, token: &str, body: Value) -> Option<Resp> {
+        self.try_send(Method::POST, path, Req::token(token).json(body))
+            .await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Resp {
@@ -206,12 +254,12 @@ pub struct TestServer {
     pub api: Api,
     pub admin: String,
     pub clock: ManualClock,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<SqlStore>,
     /// The served state (its caches, for tests that look inside).
     pub state: AppState,
-    pub db_path: PathBuf,
+    pub database_url: String,
     shutdown: watch::Sender<bool>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -230,23 +278,52 @@ impl TestServer {
 
     pub async fn start_with(settings: Settings) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let db_path = dir.path().join("cp.db");
-        let store = Arc::new(
-            SqliteStore::connect(&format!("sqlite://{}", db_path.display()))
-                .await
-                .unwrap(),
-        );
-        let clock = ManualClock::starting_now();
-        let admin = token::generate();
-        store
-            .create_token("test", "root", Role::Admin, token::hash(&admin), true, 0)
-            .await
-            .unwrap();
-        // A known signing key, so any answer can be checked with [`unseal`].
-        store
-            .add_signing_key("test", test_key(), 0, true, 0)
-            .await
-            .unwrap();
+        let database_url = fresh_database(dir.path());
+        let mut s = Self::serve(database_url, settings, ManualClock::starting_now(), None).await;
+        s._dir = Some(dir);
+        s
+    }
+
+    /// A server on a new database at `database_url` (whatever the suite's engine).
+    pub async fn start_at(database_url: String, settings: Settings) -> TestServer {
+        Self::serve(database_url, settings, ManualClock::starting_now(), None).await
+    }
+
+    /// Serve the database at `database_url` as it is (no bootstrap): for a database another
+    /// server filled, `admin` being a token it holds.
+    pub async fn attach(
+        database_url: String,
+        settings: Settings,
+        clock: ManualClock,
+        admin: &str,
+    ) -> TestServer {
+        Self::serve(database_url, settings, clock, Some(admin.to_string())).await
+    }
+
+    /// With `admin: None`, bootstrap a new database: an admin token and the test signing key.
+    async fn serve(
+        database_url: String,
+        settings: Settings,
+        clock: ManualClock,
+        admin: Option<String>,
+    ) -> TestServer {
+        let store = Arc::new(SqlStore::connect(&database_url).await.unwrap());
+        let admin = match admin {
+            Some(a) => a,
+            None => {
+                let admin = token::generate();
+                store
+                    .create_token("test", "root", Role::Admin, token::hash(&admin), true, 0)
+                    .await
+                    .unwrap();
+                // A known signing key, so any answer can be checked with [`unseal`].
+                store
+                    .add_signing_key("test", test_key(), 0, true, 0)
+                    .await
+                    .unwrap();
+                admin
+            }
+        };
         let (state, shutdown) = AppState::new(store.clone(), Arc::new(clock.clone()), settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -257,9 +334,9 @@ impl TestServer {
             clock,
             store,
             state,
-            db_path,
+            database_url,
             shutdown,
-            _dir: dir,
+            _dir: None,
         }
     }
 
@@ -328,6 +405,12 @@ impl BinServer {
             child,
             api: Api::new(addr),
         }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// SIGTERM and wait for a clean exit.

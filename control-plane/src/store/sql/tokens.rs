@@ -1,16 +1,18 @@
-//! [`TokenStore`] for SQLite: API tokens and the policy signing keys.
+//! [`TokenStore`] in SQL: API tokens and the policy signing keys.
 
 use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 use sqlx::Row;
 
-use super::{append_audit, rows, SqliteStore};
+use super::{append_audit, rows, SqlStore};
 use crate::domain::signing::{self, SigningKeyRecord};
 use crate::domain::token::Role;
 use crate::domain::token_rules;
 use crate::domain::{CoreError, CoreResult};
 use crate::store::{AuthToken, TokenRecord, TokenStore};
 
-fn key(row: &sqlx::sqlite::SqliteRow) -> CoreResult<SigningKeyRecord> {
+fn key(row: &AnyRow) -> CoreResult<SigningKeyRecord> {
     let secret: Vec<u8> = row.try_get("secret")?;
     let secret: [u8; 32] = secret
         .as_slice()
@@ -27,7 +29,7 @@ fn key(row: &sqlx::sqlite::SqliteRow) -> CoreResult<SigningKeyRecord> {
     Ok(k)
 }
 
-async fn all(c: &mut sqlx::SqliteConnection) -> CoreResult<Vec<SigningKeyRecord>> {
+async fn all(c: &mut AnyConnection) -> CoreResult<Vec<SigningKeyRecord>> {
     sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, key_id")
         .fetch_all(c)
         .await?
@@ -37,7 +39,7 @@ async fn all(c: &mut sqlx::SqliteConnection) -> CoreResult<Vec<SigningKeyRecord>
 }
 
 #[async_trait]
-impl TokenStore for SqliteStore {
+impl TokenStore for SqlStore {
     async fn create_token(
         &self,
         actor: &str,
@@ -52,14 +54,15 @@ impl TokenStore for SqliteStore {
         let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE revoked_at IS NULL")
             .fetch_one(&mut *c)
             .await?;
-        let same_name: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE name = ? AND revoked_at IS NULL")
-                .bind(name)
-                .fetch_one(&mut *c)
-                .await?;
+        let same_name: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tokens WHERE name = $1 AND revoked_at IS NULL",
+        )
+        .bind(name)
+        .fetch_one(&mut *c)
+        .await?;
         token_rules::check_create(live, same_name, only_if_none, name)?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tokens (name, role, hash, created_at, created_by) VALUES (?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO tokens (name, role, hash, created_at, created_by) VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(name)
         .bind(role.as_str())
@@ -68,7 +71,7 @@ impl TokenStore for SqliteStore {
         .bind(actor)
         .fetch_one(&mut *c)
         .await?;
-        let row = sqlx::query("SELECT * FROM tokens WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM tokens WHERE id = $1")
             .bind(id)
             .fetch_one(&mut *c)
             .await?;
@@ -80,10 +83,11 @@ impl TokenStore for SqliteStore {
     }
 
     async fn find_token(&self, hash: &[u8; 32]) -> CoreResult<Option<AuthToken>> {
-        let row = sqlx::query("SELECT id, name, role, hash, revoked_at FROM tokens WHERE hash = ?")
-            .bind(&hash[..])
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, name, role, hash, revoked_at FROM tokens WHERE hash = $1")
+                .bind(&hash[..])
+                .fetch_optional(&self.pool)
+                .await?;
         let Some(row) = row else { return Ok(None) };
         let role: String = row.try_get("role")?;
         let revoked_at: Option<i64> = row.try_get("revoked_at")?;
@@ -106,22 +110,28 @@ impl TokenStore for SqliteStore {
     async fn revoke_token(&self, actor: &str, id: i64, now: i64) -> CoreResult<TokenRecord> {
         let mut w = self.begin_write().await?;
         let c = &mut *w.tx;
-        let row = sqlx::query("SELECT * FROM tokens WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM tokens WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *c)
             .await?
             .ok_or_else(|| CoreError::not_found("token", id))?;
         let before = rows::token(&row)?;
         let (after, event) = token_rules::revoke(&before, actor, now)?;
-        sqlx::query("UPDATE tokens SET revoked_at = ?, revoked_by = ? WHERE id = ?")
+        sqlx::query("UPDATE tokens SET revoked_at = $1, revoked_by = $2 WHERE id = $3")
             .bind(after.revoked_at)
             .bind(&after.revoked_by)
             .bind(id)
             .execute(&mut *c)
             .await?;
         append_audit(c, event, now).await?;
+        self.tokens_changed(&mut w).await?;
         self.commit(w, None).await?;
+        self.tokens_tx.send_modify(|g| *g += 1);
         Ok(after)
+    }
+
+    fn watch_tokens(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.tokens_tx.subscribe()
     }
 
     async fn signing_keys(&self) -> CoreResult<Vec<SigningKeyRecord>> {
@@ -145,14 +155,14 @@ impl TokenStore for SqliteStore {
         }
         let plan = signing::rotate(&existing, new, now, overlap_ms)?;
         for k in &plan.retiring {
-            sqlx::query("UPDATE signing_keys SET retire_at = ? WHERE key_id = ?")
+            sqlx::query("UPDATE signing_keys SET retire_at = $1 WHERE key_id = $2")
                 .bind(k.retire_at)
                 .bind(&k.key_id)
                 .execute(&mut *c)
                 .await?;
         }
         sqlx::query(
-            "INSERT INTO signing_keys (key_id, secret, created_at, retire_at) VALUES (?, ?, ?, NULL)",
+            "INSERT INTO signing_keys (key_id, secret, created_at, retire_at) VALUES ($1, $2, $3, NULL)",
         )
         .bind(&plan.new.key_id)
         .bind(&plan.new.secret[..])

@@ -1,16 +1,15 @@
-//! [`IncidentStore`] for SQLite: incidents and their timelines.
+//! [`IncidentStore`] in SQL: incidents and their timelines.
 
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Sqlite};
 
-use super::{rows, write_effects, SqliteStore};
+use super::{rows, write_effects, Sql, SqlStore};
 use crate::domain::incident::{IncidentChange, NewIncident, Phase};
 use crate::domain::incident_rules::{self, IncidentUpdate};
 use crate::domain::CoreResult;
 use crate::store::{IncidentFilter, IncidentRecord, IncidentStore, TimelineEntry};
 
 #[async_trait]
-impl IncidentStore for SqliteStore {
+impl IncidentStore for SqlStore {
     async fn create_incident(
         &self,
         actor: &str,
@@ -22,7 +21,7 @@ impl IncidentStore for SqliteStore {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO incidents (title, summary, severity, phase, assignee, detected_at, reported_at, systems,
                 personal_data, created_at, created_by, updated_at, health_data, aware_at, next_update_at, facts)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
         )
         .bind(&new.title)
         .bind(&new.summary)
@@ -32,11 +31,11 @@ impl IncidentStore for SqliteStore {
         .bind(new.detected_at_ms)
         .bind(new.reported_at_ms)
         .bind(serde_json::to_string(&new.systems)?)
-        .bind(new.personal_data)
+        .bind(i64::from(new.personal_data))
         .bind(now)
         .bind(actor)
         .bind(now)
-        .bind(new.health_data)
+        .bind(i64::from(new.health_data))
         .bind(new.aware_at_ms)
         .bind(new.next_update_at_ms)
         .bind(serde_json::to_string(&new.facts)?)
@@ -49,7 +48,7 @@ impl IncidentStore for SqliteStore {
     }
 
     async fn list_incidents(&self, f: &IncidentFilter) -> CoreResult<(Vec<IncidentRecord>, i64)> {
-        let filter = |q: &mut QueryBuilder<'_, Sqlite>| {
+        let filter = |q: &mut Sql| {
             q.push(" WHERE 1 = 1");
             if let Some(p) = f.phase {
                 q.push(" AND phase = ").push_bind(p.as_str());
@@ -67,10 +66,10 @@ impl IncidentStore for SqliteStore {
                 None => {}
             }
         };
-        let mut q = QueryBuilder::new("SELECT COUNT(*) FROM incidents");
+        let mut q = Sql::new("SELECT COUNT(*) FROM incidents");
         filter(&mut q);
         let total: i64 = q.build_query_scalar().fetch_one(&self.pool).await?;
-        let mut q = QueryBuilder::new("SELECT * FROM incidents");
+        let mut q = Sql::new("SELECT * FROM incidents");
         filter(&mut q);
         q.push(" ORDER BY id DESC LIMIT ")
             .push_bind(f.limit)
@@ -101,7 +100,7 @@ impl IncidentStore for SqliteStore {
         let c = &mut *w.tx;
         let before = rows::get_incident(c, id).await?;
         let has_postmortem: Option<i64> =
-            sqlx::query_scalar("SELECT incident_id FROM postmortems WHERE incident_id = ?")
+            sqlx::query_scalar("SELECT incident_id FROM postmortems WHERE incident_id = $1")
                 .bind(id)
                 .fetch_optional(&mut *c)
                 .await?;
@@ -110,9 +109,9 @@ impl IncidentStore for SqliteStore {
             return Ok(before);
         };
         sqlx::query(
-            "UPDATE incidents SET severity = ?, phase = ?, assignee = ?, closed_at = ?, updated_at = ?, summary = ?,
-                personal_data = ?, health_data = ?, aware_at = ?, resolved_at = ?, next_update_at = ?, facts = ?
-             WHERE id = ?",
+            "UPDATE incidents SET severity = $1, phase = $2, assignee = $3, closed_at = $4, updated_at = $5, summary = $6,
+                personal_data = $7, health_data = $8, aware_at = $9, resolved_at = $10, next_update_at = $11, facts = $12
+             WHERE id = $13",
         )
         .bind(after.severity.as_str())
         .bind(after.phase.as_str())
@@ -120,8 +119,8 @@ impl IncidentStore for SqliteStore {
         .bind(after.closed_at)
         .bind(after.updated_at)
         .bind(&after.summary)
-        .bind(after.personal_data)
-        .bind(after.health_data)
+        .bind(i64::from(after.personal_data))
+        .bind(i64::from(after.health_data))
         .bind(after.aware_at)
         .bind(after.resolved_at)
         .bind(after.next_update_at)
@@ -137,7 +136,7 @@ impl IncidentStore for SqliteStore {
     async fn timeline(&self, incident_id: i64) -> CoreResult<Vec<TimelineEntry>> {
         let mut c = self.pool.acquire().await?;
         rows::get_incident(&mut c, incident_id).await?;
-        let rows = sqlx::query("SELECT * FROM timeline WHERE incident_id = ? ORDER BY at, id")
+        let rows = sqlx::query("SELECT * FROM timeline WHERE incident_id = $1 ORDER BY at, id")
             .bind(incident_id)
             .fetch_all(&mut *c)
             .await?;

@@ -1,4 +1,4 @@
-//! [`EdgeStore`] for SQLite: edge reports (hit counts) and access-log evidence: load what
+//! [`EdgeStore`] in SQL: edge reports (hit counts) and access-log evidence: load what
 //! matching needs, store idempotently, write the summaries and audit events
 //! [`crate::domain::edge_record`] makes.
 
@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use edge_policy::report::EdgeReport;
-use sqlx::QueryBuilder;
+use sqlx::AnyConnection;
 
-use super::{append_audit, rows, upsert_bucket, SqliteStore};
+use super::{append_audit, rows, upsert_bucket, Sql, SqlStore};
 use crate::domain::edge_record::{
     action_window, bucket_of, hit_action_ids, merge_evidence, merge_hits, open_indicators,
     report_hits, IncidentEvidence, HIT_BUCKET_MS,
@@ -20,7 +20,7 @@ use crate::store::{
 };
 
 async fn add_hits_to_timeline(
-    c: &mut sqlx::SqliteConnection,
+    c: &mut AnyConnection,
     incident: i64,
     edge_id: &str,
     hits: &[(i64, i64)],
@@ -34,14 +34,17 @@ async fn add_hits_to_timeline(
 }
 
 #[async_trait]
-impl EdgeStore for SqliteStore {
+impl EdgeStore for SqlStore {
     async fn record_report(&self, r: &EdgeReport, now: i64) -> CoreResult<ReportOutcome> {
-        let mut w = self.begin_write().await?;
+        // No audit event and no version: reports do not queue behind containment changes.
+        // Whichever replica a resent report reaches, the `(edge_id, boot_id, seq)` key of
+        // `edge_reports_seen` lets exactly one transaction count it.
+        let mut w = self.begin_unchained().await?;
         let c = &mut *w.tx;
         let seq = i64::try_from(r.seq).map_err(|_| CoreError::invalid("seq", "too large"))?;
         let version = i64::try_from(r.policy_version)
             .map_err(|_| CoreError::invalid("policy_version", "too large"))?;
-        let fresh = sqlx::query("INSERT OR IGNORE INTO edge_reports_seen (edge_id, boot_id, seq, at) VALUES (?, ?, ?, ?)")
+        let fresh = sqlx::query("INSERT INTO edge_reports_seen (edge_id, boot_id, seq, at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
             .bind(&r.edge_id)
             .bind(&r.boot_id)
             .bind(seq)
@@ -54,7 +57,7 @@ impl EdgeStore for SqliteStore {
             return Ok(ReportOutcome::default());
         }
         sqlx::query(
-            "INSERT INTO edges (edge_id, boot_id, last_seen, policy_version, reports) VALUES (?, ?, ?, ?, 1)
+            "INSERT INTO edges (edge_id, boot_id, last_seen, policy_version, reports) VALUES ($1, $2, $3, $4, 1)
              ON CONFLICT (edge_id) DO UPDATE SET boot_id = excluded.boot_id, last_seen = excluded.last_seen,
                 policy_version = excluded.policy_version, reports = edges.reports + 1",
         )
@@ -67,7 +70,7 @@ impl EdgeStore for SqliteStore {
         let mut incident_of = HashMap::new();
         for id in hit_action_ids(&r.hits)? {
             let incident: Option<i64> =
-                sqlx::query_scalar("SELECT incident_id FROM actions WHERE id = ?")
+                sqlx::query_scalar("SELECT incident_id FROM actions WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&mut *c)
                     .await?;
@@ -78,7 +81,7 @@ impl EdgeStore for SqliteStore {
         let hits = report_hits(&r.hits, &incident_of)?;
         for (action_id, count) in &hits.counts {
             sqlx::query(
-                "INSERT INTO action_hits (action_id, edge_id, count) VALUES (?1, ?2, ?3)
+                "INSERT INTO action_hits (action_id, edge_id, count) VALUES ($1, $2, $3)
                  ON CONFLICT (action_id, edge_id) DO UPDATE SET count = action_hits.count + excluded.count",
             )
             .bind(action_id)
@@ -133,8 +136,7 @@ impl EdgeStore for SqliteStore {
         let mut w = self.begin_write().await?;
         let c = &mut *w.tx;
         let rule_ids: BTreeSet<i64> = batch.lines.iter().filter_map(|l| l.rule_id).collect();
-        let mut q =
-            QueryBuilder::new("SELECT * FROM actions WHERE (kind <> 'allow' AND created_at <= ");
+        let mut q = Sql::new("SELECT * FROM actions WHERE (kind <> 'allow' AND created_at <= ");
         q.push_bind(max_t)
             .push(" AND (ended_at IS NULL OR ended_at > ")
             .push_bind(min_t)
@@ -176,7 +178,7 @@ impl EdgeStore for SqliteStore {
                 let id: Option<i64> = sqlx::query_scalar(
                     "INSERT INTO evidence (incident_id, action_id, matched, line_hash, batch_id, edge_id, at, client_ip,
                         method, host, path, status, user_agent, line, ingested_at, ingested_by)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                      ON CONFLICT (incident_id, line_hash) DO NOTHING RETURNING id",
                 )
                 .bind(m.incident_id)
@@ -242,7 +244,7 @@ impl EdgeStore for SqliteStore {
         let mut c = self.pool.acquire().await?;
         rows::get_incident(&mut c, incident_id).await?;
         let rows = sqlx::query(
-            "SELECT * FROM evidence WHERE incident_id = ? AND id > ? ORDER BY id LIMIT ?",
+            "SELECT * FROM evidence WHERE incident_id = $1 AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(incident_id)
         .bind(after_id)

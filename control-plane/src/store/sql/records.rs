@@ -1,4 +1,4 @@
-//! [`RecordStore`] for SQLite: notifications, post-mortems, the inputs of the policy
+//! [`RecordStore`] in SQL: notifications, post-mortems, the inputs of the policy
 //! clock, and retention (purging the records of incidents closed long ago, never younger
 //! than 5 years, keeping every audit event).
 
@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use serde_json::json;
-use sqlx::{QueryBuilder, Sqlite};
 
-use super::{append_audit, rows, write_effects, SqliteStore};
+use super::{append_audit, rows, write_effects, Job, Sql, SqlStore};
 use crate::domain::notification::NewNotification;
 use crate::domain::postmortem::PostMortem;
 use crate::domain::record_rules::{self, DeadlineRows};
@@ -36,8 +35,8 @@ const TABLES: [(&str, &str); 8] = [
     ("incidents", "id IN"),
 ];
 
-fn scoped<'a>(head: &str, cond: &str, ids: &[i64]) -> QueryBuilder<'a, Sqlite> {
-    let mut q = QueryBuilder::new(format!("{head} WHERE {cond} ("));
+fn scoped(head: &str, cond: &str, ids: &[i64]) -> Sql {
+    let mut q = Sql::new(format!("{head} WHERE {cond} ("));
     let mut sep = q.separated(", ");
     for id in ids {
         sep.push_bind(*id);
@@ -50,7 +49,7 @@ fn scoped<'a>(head: &str, cond: &str, ids: &[i64]) -> QueryBuilder<'a, Sqlite> {
 }
 
 #[async_trait]
-impl RecordStore for SqliteStore {
+impl RecordStore for SqlStore {
     async fn record_notification(
         &self,
         actor: &str,
@@ -64,7 +63,7 @@ impl RecordStore for SqliteStore {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO notifications (incident_id, audience, kind, notified_at, notified_by, channel, reference, note,
                 facts, recorded_at, recorded_by)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(n.incident_id)
         .bind(n.audience.as_str())
@@ -79,7 +78,7 @@ impl RecordStore for SqliteStore {
         .bind(actor)
         .fetch_one(&mut *c)
         .await?;
-        let row = sqlx::query("SELECT * FROM notifications WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM notifications WHERE id = $1")
             .bind(id)
             .fetch_one(&mut *c)
             .await?;
@@ -98,7 +97,7 @@ impl RecordStore for SqliteStore {
         let mut c = self.pool.acquire().await?;
         rows::get_incident(&mut c, incident_id).await?;
         let rows = sqlx::query(
-            "SELECT * FROM notifications WHERE incident_id = ? ORDER BY notified_at, id",
+            "SELECT * FROM notifications WHERE incident_id = $1 ORDER BY notified_at, id",
         )
         .bind(incident_id)
         .fetch_all(&mut *c)
@@ -116,7 +115,7 @@ impl RecordStore for SqliteStore {
         let mut w = self.begin_write().await?;
         let c = &mut *w.tx;
         rows::get_incident(c, incident_id).await?;
-        let before = sqlx::query("SELECT * FROM postmortems WHERE incident_id = ?")
+        let before = sqlx::query("SELECT * FROM postmortems WHERE incident_id = $1")
             .bind(incident_id)
             .fetch_optional(&mut *c)
             .await?
@@ -128,7 +127,7 @@ impl RecordStore for SqliteStore {
         sqlx::query(
             "INSERT INTO postmortems (incident_id, lessons_learned, root_cause, attack_vectors, data_impact, follow_ups,
                 policy_changes, submitted_at, submitted_by, updated_at, updated_by)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (incident_id) DO UPDATE SET lessons_learned = excluded.lessons_learned,
                 root_cause = excluded.root_cause, attack_vectors = excluded.attack_vectors,
                 data_impact = excluded.data_impact, follow_ups = excluded.follow_ups,
@@ -148,7 +147,7 @@ impl RecordStore for SqliteStore {
         .bind(actor)
         .execute(&mut *c)
         .await?;
-        let row = sqlx::query("SELECT * FROM postmortems WHERE incident_id = ?")
+        let row = sqlx::query("SELECT * FROM postmortems WHERE incident_id = $1")
             .bind(incident_id)
             .fetch_one(&mut *c)
             .await?;
@@ -162,7 +161,7 @@ impl RecordStore for SqliteStore {
     async fn postmortem(&self, incident_id: i64) -> CoreResult<Option<PostMortemRecord>> {
         let mut c = self.pool.acquire().await?;
         rows::get_incident(&mut c, incident_id).await?;
-        sqlx::query("SELECT * FROM postmortems WHERE incident_id = ?")
+        sqlx::query("SELECT * FROM postmortems WHERE incident_id = $1")
             .bind(incident_id)
             .fetch_optional(&mut *c)
             .await?
@@ -172,7 +171,7 @@ impl RecordStore for SqliteStore {
 
     async fn deadline_facts(&self, incident: Option<i64>) -> CoreResult<Vec<IncidentDeadlines>> {
         // One read transaction, so every part comes from the same snapshot.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_read().await?;
         let incidents = match incident {
             Some(id) => vec![rows::get_incident(&mut tx, id).await?],
             None => sqlx::query("SELECT * FROM incidents ORDER BY id")
@@ -183,7 +182,7 @@ impl RecordStore for SqliteStore {
                 .collect::<CoreResult<Vec<_>>>()?,
         };
         let scoped = |sql: &str| {
-            let mut q = QueryBuilder::new(sql);
+            let mut q = Sql::new(sql);
             if let Some(id) = incident {
                 q.push(" AND incident_id = ").push_bind(id);
             }
@@ -222,12 +221,18 @@ impl RecordStore for SqliteStore {
         now: i64,
     ) -> CoreResult<PurgeReport> {
         record_rules::check_purge(older_than_years)?;
-        let mut w = self.begin_write().await?;
+        let Some(mut w) = self.begin_job(Job::Retention).await? else {
+            return Err(CoreError::conflict(
+                "purge",
+                "another control-plane replica is purging now; try again when it has finished",
+            ));
+        };
         let c = &mut *w.tx;
         // Closed before the cutoff, and no containment still enforced for it.
-        let closed: Vec<(i64, String, Option<i64>, bool)> = sqlx::query_as(
+        let closed: Vec<(i64, String, Option<i64>, i64)> = sqlx::query_as(
             "SELECT id, phase, closed_at,
-                EXISTS (SELECT 1 FROM actions a WHERE a.incident_id = i.id AND a.state = 'active')
+                CASE WHEN EXISTS (SELECT 1 FROM actions a WHERE a.incident_id = i.id AND a.state = 'active')
+                     THEN 1 ELSE 0 END
              FROM incidents i WHERE phase = 'closed' ORDER BY id",
         )
         .fetch_all(&mut *c)
@@ -235,7 +240,7 @@ impl RecordStore for SqliteStore {
         let mut ids = Vec::new();
         for (id, phase, closed_at, active) in closed {
             let phase = phase.parse().map_err(CoreError::Internal)?;
-            if record_rules::purge_eligible(phase, closed_at, active, cutoff) {
+            if record_rules::purge_eligible(phase, closed_at, active != 0, cutoff) {
                 ids.push(id);
             }
         }

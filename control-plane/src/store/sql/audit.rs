@@ -1,18 +1,17 @@
-//! [`AuditStore`] for SQLite: listing and verifying the audit chain (appending is
+//! [`AuditStore`] in SQL: listing and verifying the audit chain (appending is
 //! `append_audit`, part of every write).
 
 use async_trait::async_trait;
-use sqlx::QueryBuilder;
 
-use super::{rows, SqliteStore};
+use super::{rows, Sql, SqlStore};
 use crate::domain::audit::ChainVerifier;
 use crate::domain::CoreResult;
 use crate::store::{AuditFilter, AuditLink, AuditRecord, AuditStore, ChainReport};
 
 #[async_trait]
-impl AuditStore for SqliteStore {
+impl AuditStore for SqlStore {
     async fn audit(&self, f: &AuditFilter) -> CoreResult<Vec<AuditRecord>> {
-        let mut q = QueryBuilder::new("SELECT * FROM audit WHERE seq > ");
+        let mut q = Sql::new("SELECT * FROM audit WHERE seq > ");
         q.push_bind(f.after_seq);
         if let Some(i) = f.incident {
             q.push(" AND incident_id = ").push_bind(i);
@@ -35,7 +34,7 @@ impl AuditStore for SqliteStore {
         let mut v = ChainVerifier::default();
         let mut last_seq = 0;
         loop {
-            let rows = sqlx::query("SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT 1000")
+            let rows = sqlx::query("SELECT * FROM audit WHERE seq > $1 ORDER BY seq LIMIT 1000")
                 .bind(last_seq)
                 .fetch_all(&self.pool)
                 .await?;
@@ -65,7 +64,7 @@ impl AuditStore for SqliteStore {
 
     async fn audit_links(&self, from_seq: i64, to_seq: i64) -> CoreResult<Vec<AuditLink>> {
         let rows: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT seq, prev_hash, hash FROM audit WHERE seq >= ? AND seq <= ? ORDER BY seq",
+            "SELECT seq, prev_hash, hash FROM audit WHERE seq >= $1 AND seq <= $2 ORDER BY seq",
         )
         .bind(from_seq)
         .bind(to_seq)

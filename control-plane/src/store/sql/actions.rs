@@ -1,11 +1,11 @@
-//! [`ActionStore`] for SQLite: containment actions and the policy versions they make.
+//! [`ActionStore`] in SQL: containment actions and the policy versions they make.
 
 use async_trait::async_trait;
 use edge_policy::Version;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::AnyConnection;
 use tokio::sync::watch;
 
-use super::{bump_version, rows, write_effects, SqliteStore};
+use super::{bump_version, rows, write_effects, Job, Sql, SqlStore};
 use crate::domain::action::{GuardRails, NewAction};
 use crate::domain::CoreResult;
 use crate::domain::{containment, policy};
@@ -16,11 +16,11 @@ use crate::store::{
 /// Record that `version` changed `action_id`: the change log deltas are computed from. Every
 /// write that bumps the policy version for an action goes through here.
 async fn record_policy_change(
-    c: &mut SqliteConnection,
+    c: &mut AnyConnection,
     version: i64,
     action_id: i64,
 ) -> CoreResult<()> {
-    sqlx::query("INSERT INTO policy_changes (version, action_id) VALUES (?, ?)")
+    sqlx::query("INSERT INTO policy_changes (version, action_id) VALUES ($1, $2)")
         .bind(version)
         .bind(action_id)
         .execute(&mut *c)
@@ -29,9 +29,9 @@ async fn record_policy_change(
 }
 
 /// Write the end of an action (lift or expiry) as [`containment`] decided it.
-async fn write_end(c: &mut SqliteConnection, a: &ActionRecord) -> CoreResult<()> {
+async fn write_end(c: &mut AnyConnection, a: &ActionRecord) -> CoreResult<()> {
     sqlx::query(
-        "UPDATE actions SET state = ?, ended_at = ?, ended_by = ?, end_reason = ?, ended_version = ? WHERE id = ?",
+        "UPDATE actions SET state = $1, ended_at = $2, ended_by = $3, end_reason = $4, ended_version = $5 WHERE id = $6",
     )
     .bind(a.state.as_str())
     .bind(a.ended_at)
@@ -45,9 +45,9 @@ async fn write_end(c: &mut SqliteConnection, a: &ActionRecord) -> CoreResult<()>
 }
 
 /// Mark every due active action expired as part of `version`. Returns how many.
-async fn sweep_expired(c: &mut SqliteConnection, now: i64, version: i64) -> CoreResult<usize> {
+async fn sweep_expired(c: &mut AnyConnection, now: i64, version: i64) -> CoreResult<usize> {
     let due = sqlx::query(
-        "SELECT * FROM actions WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY id",
+        "SELECT * FROM actions WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= $1 ORDER BY id",
     )
     .bind(now)
     .fetch_all(&mut *c)
@@ -63,7 +63,7 @@ async fn sweep_expired(c: &mut SqliteConnection, now: i64, version: i64) -> Core
 }
 
 #[async_trait]
-impl ActionStore for SqliteStore {
+impl ActionStore for SqlStore {
     async fn create_action(
         &self,
         actor: &str,
@@ -75,8 +75,8 @@ impl ActionStore for SqliteStore {
         let c = &mut *w.tx;
         let incident = rows::get_incident(c, new.incident_id).await?;
         let candidates = sqlx::query(
-            "SELECT * FROM actions WHERE state = 'active' AND (expires_at IS NULL OR expires_at > ?)
-             AND (target_key = ? OR kind = 'allow')",
+            "SELECT * FROM actions WHERE state = 'active' AND (expires_at IS NULL OR expires_at > $1)
+             AND (target_key = $2 OR kind = 'allow')",
         )
         .bind(now)
         .bind(new.target_key())
@@ -92,7 +92,7 @@ impl ActionStore for SqliteStore {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO actions (incident_id, kind, target_type, target_value, isolation, target_key, mode, reason,
                 forced, created_at, created_by, created_version, expires_at, state)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active') RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'active') RETURNING id",
         )
         .bind(new.incident_id)
         .bind(new.kind.as_str())
@@ -102,7 +102,7 @@ impl ActionStore for SqliteStore {
         .bind(new.target_key())
         .bind(new.mode.as_str())
         .bind(&new.reason)
-        .bind(new.force)
+        .bind(i64::from(new.force))
         .bind(now)
         .bind(actor)
         .bind(version)
@@ -146,7 +146,7 @@ impl ActionStore for SqliteStore {
         f: &ActionFilter,
         now: i64,
     ) -> CoreResult<(Vec<ActionRecord>, i64)> {
-        let filter = |q: &mut QueryBuilder<'_, Sqlite>| {
+        let filter = |q: &mut Sql| {
             q.push(" WHERE 1 = 1");
             if let Some(i) = f.incident {
                 q.push(" AND incident_id = ").push_bind(i);
@@ -168,10 +168,10 @@ impl ActionStore for SqliteStore {
                 }
             }
         };
-        let mut q = QueryBuilder::new("SELECT COUNT(*) FROM actions");
+        let mut q = Sql::new("SELECT COUNT(*) FROM actions");
         filter(&mut q);
         let total: i64 = q.build_query_scalar().fetch_one(&self.pool).await?;
-        let mut q = QueryBuilder::new("SELECT * FROM actions");
+        let mut q = Sql::new("SELECT * FROM actions");
         filter(&mut q);
         q.push(" ORDER BY id DESC LIMIT ")
             .push_bind(f.limit)
@@ -188,7 +188,7 @@ impl ActionStore for SqliteStore {
     async fn expire_due(&self, now: i64) -> CoreResult<usize> {
         // Cheap check outside the writer lock first: most ticks find nothing.
         let due: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM actions WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= ?",
+            "SELECT COUNT(*) FROM actions WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= $1",
         )
         .bind(now)
         .fetch_one(&self.pool)
@@ -196,7 +196,10 @@ impl ActionStore for SqliteStore {
         if due == 0 {
             return Ok(0);
         }
-        let mut w = self.begin_write().await?;
+        // One replica sweeps at a time; the others find the job taken and skip this tick.
+        let Some(mut w) = self.begin_job(Job::ExpirySweep).await? else {
+            return Ok(0);
+        };
         let c = &mut *w.tx;
         let version = bump_version(c).await?;
         let n = sweep_expired(c, now, version).await?;
@@ -211,9 +214,8 @@ impl ActionStore for SqliteStore {
     async fn hits(&self, action_ids: &[i64]) -> CoreResult<Vec<HitRecord>> {
         let mut out = Vec::new();
         for chunk in action_ids.chunks(500) {
-            let mut q = QueryBuilder::new(
-                "SELECT action_id, edge_id, count FROM action_hits WHERE action_id IN (",
-            );
+            let mut q =
+                Sql::new("SELECT action_id, edge_id, count FROM action_hits WHERE action_id IN (");
             let mut sep = q.separated(", ");
             for id in chunk {
                 sep.push_bind(*id);
@@ -241,7 +243,7 @@ impl ActionStore for SqliteStore {
 
     async fn policy(&self, since: Version) -> CoreResult<PolicyAnswer> {
         // One read transaction: the version and the rules come from the same snapshot.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_read().await?;
         let (current, floor): (i64, i64) =
             sqlx::query_as("SELECT version, min_delta_since FROM policy_state WHERE id = 1")
                 .fetch_one(&mut *tx)
@@ -249,7 +251,7 @@ impl ActionStore for SqliteStore {
         let current = current as Version;
         let answer = if policy::answers_with_delta(since, current, floor as Version) {
             let changed = sqlx::query(
-                "SELECT * FROM actions WHERE id IN (SELECT action_id FROM policy_changes WHERE version > ?) ORDER BY id",
+                "SELECT * FROM actions WHERE id IN (SELECT action_id FROM policy_changes WHERE version > $1) ORDER BY id",
             )
             .bind(since as i64)
             .fetch_all(&mut *tx)

@@ -1,8 +1,9 @@
 //! Mapping rows to records.
 
 use edge_policy::{Isolation, Mode};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+use sqlx::Row;
 
 use super::super::{
     ActionRecord, ActionStatus, EvidenceRecord, IncidentRecord, NotificationRecord,
@@ -14,11 +15,16 @@ use crate::domain::notification::{Audience, NotificationKind};
 use crate::domain::postmortem::PostMortem;
 use crate::domain::{CoreError, CoreResult};
 
+/// A 0/1 flag column (an integer on both engines).
+fn flag(r: &AnyRow, column: &str) -> CoreResult<bool> {
+    Ok(r.try_get::<i64, _>(column)? != 0)
+}
+
 fn corrupt(what: &str, v: &str) -> CoreError {
     CoreError::Internal(format!("stored {what} {v:?} is not valid"))
 }
 
-pub(crate) fn incident(r: &SqliteRow) -> CoreResult<IncidentRecord> {
+pub(crate) fn incident(r: &AnyRow) -> CoreResult<IncidentRecord> {
     let severity: String = r.try_get("severity")?;
     let phase: String = r.try_get("phase")?;
     let systems: String = r.try_get("systems")?;
@@ -35,12 +41,12 @@ pub(crate) fn incident(r: &SqliteRow) -> CoreResult<IncidentRecord> {
         detected_at: r.try_get("detected_at")?,
         reported_at: r.try_get("reported_at")?,
         systems: serde_json::from_str(&systems)?,
-        personal_data: r.try_get("personal_data")?,
+        personal_data: flag(r, "personal_data")?,
         created_at: r.try_get("created_at")?,
         created_by: r.try_get("created_by")?,
         updated_at: r.try_get("updated_at")?,
         closed_at: r.try_get("closed_at")?,
-        health_data: r.try_get("health_data")?,
+        health_data: flag(r, "health_data")?,
         aware_at: r.try_get("aware_at")?,
         resolved_at: r.try_get("resolved_at")?,
         next_update_at: r.try_get("next_update_at")?,
@@ -48,7 +54,7 @@ pub(crate) fn incident(r: &SqliteRow) -> CoreResult<IncidentRecord> {
     })
 }
 
-pub(crate) fn notification(r: &SqliteRow) -> CoreResult<NotificationRecord> {
+pub(crate) fn notification(r: &AnyRow) -> CoreResult<NotificationRecord> {
     let audience: String = r.try_get("audience")?;
     let kind: String = r.try_get("kind")?;
     let facts: Option<String> = r.try_get("facts")?;
@@ -68,7 +74,7 @@ pub(crate) fn notification(r: &SqliteRow) -> CoreResult<NotificationRecord> {
     })
 }
 
-pub(crate) fn postmortem(r: &SqliteRow) -> CoreResult<PostMortemRecord> {
+pub(crate) fn postmortem(r: &AnyRow) -> CoreResult<PostMortemRecord> {
     let vectors: String = r.try_get("attack_vectors")?;
     let follow_ups: String = r.try_get("follow_ups")?;
     Ok(PostMortemRecord {
@@ -88,7 +94,7 @@ pub(crate) fn postmortem(r: &SqliteRow) -> CoreResult<PostMortemRecord> {
     })
 }
 
-pub(crate) fn evidence(r: &SqliteRow) -> CoreResult<EvidenceRecord> {
+pub(crate) fn evidence(r: &AnyRow) -> CoreResult<EvidenceRecord> {
     let matched: String = r.try_get("matched")?;
     Ok(EvidenceRecord {
         id: r.try_get("id")?,
@@ -111,7 +117,7 @@ pub(crate) fn evidence(r: &SqliteRow) -> CoreResult<EvidenceRecord> {
     })
 }
 
-pub(crate) fn action(r: &SqliteRow) -> CoreResult<ActionRecord> {
+pub(crate) fn action(r: &AnyRow) -> CoreResult<ActionRecord> {
     let kind: String = r.try_get("kind")?;
     let ty: String = r.try_get("target_type")?;
     let isolation: Option<String> = r.try_get("isolation")?;
@@ -127,7 +133,7 @@ pub(crate) fn action(r: &SqliteRow) -> CoreResult<ActionRecord> {
             .transpose()?,
         mode: mode.parse::<Mode>().map_err(|_| corrupt("mode", &mode))?,
         reason: r.try_get("reason")?,
-        forced: r.try_get("forced")?,
+        forced: flag(r, "forced")?,
         created_at: r.try_get("created_at")?,
         created_by: r.try_get("created_by")?,
         created_version: r.try_get("created_version")?,
@@ -140,7 +146,7 @@ pub(crate) fn action(r: &SqliteRow) -> CoreResult<ActionRecord> {
     })
 }
 
-pub(crate) fn timeline(r: &SqliteRow) -> CoreResult<TimelineEntry> {
+pub(crate) fn timeline(r: &AnyRow) -> CoreResult<TimelineEntry> {
     let data: Option<String> = r.try_get("data")?;
     Ok(TimelineEntry {
         id: r.try_get("id")?,
@@ -154,7 +160,7 @@ pub(crate) fn timeline(r: &SqliteRow) -> CoreResult<TimelineEntry> {
     })
 }
 
-pub(crate) fn token(r: &SqliteRow) -> CoreResult<TokenRecord> {
+pub(crate) fn token(r: &AnyRow) -> CoreResult<TokenRecord> {
     let role: String = r.try_get("role")?;
     Ok(TokenRecord {
         id: r.try_get("id")?,
@@ -167,7 +173,7 @@ pub(crate) fn token(r: &SqliteRow) -> CoreResult<TokenRecord> {
     })
 }
 
-pub(crate) fn audit(r: &SqliteRow) -> CoreResult<AuditRecord> {
+pub(crate) fn audit(r: &AnyRow) -> CoreResult<AuditRecord> {
     Ok(AuditRecord {
         seq: r.try_get("seq")?,
         at: r.try_get("at")?,
@@ -183,8 +189,8 @@ pub(crate) fn audit(r: &SqliteRow) -> CoreResult<AuditRecord> {
     })
 }
 
-pub(crate) async fn get_incident(c: &mut SqliteConnection, id: i64) -> CoreResult<IncidentRecord> {
-    let row = sqlx::query("SELECT * FROM incidents WHERE id = ?")
+pub(crate) async fn get_incident(c: &mut AnyConnection, id: i64) -> CoreResult<IncidentRecord> {
+    let row = sqlx::query("SELECT * FROM incidents WHERE id = $1")
         .bind(id)
         .fetch_optional(c)
         .await?
@@ -192,8 +198,8 @@ pub(crate) async fn get_incident(c: &mut SqliteConnection, id: i64) -> CoreResul
     incident(&row)
 }
 
-pub(crate) async fn get_action(c: &mut SqliteConnection, id: i64) -> CoreResult<ActionRecord> {
-    let row = sqlx::query("SELECT * FROM actions WHERE id = ?")
+pub(crate) async fn get_action(c: &mut AnyConnection, id: i64) -> CoreResult<ActionRecord> {
+    let row = sqlx::query("SELECT * FROM actions WHERE id = $1")
         .bind(id)
         .fetch_optional(c)
         .await?
