@@ -1,6 +1,10 @@
 //! Deploy files cannot drift from the code: every plugin configuration embedded under
 //! `deploy/` must parse as the filter's configuration, and every upstream it names must be
-//! defined where the proxy will look for it.
+//! defined where the proxy will look for it. `schema` validates every file against the
+//! published schema of the tool that reads it.
+
+#[path = "deploy_schema.rs"]
+mod schema;
 
 use std::path::{Path, PathBuf};
 
@@ -200,34 +204,192 @@ fn istio_plugin_configuration_parses_and_names_a_defined_service() {
     assert!(checked >= 1, "no Istio WasmPlugin found under deploy/");
 }
 
+fn compose_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("compose") && name.ends_with(".yaml")
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "compose.yaml and compose.postgres.yaml");
+    files
+}
+
 #[test]
 fn compose_mounts_files_that_exist() {
-    let compose = deploy_dir().join("compose.yaml");
-    let text = std::fs::read_to_string(&compose).unwrap();
-    let doc: Value = serde_yaml_ng::from_str(&text).unwrap();
-    let services = doc
-        .get("services")
-        .and_then(Value::as_mapping)
-        .expect("services");
-    let mut mounts = 0;
-    for (_, svc) in services {
-        for v in svc
-            .get("volumes")
+    for compose in compose_files() {
+        let text = std::fs::read_to_string(&compose).unwrap();
+        let doc: Value = serde_yaml_ng::from_str(&text).unwrap();
+        let services = doc
+            .get("services")
+            .and_then(Value::as_mapping)
+            .expect("services");
+        let mut mounts = 0;
+        for (_, svc) in services {
+            for v in svc
+                .get("volumes")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+            {
+                let Some(spec) = v.as_str() else { continue };
+                let src = spec.split(':').next().unwrap();
+                if !src.starts_with('.') || src.contains("/target/") {
+                    continue; // named volume, or a build output
+                }
+                assert!(
+                    deploy_dir().join(src).exists(),
+                    "{} mounts {src}, which does not exist",
+                    compose.display()
+                );
+                mounts += 1;
+            }
+        }
+        assert!(mounts >= 1, "{}", compose.display());
+    }
+}
+
+/// The Envoy endpoint names are the control-plane services' names (or their aliases) in
+/// every Compose file, and no container but the one-shot ownership step runs as root.
+#[test]
+fn compose_resolves_envoy_endpoints_and_runs_unprivileged() {
+    let envoy: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(deploy_dir().join("envoy/envoy.yaml")).unwrap(),
+    )
+    .unwrap();
+    let cluster = get(&envoy, &["static_resources", "clusters"])
+        .and_then(Value::as_sequence)
+        .and_then(|s| {
+            s.iter()
+                .find(|c| c.get("name").and_then(Value::as_str) == Some("edge_control_plane"))
+        })
+        .expect("edge_control_plane cluster");
+    let hosts: Vec<&str> = get(cluster, &["load_assignment", "endpoints"])
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .flat_map(|e| {
+            e.get("lb_endpoints")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|e| get(e, &["endpoint", "address", "socket_address", "address"])?.as_str())
+        .collect();
+    assert!(
+        hosts.len() >= 2,
+        "the control-plane cluster names two replicas: {hosts:?}"
+    );
+    assert!(
+        cluster.get("health_checks").is_some(),
+        "control-plane cluster without health checks"
+    );
+    for compose in compose_files() {
+        let mut doc: Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(&compose).unwrap()).unwrap();
+        doc.apply_merge().unwrap();
+        let services = doc.get("services").and_then(Value::as_mapping).unwrap();
+        let mut names: Vec<&str> = Vec::new();
+        for (name, svc) in services {
+            names.push(name.as_str().unwrap());
+            let aliases =
+                get(svc, &["networks", "default", "aliases"]).and_then(Value::as_sequence);
+            names.extend(aliases.into_iter().flatten().filter_map(Value::as_str));
+            let user = svc.get("user").and_then(Value::as_str);
+            let is_root = user.is_some_and(|u| u == "root" || u.starts_with("0:") || u == "0");
+            assert!(
+                !is_root || name.as_str() == Some("volume-init"),
+                "{}: service {name:?} runs as root",
+                compose.display()
+            );
+            if let Some(image) = svc.get("image").and_then(Value::as_str) {
+                let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+                assert!(
+                    !tag.is_empty() && !tag.contains("latest") && tag.contains('.'),
+                    "{}: image {image} is not pinned to a version",
+                    compose.display()
+                );
+            }
+        }
+        for h in &hosts {
+            assert!(
+                names.contains(h),
+                "{}: Envoy's endpoint {h} resolves to no service",
+                compose.display()
+            );
+        }
+    }
+}
+
+/// The PostgreSQL Deployment reads its URL from the Secret CloudNativePG generates for the
+/// Cluster under deploy/, runs 2+ replicas, and its liveness does not ping the database.
+#[test]
+fn kubernetes_control_plane_uses_the_cloudnativepg_secret() {
+    let docs = documents();
+    let cluster = docs
+        .iter()
+        .find(|(_, d)| d.get("kind").and_then(Value::as_str) == Some("Cluster"))
+        .and_then(|(_, d)| get(d, &["metadata", "name"])?.as_str())
+        .expect("a CloudNativePG Cluster under deploy/kubernetes/");
+    let mut seen = 0;
+    for (file, d) in &docs {
+        if d.get("kind").and_then(Value::as_str) != Some("Deployment") {
+            continue;
+        }
+        let replicas = get(d, &["spec", "replicas"])
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
+        let pod = get(d, &["spec", "template", "spec"]).unwrap();
+        let c = &pod.get("containers").and_then(Value::as_sequence).unwrap()[0];
+        let live = c.get("livenessProbe").expect("livenessProbe");
+        assert!(
+            get(live, &["httpGet", "path"]).and_then(Value::as_str) != Some("/healthz"),
+            "{}: liveness pings the database through /healthz",
+            file.display()
+        );
+        let sc = c.get("securityContext").expect("container securityContext");
+        assert_eq!(
+            sc.get("allowPrivilegeEscalation").and_then(Value::as_bool),
+            Some(false)
+        );
+        assert_eq!(
+            get(pod, &["securityContext", "runAsNonRoot"]).and_then(Value::as_bool),
+            Some(true)
+        );
+        let url = c
+            .get("env")
             .and_then(Value::as_sequence)
             .into_iter()
             .flatten()
-        {
-            let Some(spec) = v.as_str() else { continue };
-            let src = spec.split(':').next().unwrap();
-            if !src.starts_with('.') || src.contains("/target/") {
-                continue; // named volume, or a build output
-            }
-            assert!(
-                deploy_dir().join(src).exists(),
-                "compose mounts {src}, which does not exist"
+            .find(|e| e.get("name").and_then(Value::as_str) == Some("EC_DATABASE_URL"));
+        let Some(url) = url else {
+            assert_eq!(
+                replicas,
+                1,
+                "{}: SQLite means exactly one replica",
+                file.display()
             );
-            mounts += 1;
-        }
+            continue;
+        };
+        assert!(
+            replicas >= 2,
+            "{}: PostgreSQL Deployment with {replicas} replica",
+            file.display()
+        );
+        let secret =
+            get(url, &["valueFrom", "secretKeyRef"]).expect("EC_DATABASE_URL from a Secret");
+        assert_eq!(
+            secret.get("name").and_then(Value::as_str),
+            Some(format!("{cluster}-app").as_str())
+        );
+        assert_eq!(secret.get("key").and_then(Value::as_str), Some("uri"));
+        seen += 1;
     }
-    assert!(mounts >= 1);
+    assert_eq!(
+        seen, 1,
+        "one PostgreSQL Deployment under deploy/kubernetes/"
+    );
 }
