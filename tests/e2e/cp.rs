@@ -41,6 +41,11 @@ impl ControlPlane {
     pub(crate) async fn start() -> ControlPlane {
         let dir = temp_dir("cp");
         let db_url = format!("sqlite://{}", dir.path().join("ec.db").display());
+        ControlPlane::start_on(dir, db_url).await
+    }
+
+    /// A control plane on the database at `db_url` (new and empty).
+    pub(crate) async fn start_on(dir: TempDir, db_url: String) -> ControlPlane {
         let admin = edge_testkit::create_admin_token(
             &edge_testkit::bin("control-plane").unwrap(),
             &db_url,
@@ -176,7 +181,25 @@ impl ControlPlane {
         cfg
     }
 
+    /// Another control-plane process on this one's database (a replica, on PostgreSQL):
+    /// the process and its URL.
+    pub(crate) fn replica(&self) -> (Proc, String) {
+        start_cp_process(&self.db_url, "127.0.0.1:0")
+    }
+
     pub(crate) fn edge(&self, upstream: &str, edge_id: &str, token: &str, workers: u32) -> Edge {
+        self.edge_via(&self.url, upstream, edge_id, token, workers)
+    }
+
+    /// An edge of this control plane that syncs through `cp_url` (one of its replicas).
+    pub(crate) fn edge_via(
+        &self,
+        cp_url: &str,
+        upstream: &str,
+        edge_id: &str,
+        token: &str,
+        workers: u32,
+    ) -> Edge {
         let mut cfg = self.plugin_config(token);
         cfg.edge_id = edge_id.into();
         cfg.sync = SyncSettings {
@@ -188,7 +211,7 @@ impl ControlPlane {
         };
         Edge::start(
             &cfg,
-            &[("control-plane", self.url.clone())],
+            &[("control-plane", cp_url.to_string())],
             upstream,
             workers,
         )

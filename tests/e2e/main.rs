@@ -8,6 +8,7 @@ mod evasion;
 mod evasion_props;
 mod filter;
 mod profiles;
+mod replicas;
 mod sharing;
 mod signed;
 mod system;

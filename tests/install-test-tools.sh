@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# What the test command needs besides the Rust toolchain, installed when missing:
+# - PostgreSQL's server binaries (Debian's `postgresql`): the tests start throwaway clusters
+#   with initdb/pg_ctl themselves (testkit/src/postgres.rs), nothing uses a system service;
+# - Python's venv module and npm, then the pinned deploy validators
+#   (tests/deploy-validate/install.sh, from PyPI and npm).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+missing=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing+=(postgresql)
+python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (apt-get)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+bash "$here/deploy-validate/install.sh"
