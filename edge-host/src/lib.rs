@@ -8,6 +8,7 @@
 //! - [`proxy`]: the reverse proxy behind the `edge-proxy` binary.
 
 mod abi;
+mod cluster;
 mod httpcall;
 mod map;
 mod memory;
