@@ -306,20 +306,24 @@ mod tests {
 
     use super::*;
 
-    /// An HTTP server on 127.0.0.1 answering `GET /status/N` with status N, anything else
-    /// 200, each with `x-endpoint: <tag>`.
+    /// An HTTP server on 127.0.0.1 answering `GET /status/N` with status N, `/healthz` with
+    /// `healthz`, anything else 200, each with `x-endpoint: <tag>`.
     async fn server(tag: &'static str) -> SocketAddr {
+        server_with_healthz(tag, 200).await
+    }
+
+    async fn server_with_healthz(tag: &'static str, healthz: u16) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let status = req
-                        .uri()
-                        .path()
-                        .strip_prefix("/status/")
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(200u16);
+                    let path = req.uri().path();
+                    let status = match path.strip_prefix("/status/") {
+                        _ if path == "/healthz" => healthz,
+                        Some(s) => s.parse().unwrap_or(400),
+                        None => 200u16,
+                    };
                     let resp = hyper::Response::builder()
                         .status(status)
                         .header("x-endpoint", tag)
@@ -414,5 +418,36 @@ mod tests {
         // Both are ejected, and calls still go out to them (panic mode).
         assert_eq!(c.pick(None), Some(d1.as_str()));
         assert_eq!(c.pick(None), Some(d2.as_str()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_endpoint_failing_its_health_check_takes_no_calls() {
+        let sick = format!("http://{}", server_with_healthz("a", 503).await);
+        let well = format!("http://{}", server_with_healthz("b", 200).await);
+        let opts = HostOptions {
+            clusters: [("cp".to_string(), vec![sick.clone(), well.clone()])].into(),
+            cluster_health_checks: [("cp".to_string(), "/healthz".to_string())].into(),
+            health_check_interval: Duration::from_millis(20),
+            ..HostOptions::default()
+        };
+        let clusters = Clusters::new(&opts);
+        let cp = clusters.get("cp").expect("cluster").clone();
+        assert_eq!(cp.pick(None), Some(sick.as_str()), "all available at first");
+        clusters.start_health_checks(&tokio::runtime::Handle::current());
+        clusters.start_health_checks(&tokio::runtime::Handle::current()); // no second set
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(0..4).all(|_| cp.pick(None) == Some(well.as_str())) {
+            assert!(
+                Instant::now() < deadline,
+                "the sick endpoint still takes calls"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Kong has no clusters at all.
+        let kong = HostOptions {
+            profile: HostProfile::Kong,
+            ..opts
+        };
+        assert!(Clusters::new(&kong).get("cp").is_none());
     }
 }
