@@ -48,7 +48,7 @@ pub fn filter_plugin_with(tweak: impl FnOnce(&mut HostOptions)) -> anyhow::Resul
         ..HostOptions::default()
     };
     opts.clusters
-        .insert("cp".to_string(), "http://127.0.0.1:9".to_string());
+        .insert("cp".to_string(), vec!["http://127.0.0.1:9".to_string()]);
     tweak(&mut opts);
     // EDGE_FILTER_WASM=path benchmarks another build of the filter (e.g. a baseline copy).
     let path = edge_testkit::filter_wasm()?;

@@ -8,6 +8,7 @@
 //! - [`proxy`]: the reverse proxy behind the `edge-proxy` binary.
 
 mod abi;
+mod cluster;
 mod httpcall;
 mod map;
 mod memory;
@@ -25,7 +26,10 @@ mod worker;
 pub mod proxy;
 
 pub use map::{decode_map, encode_map};
-pub use options::{FailMode, HostOptions, HostProfile, LogLevel, DEFAULT_CALLBACK_DEADLINE};
+pub use options::{
+    FailMode, HostOptions, HostProfile, LogLevel, DEFAULT_CALLBACK_DEADLINE,
+    DEFAULT_HEALTH_CHECK_INTERVAL,
+};
 pub use plugin::{prometheus_name, Plugin};
 pub use shared::{LogLine, MetricKind, MetricSnapshot};
 pub use status::Status;

@@ -56,7 +56,7 @@ impl FromStr for FailMode {
 /// | | `envoy` | `kong` (ngx_wasm_module) |
 /// |---|---|---|
 /// | `proxy_http_call` allowed in | every callback | `proxy_on_request_headers`, `proxy_on_request_body`, `proxy_on_tick`, `proxy_on_http_call_response`, `proxy_on_foreign_function`; anywhere else it traps ("bad usage"), which in `on_configure` kills the worker |
-/// | upstream of an HTTP call | a cluster name (`clusters`) | `host:port`, dialled directly |
+/// | upstream of an HTTP call | a cluster name (`clusters`), balanced over its endpoints | `host:port`, dialled directly (no clusters, so no balancing or failover) |
 /// | `set_shared_data` with cas 0 on an existing key | unconditional write | `CasMismatch` (strict CAS) |
 /// | `source.address` | `ip:port` | `ip` |
 /// | a failed callout | `on_http_call_response` with no headers (no `:status`) | the same |
@@ -172,6 +172,9 @@ impl LogLevel {
 /// Default of [`HostOptions::callback_deadline`].
 pub const DEFAULT_CALLBACK_DEADLINE: Duration = Duration::from_secs(5);
 
+/// Default of [`HostOptions::health_check_interval`].
+pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Options of one plugin (one filter configuration), shared by all its VMs.
 #[derive(Debug, Clone)]
 pub struct HostOptions {
@@ -188,8 +191,19 @@ pub struct HostOptions {
     pub vm_config: Vec<u8>,
     /// Buffer handed to `proxy_on_configure`.
     pub plugin_config: Vec<u8>,
-    /// Upstream name -> base URL (`http://127.0.0.1:PORT`) for `proxy_http_call`.
-    pub clusters: HashMap<String, String>,
+    /// Upstream name -> the base URLs of its endpoints (`http://127.0.0.1:PORT`) for
+    /// `proxy_http_call`. A call naming a cluster goes to one endpoint, round-robin over the
+    /// healthy ones; an endpoint failing at connect time is ejected for a while and the call
+    /// is retried on another (see `cluster.rs` for the rules). Ignored under
+    /// [`HostProfile::Kong`], which has no clusters.
+    pub clusters: HashMap<String, Vec<String>>,
+    /// Cluster name -> path of its active health check (`GET`, healthy when answered 200),
+    /// e.g. the control plane's `/healthz`. A cluster without one is only watched passively
+    /// (through the outcome of its calls).
+    pub cluster_health_checks: HashMap<String, String>,
+    /// How often each endpoint of a cluster in [`HostOptions::cluster_health_checks`] is
+    /// checked.
+    pub health_check_interval: Duration,
     /// Like Kong: an upstream missing from `clusters` given as `host:port` is dialled directly.
     pub allow_host_port_upstreams: bool,
     /// Like Kong's ngx_wasm_module: `set_shared_data` with cas 0 on an existing key fails
@@ -226,6 +240,8 @@ impl Default for HostOptions {
             vm_config: Vec::new(),
             plugin_config: Vec::new(),
             clusters: HashMap::new(),
+            cluster_health_checks: HashMap::new(),
+            health_check_interval: DEFAULT_HEALTH_CHECK_INTERVAL,
             allow_host_port_upstreams: false,
             strict_cas: false,
             source_address_with_port: true,

@@ -47,7 +47,7 @@ const DISPATCHER: &str = r#"
 fn plugin(profile: HostProfile, config: &[u8]) -> Plugin {
     let mut opts = profile.options();
     opts.plugin_config = config.to_vec();
-    opts.clusters = [("cp".to_string(), "http://127.0.0.1:8".to_string())].into();
+    opts.clusters = [("cp".to_string(), vec!["http://127.0.0.1:8".to_string()])].into();
     let wasm = wat::parse_str(DISPATCHER).expect("valid wat");
     Plugin::load(&wasm, opts).expect("module loads")
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use wasmtime::Engine;
 
+use crate::httpcall::Clusters;
 use crate::options::HostOptions;
 use crate::shared::{LogRing, Metrics, Queues, SharedData};
 
@@ -21,6 +22,8 @@ pub(crate) struct PluginInner {
     pub queues: Queues,
     pub metrics: Metrics,
     pub logs: LogRing,
+    /// The clusters HTTP calls name, with their endpoints' health.
+    pub clusters: Clusters,
     /// Epoch ticks granted to each callback.
     pub deadline_ticks: u64,
     next_vm: AtomicU64,
@@ -36,6 +39,7 @@ impl PluginInner {
             .saturating_add(1);
         PluginInner {
             logs: LogRing::new(opts.log_capacity),
+            clusters: Clusters::new(&opts),
             opts,
             engine,
             shared: SharedData::default(),

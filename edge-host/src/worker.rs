@@ -91,6 +91,7 @@ impl Worker {
         let (ready_tx, ready_rx) = mpsc::channel();
         let restarts = Arc::new(AtomicU64::new(0));
         let fail_mode = plugin.options().fail_mode;
+        plugin.inner.clusters.start_health_checks(&runtime);
         let state = Loop {
             plugin: plugin.clone(),
             runtime,
@@ -427,8 +428,9 @@ impl Loop {
         for call in calls {
             let client = client.clone();
             let tx = self.tx.clone();
+            let cluster = self.plugin.inner.clusters.get(&call.upstream).cloned();
             self.runtime.spawn(async move {
-                let resp = httpcall::perform(&client, &call).await;
+                let resp = httpcall::perform(&client, &call, cluster.as_deref()).await;
                 let _ = tx.send(Msg::CallDone {
                     vm: vm_id,
                     token: call.token,

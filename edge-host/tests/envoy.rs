@@ -22,7 +22,8 @@ fn envoy_plugin(mode: FailMode, auth: Option<SocketAddr>) -> Plugin {
         ..HostOptions::default()
     };
     if let Some(a) = auth {
-        opts.clusters.insert("auth".into(), format!("http://{a}"));
+        opts.clusters
+            .insert("auth".into(), vec![format!("http://{a}")]);
     }
     load(opts)
 }

@@ -298,7 +298,7 @@ fn runaway_guest_is_stopped_by_the_deadline() {
 fn http_call_is_handed_out_and_its_failure_delivered() {
     let mut opts = conformance_opts();
     opts.clusters
-        .insert("backend".into(), "http://127.0.0.1:9".into());
+        .insert("backend".into(), vec!["http://127.0.0.1:9".into()]);
     let plugin = load(opts);
     let mut vm = Vm::start(&plugin).expect("vm");
     let ctx = match vm
@@ -358,10 +358,10 @@ async fn worker_performs_real_http_calls() {
     let upstream = spawn_upstream().await;
     let mut opts = conformance_opts();
     opts.clusters
-        .insert("backend".into(), format!("http://{upstream}"));
+        .insert("backend".into(), vec![format!("http://{upstream}")]);
     opts.clusters.insert(
         "closed".into(),
-        format!("http://127.0.0.1:{}", closed_port()),
+        vec![format!("http://127.0.0.1:{}", closed_port())],
     );
     opts.allow_host_port_upstreams = true;
     opts.plugin_config = br#"{"mode":"conformance","upstream":"backend"}"#.to_vec();

@@ -65,7 +65,8 @@ pub fn profile() -> HostProfile {
 }
 
 /// `cfg` as an operator would write it for `profile`: the control plane's upstream is the
-/// cluster's name for Envoy, its `host:port` for Kong.
+/// cluster's name for Envoy, its `host:port` for Kong (the first endpoint's, when the
+/// cluster lists several: `http://a:1,http://b:2`).
 pub fn config_for(
     profile: HostProfile,
     cfg: &FilterConfig,
@@ -74,7 +75,8 @@ pub fn config_for(
     let mut cfg = cfg.clone();
     let name = cfg.control_plane.cluster.clone();
     if let Some((_, url)) = clusters.iter().find(|(n, _)| *n == name) {
-        let addr = url
+        let first = url.split(',').next().unwrap_or(url);
+        let addr = first
             .trim_start_matches("http://")
             .trim_end_matches('/')
             .parse()

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `edge_filter.wasm` in the real `edge-proxy`, on 127.0.0.1 with
 //! ports chosen at run time.
 
+mod cluster;
 mod common;
 mod cp;
 mod deploy;

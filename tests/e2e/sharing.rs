@@ -32,7 +32,7 @@ pub(crate) fn plugin_with(
     let cfg = config_for(profile, &cfg, &clusters);
     let opts = HostOptions {
         plugin_config: serde_json::to_vec(&cfg).unwrap(),
-        clusters: clusters.map(|(n, u)| (n.to_string(), u)).into(),
+        clusters: clusters.map(|(n, u)| (n.to_string(), vec![u])).into(),
         // Generous: this is about sharing, not speed (the debug-free build is fast anyway).
         callback_deadline: Duration::from_secs(30),
         ..profile.options()

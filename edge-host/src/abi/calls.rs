@@ -51,7 +51,7 @@ fn http_call(
         }
     }
     let s = c.data_mut();
-    let base_url = resolve_upstream(&s.plugin.opts, &upstream).ok_or(Status::BadArgument)?;
+    let base_url = resolve_upstream(&s.plugin, &upstream).ok_or(Status::BadArgument)?;
     let token = s.next_token;
     s.next_token = s.next_token.wrapping_add(1).max(1);
     let timeout = match timeout_ms {

@@ -32,9 +32,37 @@ pub struct Args {
     #[arg(long, env = "EDGE_PROXY_PLUGIN_CONFIG")]
     pub plugin_config: Option<PathBuf>,
 
-    /// Upstream cluster for the filter's HTTP calls, as `NAME=URL` (repeatable).
-    #[arg(long = "cluster", env = "EDGE_PROXY_CLUSTERS", value_delimiter = ',')]
+    /// Upstream cluster for the filter's HTTP calls (the upstream name it dispatches to), as
+    /// `NAME=URL[,URL...]` (repeatable; in EDGE_PROXY_CLUSTERS, clusters are separated by
+    /// commas too: `cp=http://a:1,http://b:2,x=http://c:3`). URLs are `http://host:port`.
+    /// Calls to a cluster of several endpoints go round-robin to the healthy ones; an
+    /// endpoint whose connection fails or times out (or that answers 5xx five times in a
+    /// row) is ejected for 30 s, growing with each ejection in a row, up to 300 s; a call
+    /// whose connection failed is retried once on another endpoint; with every endpoint
+    /// ejected, calls go to all of them anyway. Not with `--profile kong` (no clusters).
+    #[arg(
+        long = "cluster",
+        env = "EDGE_PROXY_CLUSTERS",
+        value_delimiter = ',',
+        value_name = "NAME=URL[,URL...]"
+    )]
     pub clusters: Vec<String>,
+
+    /// Active health check of a cluster's endpoints, as `NAME=PATH` (repeatable), e.g.
+    /// `cp=/healthz` for the control plane (which answers 503 there when its database is
+    /// unreachable): each endpoint is sent `GET PATH` every `--cluster-health-interval-ms`
+    /// and takes calls only while it answers 200. Off for clusters not named here.
+    #[arg(
+        long = "cluster-health-path",
+        env = "EDGE_PROXY_CLUSTER_HEALTH_PATHS",
+        value_delimiter = ',',
+        value_name = "NAME=PATH"
+    )]
+    pub cluster_health_paths: Vec<String>,
+
+    /// Interval of the active health checks in milliseconds.
+    #[arg(long, env = "EDGE_PROXY_CLUSTER_HEALTH_INTERVAL_MS", default_value_t = crate::options::DEFAULT_HEALTH_CHECK_INTERVAL.as_millis() as u64)]
+    pub cluster_health_interval_ms: u64,
 
     /// Number of workers (one VM each); connections are assigned round-robin.
     #[arg(long, env = "EDGE_PROXY_WORKERS", default_value_t = 2)]
@@ -77,19 +105,111 @@ pub struct Args {
     pub plugin_name: String,
 }
 
-fn parse_clusters(raw: &[String]) -> anyhow::Result<HashMap<String, String>> {
-    raw.iter()
-        .map(|c| {
-            let (name, url) = c
-                .split_once('=')
-                .with_context(|| format!("--cluster `{c}`: expected NAME=URL"))?;
-            anyhow::ensure!(
-                !name.is_empty() && url.starts_with("http://"),
-                "--cluster `{c}`: expected NAME=http://host:port"
+/// The `--cluster` items (already split at commas) as clusters: `NAME=URL` starts a cluster,
+/// a bare `URL` adds an endpoint to the cluster before it. Refuses an endpoint before any
+/// cluster, a URL that is not `http://host:port`, an endpoint or a cluster given twice, and
+/// (under Kong, which has no clusters and dials `host:port` itself) a cluster of several
+/// endpoints, whose balancing and failover would silently not happen.
+fn parse_clusters(
+    raw: &[String],
+    profile: HostProfile,
+) -> anyhow::Result<HashMap<String, Vec<String>>> {
+    let mut order: Vec<(String, Vec<String>)> = Vec::new();
+    for item in raw {
+        let item = item.trim();
+        let (name, url) = match item.split_once('=') {
+            // A URL has `://` before any `=` (of its query); a name has no `/`.
+            Some((name, url)) if !name.contains('/') => (Some(name), url),
+            _ => (None, item),
+        };
+        let url = endpoint_url(url).map_err(|why| anyhow::anyhow!("--cluster `{item}`: {why}"))?;
+        match name {
+            Some(name) => {
+                anyhow::ensure!(
+                    !name.is_empty() && !name.contains(char::is_whitespace),
+                    "--cluster `{item}`: the cluster name before `=` must be non-empty, without spaces"
+                );
+                anyhow::ensure!(
+                    !order.iter().any(|(n, _)| n == name),
+                    "--cluster `{item}`: cluster `{name}` is given twice (list all its endpoints \
+                     after one `{name}=`, separated by commas)"
+                );
+                order.push((name.to_string(), vec![url]));
+            }
+            None => {
+                let Some((name, endpoints)) = order.last_mut() else {
+                    anyhow::bail!(
+                        "--cluster `{item}`: an endpoint before any NAME=; expected \
+                         NAME=URL[,URL...]"
+                    );
+                };
+                anyhow::ensure!(
+                    !endpoints.contains(&url),
+                    "--cluster `{item}`: endpoint {url} is listed twice in cluster `{name}`"
+                );
+                endpoints.push(url);
+            }
+        }
+    }
+    if profile == HostProfile::Kong {
+        if let Some((name, endpoints)) = order.iter().find(|(_, e)| e.len() > 1) {
+            anyhow::bail!(
+                "--cluster {name}={}: the kong profile has no clusters (its HTTP calls name \
+                 host:port and go to that one address), so several endpoints cannot be \
+                 balanced; give one, or use --profile envoy",
+                endpoints.join(",")
             );
-            Ok((name.to_string(), url.to_string()))
-        })
-        .collect()
+        }
+    }
+    Ok(order.into_iter().collect())
+}
+
+/// `url` as an endpoint base URL (`http://host:port`, no trailing `/`), or why not.
+fn endpoint_url(url: &str) -> Result<String, String> {
+    let url = url.trim();
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(format!(
+            "`{url}` is not an http:// URL (edge-proxy calls clusters over cleartext \
+             HTTP/1.1); expected NAME=URL[,URL...]"
+        ));
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let url = format!("http://{rest}");
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not http://host:port ({e})"))?;
+    let authority_only = !rest.is_empty() && !rest.contains(['/', '?', '#']);
+    match uri.authority() {
+        Some(a) if authority_only && a.port_u16().is_some() && !a.host().is_empty() => Ok(url),
+        _ => Err(format!("`{url}` is not http://host:port")),
+    }
+}
+
+/// The `--cluster-health-path` items as cluster name -> path; each must name a cluster.
+fn parse_health_paths(
+    raw: &[String],
+    clusters: &HashMap<String, Vec<String>>,
+) -> anyhow::Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for item in raw {
+        let (name, path) = item
+            .trim()
+            .split_once('=')
+            .with_context(|| format!("--cluster-health-path `{item}`: expected NAME=PATH"))?;
+        anyhow::ensure!(
+            path.starts_with('/'),
+            "--cluster-health-path `{item}`: the path must start with `/`"
+        );
+        anyhow::ensure!(
+            clusters.contains_key(name),
+            "--cluster-health-path `{item}`: no --cluster named `{name}`"
+        );
+        anyhow::ensure!(
+            out.insert(name.to_string(), path.to_string()).is_none(),
+            "--cluster-health-path `{item}`: cluster `{name}` is given twice"
+        );
+    }
+    Ok(out)
 }
 
 /// Runs `edge-proxy` until SIGINT / SIGTERM.
@@ -98,6 +218,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.upstream.starts_with("http://"),
         "--upstream must be an http:// URL, got `{}`",
         args.upstream
+    );
+    let clusters = parse_clusters(&args.clusters, args.profile)?;
+    let cluster_health_checks = parse_health_paths(&args.cluster_health_paths, &clusters)?;
+    anyhow::ensure!(
+        args.cluster_health_interval_ms > 0,
+        "--cluster-health-interval-ms must be above 0"
     );
     let plugin_config = match &args.plugin_config {
         Some(p) => {
@@ -110,7 +236,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let opts = HostOptions {
         plugin_name: args.plugin_name.clone(),
         plugin_config,
-        clusters: parse_clusters(&args.clusters)?,
+        clusters,
+        cluster_health_checks,
+        health_check_interval: std::time::Duration::from_millis(args.cluster_health_interval_ms),
         fail_mode: args.fail_mode,
         destination_address: Some(addr),
         callback_deadline: std::time::Duration::from_millis(args.callback_deadline_ms),
@@ -161,12 +289,137 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    fn items(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn parse(s: &[&str]) -> anyhow::Result<HashMap<String, Vec<String>>> {
+        parse_clusters(&items(s), HostProfile::Envoy)
+    }
+
+    #[track_caller]
+    fn refused(s: &[&str], profile: HostProfile, needle: &str) {
+        let err = parse_clusters(&items(s), profile).expect_err("refused");
+        let msg = format!("{err:#}");
+        assert!(msg.starts_with("--cluster"), "{msg}");
+        assert!(msg.contains(needle), "`{needle}` not in: {msg}");
+    }
+
     #[test]
-    fn clusters_parse_and_reject_garbage() {
-        let c = parse_clusters(&["cp=http://127.0.0.1:1".into()]).expect("valid");
-        assert_eq!(c.get("cp").map(String::as_str), Some("http://127.0.0.1:1"));
-        assert!(parse_clusters(&["nope".into()]).is_err());
-        assert!(parse_clusters(&["x=ftp://a".into()]).is_err());
+    fn clusters_parse_one_endpoint_each_as_before() {
+        let c = parse(&["cp=http://127.0.0.1:1"]).expect("valid");
+        assert_eq!(c["cp"], ["http://127.0.0.1:1"]);
+        let c = parse(&["a=http://127.0.0.1:2/", "b=http://localhost:3"]).expect("valid");
+        assert_eq!(c["a"], ["http://127.0.0.1:2"], "trailing / dropped");
+        assert_eq!(c["b"], ["http://localhost:3"]);
+        assert!(parse(&[]).expect("valid").is_empty());
+    }
+
+    #[test]
+    fn an_item_without_a_name_continues_the_cluster_before_it() {
+        let want = |c: &HashMap<String, Vec<String>>| {
+            assert_eq!(c.len(), 2);
+            assert_eq!(c["cp"], ["http://a:1", "http://b:2"]);
+            assert_eq!(c["x"], ["http://c:3"]);
+        };
+        // `--cluster cp=http://a:1,http://b:2 --cluster x=http://c:3`
+        want(&parse(&["cp=http://a:1", "http://b:2", "x=http://c:3"]).expect("valid"));
+        let a = Args::try_parse_from([
+            "edge-proxy",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--wasm",
+            "f.wasm",
+            "--cluster",
+            "cp=http://a:1,http://b:2",
+            "--cluster",
+            "x=http://c:3",
+        ])
+        .expect("parses");
+        want(&parse_clusters(&a.clusters, a.profile).expect("valid"));
+        // The same list from EDGE_PROXY_CLUSTERS (clap splits it at the same commas).
+        let cmd = <Args as clap::CommandFactory>::command();
+        let env_value = "cp=http://a:1,http://b:2,x=http://c:3";
+        let split: Vec<String> = env_value.split(',').map(str::to_string).collect();
+        want(&parse_clusters(&split, HostProfile::Envoy).expect("valid"));
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == "clusters")
+            .expect("the --cluster argument");
+        assert_eq!(
+            arg.get_env().and_then(|e| e.to_str()),
+            Some("EDGE_PROXY_CLUSTERS")
+        );
+        assert_eq!(arg.get_value_delimiter(), Some(','));
+    }
+
+    #[test]
+    fn clusters_refuse_garbage_naming_the_flag() {
+        let e = HostProfile::Envoy;
+        refused(&["nope"], e, "not an http:// URL");
+        refused(&["x=ftp://a:1"], e, "not an http:// URL");
+        refused(&["x=https://a:1"], e, "not an http:// URL");
+        refused(&["http://a:1"], e, "an endpoint before any NAME=");
+        refused(
+            &["http://a:1", "x=http://b:2"],
+            e,
+            "an endpoint before any NAME=",
+        );
+        refused(&["=http://a:1"], e, "name");
+        refused(
+            &["x=http://a:1", "http://a:1"],
+            e,
+            "listed twice in cluster `x`",
+        );
+        refused(&["x=http://a:1/", "http://a:1"], e, "listed twice");
+        refused(
+            &["x=http://a:1", "x=http://b:2"],
+            e,
+            "cluster `x` is given twice",
+        );
+        refused(&["x=http://a:1", ""], e, "not an http:// URL");
+        refused(&["x=http://"], e, "not http://host:port");
+        refused(&["x=http://a"], e, "not http://host:port");
+        refused(&["x=http://a:1/base"], e, "not http://host:port");
+        refused(
+            &["x=http://a:1", "http://a:1/?q=1"],
+            e,
+            "not http://host:port",
+        );
+        // The same endpoint in two clusters is fine (as in Envoy).
+        assert!(parse(&["x=http://a:1", "y=http://a:1"]).is_ok());
+    }
+
+    #[test]
+    fn kong_refuses_a_cluster_of_several_endpoints() {
+        let k = HostProfile::Kong;
+        refused(
+            &["cp=http://a:1", "http://b:2"],
+            k,
+            "kong profile has no clusters",
+        );
+        // One endpoint stays accepted (and unused: Kong's calls name host:port).
+        let c = parse_clusters(&items(&["cp=http://a:1"]), k).expect("valid");
+        assert_eq!(c["cp"], ["http://a:1"]);
+    }
+
+    #[test]
+    fn health_paths_name_a_cluster() {
+        let c = parse(&["cp=http://a:1", "http://b:2"]).expect("valid");
+        let h = parse_health_paths(&items(&["cp=/healthz"]), &c).expect("valid");
+        assert_eq!(h["cp"], "/healthz");
+        for bad in [
+            &["cp"][..],
+            &["cp=healthz"],
+            &["x=/healthz"],
+            &["cp=/a", "cp=/b"],
+        ] {
+            let err = parse_health_paths(&items(bad), &c).expect_err("refused");
+            assert!(
+                format!("{err:#}").starts_with("--cluster-health-path"),
+                "{err:#}"
+            );
+        }
     }
 
     #[test]
