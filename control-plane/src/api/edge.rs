@@ -129,7 +129,14 @@ async fn get_policy(
     // Subscribe, then read published before committed: published <= committed.
     let mut rx = feed.subscribe();
     let published = *rx.borrow_and_update();
-    let committed = feed.committed();
+    let mut committed = feed.committed();
+    if held.is_some() && since > committed {
+        // An edge ahead of this replica: another replica committed a version whose news has
+        // not arrived here yet. Reading the version from the database publishes it here.
+        if s.store.policy_version().await.is_ok() {
+            committed = feed.committed();
+        }
+    }
     if held.is_none() || since > committed {
         // No version, or one this control plane never had: the full policy at once. An edge
         // holding version 0 (the empty policy) waits like any other current edge: answering

@@ -160,6 +160,19 @@ async fn a_long_poll_on_one_replica_wakes_on_a_commit_made_on_the_other() {
     assert_eq!(version, Some((v + 1).to_string()));
     // Woken by the commit, not by the poll's 30 s timeout.
     assert!(took < Duration::from_secs(10), "took {took:?}");
+
+    // An edge that got a version from A and asks B for anything newer at once is held like
+    // any up-to-date edge (B reads the version rather than take it for one it never had).
+    let newer = a
+        .api
+        .post(&format!("/v1/incidents/{inc}/actions"), &admin, block(8))
+        .await;
+    let newer = expect_status(&newer, 201)["created_version"].as_u64().unwrap();
+    let r = b
+        .api
+        .get(&format!("/v1/edge/policy?since={newer}&wait=1"), &admin)
+        .await;
+    assert_eq!(r.status, 304, "an edge ahead of B got an answer at once");
 }
 
 #[tokio::test]

@@ -235,10 +235,11 @@ impl ActionStore for SqlStore {
     }
 
     async fn policy_version(&self) -> CoreResult<Version> {
-        let v: i64 = sqlx::query_scalar("SELECT version FROM policy_state WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(v as Version)
+        let v = super::read_version(&self.pool).await? as Version;
+        // What is read is committed: long-polls may learn of it now (another replica's
+        // commit whose notification has not arrived yet).
+        super::publish(&self.version_tx, v);
+        Ok(v)
     }
 
     async fn policy(&self, since: Version) -> CoreResult<PolicyAnswer> {
