@@ -167,7 +167,9 @@ async fn a_long_poll_on_one_replica_wakes_on_a_commit_made_on_the_other() {
         .api
         .post(&format!("/v1/incidents/{inc}/actions"), &admin, block(8))
         .await;
-    let newer = expect_status(&newer, 201)["created_version"].as_u64().unwrap();
+    let newer = expect_status(&newer, 201)["created_version"]
+        .as_u64()
+        .unwrap();
     let r = b
         .api
         .get(&format!("/v1/edge/policy?since={newer}&wait=1"), &admin)
