@@ -7,6 +7,8 @@ mod common;
 mod bad_input;
 #[path = "api/caching.rs"]
 mod caching;
+#[path = "api/closing.rs"]
+mod closing;
 #[path = "api/contract.rs"]
 mod contract;
 #[path = "api/copy.rs"]

@@ -24,6 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_incident, list_incidents))
         .routes(routes!(get_incident, update_incident))
         .routes(routes!(get_timeline))
+        .routes(routes!(lift_all))
 }
 
 /// Body of `POST /v1/incidents`.
@@ -153,6 +154,13 @@ pub struct UpdateIncident {
     /// GDPR: measures taken or proposed.
     #[schema(value_type = Option<crate::schema_items::FreeText10000>)]
     pub measures_taken: Option<String>,
+    /// Closing with live containment: lift every live action in the same change (one
+    /// policy version); needs `reason`. Without it (or `keep_containment`), closing an
+    /// incident with live containment is refused (409 naming the actions).
+    pub lift_all: Option<bool>,
+    /// Closing with live containment: keep it enforced on purpose (recorded on the timeline
+    /// with `reason`, which is required).
+    pub keep_containment: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -305,6 +313,8 @@ async fn update_incident(
         health_data: b.health_data,
         aware_at_ms: parse_time("aware_at", b.aware_at.as_deref())?,
         next_update_at_ms: parse_time("next_update_at", b.next_update_at.as_deref())?,
+        lift_all: b.lift_all,
+        keep_containment: b.keep_containment,
     };
     let change = IncidentChange::validate(input, facts_input!(b)?, now)?;
     let rec = s
@@ -325,4 +335,43 @@ async fn get_timeline(
 ) -> ApiResult<Json<Vec<TimelineView>>> {
     let t = s.store.timeline(id).await?;
     Ok(Json(t.iter().map(TimelineView::from).collect()))
+}
+
+/// Body of `POST /v1/incidents/{id}/lift-all`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LiftAll {
+    #[schema(value_type = crate::schema_items::Text2000, example = "attack over, source blocked upstream")]
+    pub reason: String,
+}
+
+/// What `POST /v1/incidents/{id}/lift-all` lifted.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct LiftedAll {
+    /// The actions lifted (empty when none was live: nothing changed).
+    pub lifted: Vec<ActionView>,
+}
+
+/// Lift every live containment action of the incident at once, in one policy version.
+#[utoipa::path(post, path = "/v1/incidents/{id}/lift-all", tag = "containment", params(("id" = i64, Path, minimum = 1, description = "a positive integer id")),
+    request_body(content = LiftAll, example = json!({"reason": "attack over"})),
+    responses((status = 200, body = LiftedAll), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn lift_all(
+    State(s): State<AppState>,
+    auth: Auth<Responders>,
+    PathId(id): PathId,
+    ApiJson(b): ApiJson<LiftAll>,
+) -> ApiResult<Json<LiftedAll>> {
+    let reason = crate::domain::check_text("reason", &b.reason, 2000, true)?;
+    let now = s.now_ms();
+    let lifted = s.store.lift_all(auth.actor(), id, &reason, now).await?;
+    let ids: Vec<i64> = lifted.iter().map(|a| a.id).collect();
+    let hits = s.store.hits(&ids).await?;
+    Ok(Json(LiftedAll {
+        lifted: lifted
+            .iter()
+            .map(|a| ActionView::new(a, now, &hits))
+            .collect(),
+    }))
 }

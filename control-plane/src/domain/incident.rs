@@ -230,6 +230,18 @@ pub struct IncidentChange {
     pub aware_at_ms: Option<i64>,
     pub next_update_at_ms: Option<i64>,
     pub facts: FactsChange,
+    /// What closing does with containment still live (required when there is some).
+    pub live_containment: Option<LiveContainment>,
+}
+
+/// What closing an incident does with its live containment actions (`lift_all` or
+/// `keep_containment` in the request, each with its `reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LiveContainment {
+    /// Lift every live action in the same change (one policy version).
+    LiftAll,
+    /// Keep them enforced on purpose, as the timeline records.
+    Keep,
 }
 
 /// A change as a client sends it.
@@ -244,6 +256,8 @@ pub struct ChangeInput<'a> {
     pub health_data: Option<bool>,
     pub aware_at_ms: Option<i64>,
     pub next_update_at_ms: Option<i64>,
+    pub lift_all: Option<bool>,
+    pub keep_containment: Option<bool>,
 }
 
 impl IncidentChange {
@@ -287,6 +301,32 @@ impl IncidentChange {
         {
             return Err(CoreError::invalid("aware_at", "is in the future"));
         }
+        let live_containment = match (input.lift_all, input.keep_containment) {
+            (Some(true), Some(true)) => {
+                return Err(CoreError::invalid(
+                    "keep_containment",
+                    "give lift_all or keep_containment, not both",
+                ))
+            }
+            (Some(true), _) => Some(("lift_all", LiveContainment::LiftAll)),
+            (_, Some(true)) => Some(("keep_containment", LiveContainment::Keep)),
+            _ => None,
+        };
+        if let Some((field, _)) = live_containment {
+            if input.phase != Some(Phase::Closed) {
+                return Err(CoreError::invalid(
+                    field,
+                    "only applies when closing (phase: closed)",
+                ));
+            }
+            if reason.is_none() {
+                return Err(CoreError::invalid(
+                    "reason",
+                    format!("{field} needs a reason (it is recorded on the timeline)"),
+                ));
+            }
+        }
+        let live_containment = live_containment.map(|(_, l)| l);
         Ok(IncidentChange {
             severity: input.severity,
             phase: input.phase,
@@ -298,6 +338,7 @@ impl IncidentChange {
             aware_at_ms: input.aware_at_ms,
             next_update_at_ms: input.next_update_at_ms,
             facts,
+            live_containment,
         })
     }
 }

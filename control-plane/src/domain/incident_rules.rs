@@ -4,10 +4,11 @@
 
 use serde_json::json;
 
+use super::action::ActionKind;
 use super::audit::NewAuditEvent;
 use super::effects::{NewTimelineEntry, Writes};
-use super::incident::{check_phase_move, IncidentChange, Phase};
-use super::records::IncidentRecord;
+use super::incident::{check_phase_move, IncidentChange, LiveContainment, Phase};
+use super::records::{ActionRecord, IncidentRecord};
 use super::{CoreError, CoreResult};
 
 /// An accepted change: the row as it must be written, and what goes with it.
@@ -15,6 +16,24 @@ use super::{CoreError, CoreResult};
 pub struct IncidentUpdate {
     pub after: IncidentRecord,
     pub writes: Writes,
+    /// Live actions to lift in the same transaction (closing with `lift_all`), with the
+    /// change's reason.
+    pub lift: Vec<ActionRecord>,
+}
+
+/// `a` as a responder reads it in a refusal: `action 7 (block cidr 203.0.113.7/32)`.
+fn describe(a: &ActionRecord) -> String {
+    let what = match a.kind {
+        ActionKind::Isolate => a
+            .isolation
+            .map(|i| i.as_str().to_string())
+            .unwrap_or_else(|| "isolate".into()),
+        k => k.as_str().to_string(),
+    };
+    format!(
+        "action {} ({what} {} {})",
+        a.id, a.target.ty, a.target.value
+    )
 }
 
 /// What goes with a newly stored incident `rec`.
@@ -40,12 +59,37 @@ pub fn update(
     before: &IncidentRecord,
     change: &IncidentChange,
     has_postmortem: bool,
+    live: &[ActionRecord],
     actor: &str,
     now: i64,
 ) -> CoreResult<Option<IncidentUpdate>> {
     let reason = change.reason.as_deref();
     let mut after = before.clone();
     let mut entries: Vec<(&str, String, Option<serde_json::Value>)> = Vec::new();
+    let mut lift = Vec::new();
+    let closing = change.phase == Some(Phase::Closed) && before.phase != Phase::Closed;
+    if closing && !live.is_empty() {
+        let ids: Vec<i64> = live.iter().map(|a| a.id).collect();
+        let named = live.iter().map(describe).collect::<Vec<_>>().join(", ");
+        match change.live_containment {
+            None => {
+                return Err(CoreError::conflict(
+                    "phase",
+                    format!(
+                        "containment is still live: {named}; lift it first, or close with \
+                         lift_all (lifts them now) or keep_containment (keeps them enforced), \
+                         each with a reason"
+                    ),
+                ))
+            }
+            Some(LiveContainment::Keep) => entries.push((
+                "containment_kept",
+                format!("closed with containment kept on purpose: {named}"),
+                Some(json!({"actions": ids})),
+            )),
+            Some(LiveContainment::LiftAll) => lift = live.to_vec(),
+        }
+    }
     if let Some(s) = change.severity.filter(|s| *s != before.severity) {
         after.severity = s;
         entries.push((
@@ -167,6 +211,7 @@ pub fn update(
         .after(serde_json::to_value(&after)?)
         .reason(reason);
     Ok(Some(IncidentUpdate {
+        lift,
         after,
         writes: Writes {
             timeline,
@@ -212,7 +257,7 @@ mod tests {
         change: IncidentChange,
         pm: bool,
     ) -> CoreResult<Option<IncidentUpdate>> {
-        update(before, &change, pm, "bob", NOW)
+        update(before, &change, pm, &[], "bob", NOW)
     }
 
     fn kinds(u: &IncidentUpdate) -> Vec<&str> {
@@ -386,5 +431,83 @@ mod tests {
             "facts updated: summary, next_update_at"
         );
         assert_eq!(u.after.assignee.as_deref(), Some("carol"));
+    }
+
+    fn live_block(id: i64, cidr: &str) -> ActionRecord {
+        ActionRecord {
+            id,
+            incident_id: 7,
+            kind: ActionKind::Block,
+            target: crate::domain::action::StoredTarget {
+                ty: "cidr",
+                value: cidr.into(),
+            },
+            isolation: None,
+            mode: edge_policy::Mode::Enforce,
+            reason: "r".into(),
+            forced: false,
+            created_at: NOW - 1000,
+            created_by: "alice".into(),
+            created_version: 4,
+            expires_at: None,
+            state: crate::domain::records::ActionStatus::Active,
+            ended_at: None,
+            ended_by: None,
+            end_reason: None,
+            ended_version: None,
+        }
+    }
+
+    fn close(live: Option<LiveContainment>, reason: Option<&str>) -> IncidentChange {
+        IncidentChange {
+            phase: Some(Phase::Closed),
+            reason: reason.map(str::to_string),
+            live_containment: live,
+            ..IncidentChange::default()
+        }
+    }
+
+    #[test]
+    fn closing_with_live_containment_is_refused_naming_every_action() {
+        let live = [
+            live_block(3, "203.0.113.7/32"),
+            live_block(5, "198.51.100.0/24"),
+        ];
+        let e = update(&incident(), &close(None, None), false, &live, "bob", NOW).unwrap_err();
+        let CoreError::Conflict { field, message } = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(field, "phase");
+        assert!(
+            message.contains("action 3 (block cidr 203.0.113.7/32)"),
+            "{message}"
+        );
+        assert!(
+            message.contains("action 5 (block cidr 198.51.100.0/24)"),
+            "{message}"
+        );
+        // Without live containment, closing needs nothing more.
+        let u = update(&incident(), &close(None, None), false, &[], "bob", NOW).unwrap();
+        assert!(u.unwrap().lift.is_empty());
+    }
+
+    #[test]
+    fn closing_keeping_containment_records_it_and_lift_all_lifts_it() {
+        let live = [live_block(3, "203.0.113.7/32")];
+        let keep = close(Some(LiveContainment::Keep), Some("still under attack"));
+        let u = update(&incident(), &keep, false, &live, "bob", NOW)
+            .unwrap()
+            .unwrap();
+        assert!(u.lift.is_empty());
+        assert_eq!(kinds(&u), ["containment_kept", "phase_changed"]);
+        let kept = &u.writes.timeline[0];
+        assert_eq!(kept.reason.as_deref(), Some("still under attack"));
+        assert_eq!(kept.data, Some(json!({"actions": [3]})));
+        let lift = close(Some(LiveContainment::LiftAll), Some("over"));
+        let u = update(&incident(), &lift, false, &live, "bob", NOW)
+            .unwrap()
+            .unwrap();
+        assert_eq!(u.lift, live.to_vec());
+        assert_eq!(u.after.phase, Phase::Closed);
     }
 }

@@ -212,6 +212,14 @@ pub trait ActionStore: Send + Sync {
         reason: &str,
         now: i64,
     ) -> CoreResult<ActionRecord>;
+    /// Lift every live action of an incident in one policy version (none: nothing changes).
+    async fn lift_all(
+        &self,
+        actor: &str,
+        incident_id: i64,
+        reason: &str,
+        now: i64,
+    ) -> CoreResult<Vec<ActionRecord>>;
     async fn get_action(&self, id: i64) -> CoreResult<ActionRecord>;
     async fn list_actions(
         &self,

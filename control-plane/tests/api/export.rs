@@ -267,11 +267,12 @@ async fn purge_keeps_five_years_and_is_audited() {
     let still_enforced = api.new_incident(&s.admin, "old but enforced").await;
     api.block_host(&s.admin, still_enforced, "enforced.example")
         .await;
+    // Closed with its block kept on purpose (closing with live containment needs a say).
     expect_status(
         &api.patch(
             &format!("/v1/incidents/{still_enforced}"),
             &s.admin,
-            json!({"phase": "closed"}),
+            json!({"phase": "closed", "keep_containment": true, "reason": "kept"}),
         )
         .await,
         200,

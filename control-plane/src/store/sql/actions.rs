@@ -62,6 +62,50 @@ async fn sweep_expired(c: &mut AnyConnection, now: i64, version: i64) -> CoreRes
     Ok(due.len())
 }
 
+/// The live (active, not yet expired) actions of an incident, oldest first.
+pub(super) async fn live_actions(
+    c: &mut AnyConnection,
+    incident_id: i64,
+    now: i64,
+) -> CoreResult<Vec<ActionRecord>> {
+    Ok(
+        sqlx::query(
+            "SELECT * FROM actions WHERE incident_id = $1 AND state = 'active' ORDER BY id",
+        )
+        .bind(incident_id)
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(rows::action)
+        .collect::<CoreResult<Vec<_>>>()?
+        .into_iter()
+        .filter(|a| a.status(now) == ActionStatus::Active)
+        .collect(),
+    )
+}
+
+/// Lift `actions` (checked live by the caller) in one new policy version; returns the
+/// version and the lifted rows.
+pub(super) async fn lift_many(
+    c: &mut AnyConnection,
+    actions: &[ActionRecord],
+    actor: &str,
+    reason: &str,
+    now: i64,
+) -> CoreResult<(i64, Vec<ActionRecord>)> {
+    let version = bump_version(c).await?;
+    sweep_expired(c, now, version).await?;
+    let mut lifted = Vec::with_capacity(actions.len());
+    for before in actions {
+        let (after, writes) = containment::lifted(before, actor, reason, version, now);
+        write_end(c, &after).await?;
+        record_policy_change(c, version, after.id).await?;
+        write_effects(c, writes, now).await?;
+        lifted.push(after);
+    }
+    Ok((version, lifted))
+}
+
 #[async_trait]
 impl ActionStore for SqlStore {
     async fn create_action(
@@ -127,14 +171,28 @@ impl ActionStore for SqlStore {
         let c = &mut *w.tx;
         let before = rows::get_action(c, id).await?;
         containment::check_lift(&before, now)?;
-        let version = bump_version(c).await?;
-        sweep_expired(c, now, version).await?;
-        let (after, writes) = containment::lifted(&before, actor, reason, version, now);
-        write_end(c, &after).await?;
-        record_policy_change(c, version, id).await?;
-        write_effects(c, writes, now).await?;
+        let (version, mut lifted) = lift_many(c, &[before], actor, reason, now).await?;
         self.commit(w, Some(version)).await?;
-        Ok(after)
+        Ok(lifted.remove(0))
+    }
+
+    async fn lift_all(
+        &self,
+        actor: &str,
+        incident_id: i64,
+        reason: &str,
+        now: i64,
+    ) -> CoreResult<Vec<ActionRecord>> {
+        let mut w = self.begin_write().await?;
+        let c = &mut *w.tx;
+        rows::get_incident(c, incident_id).await?;
+        let live = live_actions(c, incident_id, now).await?;
+        if live.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (version, lifted) = lift_many(c, &live, actor, reason, now).await?;
+        self.commit(w, Some(version)).await?;
+        Ok(lifted)
     }
 
     async fn get_action(&self, id: i64) -> CoreResult<ActionRecord> {

@@ -104,10 +104,27 @@ impl IncidentStore for SqlStore {
                 .bind(id)
                 .fetch_optional(&mut *c)
                 .await?;
-        let update = incident_rules::update(&before, change, has_postmortem.is_some(), actor, now)?;
-        let Some(IncidentUpdate { after, writes }) = update else {
+        let live = super::actions::live_actions(c, id, now).await?;
+        let update =
+            incident_rules::update(&before, change, has_postmortem.is_some(), &live, actor, now)?;
+        let Some(IncidentUpdate {
+            after,
+            writes,
+            lift,
+        }) = update
+        else {
             return Ok(before);
         };
+        // Closing with `lift_all`: the live actions end in the same transaction.
+        let mut version = None;
+        if !lift.is_empty() {
+            let reason = change.reason.as_deref().unwrap_or("incident closed");
+            version = Some(
+                super::actions::lift_many(c, &lift, actor, reason, now)
+                    .await?
+                    .0,
+            );
+        }
         sqlx::query(
             "UPDATE incidents SET severity = $1, phase = $2, assignee = $3, closed_at = $4, updated_at = $5, summary = $6,
                 personal_data = $7, health_data = $8, aware_at = $9, resolved_at = $10, next_update_at = $11, facts = $12
@@ -129,7 +146,7 @@ impl IncidentStore for SqlStore {
         .execute(&mut *c)
         .await?;
         write_effects(c, writes, now).await?;
-        self.commit(w, None).await?;
+        self.commit(w, version).await?;
         Ok(after)
     }
 
