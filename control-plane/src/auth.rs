@@ -119,7 +119,13 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Api
         name: t.name,
         role: t.role,
     };
-    state.tokens.insert(generation, hash, caller.clone());
+    // With replicas, a revocation made elsewhere reaches this cache by notification, a few
+    // milliseconds after its commit: only edge tokens (the long-poll traffic, thousands of
+    // requests a second) are cached then; every other token is checked in the database on
+    // each request, so its revocation holds on every replica from the next request on.
+    if !state.store.replicated() || caller.role == Role::Edge {
+        state.tokens.insert(generation, hash, caller.clone());
+    }
     Ok(caller)
 }
 

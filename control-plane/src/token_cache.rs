@@ -2,8 +2,9 @@
 //! database for its token on every request.
 //!
 //! Entries are keyed by the token's SHA-256 hash and live at most `ttl`: the upper bound on
-//! how long a revocation made outside this process (another replica, a tool on the database)
-//! takes to apply here. Every token create and revoke made through this process clears the
+//! how long a revocation made outside this process (a tool on the database) takes to apply
+//! here. Replicas on PostgreSQL clear each other's caches by notification on every
+//! revocation, and cache only edge tokens (see `auth::authenticate`). Every token create and revoke made through this process clears the
 //! cache before it answers, and a lookup that was in flight meanwhile may not store its
 //! (possibly stale) result: a lookup notes the cache's generation before it asks the
 //! database and stores only if no invalidation happened since. Unknown and revoked tokens

@@ -315,4 +315,9 @@ pub trait Store:
     async fn counts(&self) -> CoreResult<Counts>;
     /// Cheap liveness check of the database.
     async fn ping(&self) -> CoreResult<()>;
+    /// Whether other processes (replicas) change this store too, so that what this process
+    /// caches can be stale for as long as their change notification takes to arrive.
+    fn replicated(&self) -> bool {
+        false
+    }
 }

@@ -201,6 +201,34 @@ async fn a_token_revoked_on_one_replica_is_refused_by_the_other_on_its_next_requ
     expect_status(&revoke, 200);
     let r = b.api.get("/v1/incidents", &viewer).await;
     assert_eq!(r.status, 401, "B still accepts a token revoked on A");
+
+    // Edge tokens stay cached with replicas (the long-poll traffic): a revocation reaches
+    // B's cache by notification, milliseconds after the commit.
+    let (id, edge) = a.api.new_token(&admin, "e", "edge").await;
+    for _ in 0..3 {
+        expect_status(&b.api.get("/v1/edge/policy", &edge).await, 200);
+    }
+    let revoke = a
+        .api
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/tokens/{id}"),
+            Req::token(&admin),
+        )
+        .await;
+    expect_status(&revoke, 200);
+    let revoked = Instant::now();
+    while b.api.get("/v1/edge/policy", &edge).await.status != 401 {
+        assert!(
+            revoked.elapsed() < Duration::from_secs(2),
+            "B still accepts an edge token revoked on A"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!(
+        "edge token refused on B {:?} after the revocation on A",
+        revoked.elapsed()
+    );
 }
 
 /// Writers on every replica while `crash` happens; returns the ids that got a 201 and how
@@ -331,11 +359,14 @@ async fn acknowledged_writes_survive_postgres_crashing_and_replicas_recover() {
     // A second outage, with an edge up to date on B: its long-polls are answered from what
     // B holds (the cached answer, the token and keys last read), health says the database
     // is gone, writes are refused with 503.
+    let (_, edge_token) = a.api.new_token(&admin, "edge-1", "edge").await;
     let (v, _) = snapshot(&b.api, &admin).await;
+    // B has checked the edge's token once (human tokens are never cached with replicas).
+    expect_status(&b.api.get("/v1/edge/policy", &edge_token).await, 200);
     let edge = |since: u64| {
-        let (api, admin) = (b.api.clone(), admin.clone());
+        let (api, token) = (b.api.clone(), edge_token.clone());
         async move {
-            api.get(&format!("/v1/edge/policy?since={since}&wait=1"), &admin)
+            api.get(&format!("/v1/edge/policy?since={since}&wait=1"), &token)
                 .await
         }
     };

@@ -476,4 +476,7 @@ impl Store for SqlStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+    fn replicated(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
 }
