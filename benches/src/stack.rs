@@ -183,3 +183,125 @@ pub fn raise_fd_limit() -> u64 {
         r.rlim_cur
     }
 }
+
+/// `n` control-plane replicas on one database (`postgres://…`): the first admin token is
+/// made with the CLI, then each replica serves on its own port. Returns (processes, base
+/// URLs, admin token).
+pub fn start_control_plane_replicas(
+    database_url: &str,
+    n: usize,
+) -> anyhow::Result<(Vec<Proc>, Vec<String>, String)> {
+    let bin = edge_testkit::bin("control-plane")?;
+    let token = edge_testkit::create_admin_token(&bin, database_url, "bench-admin")?;
+    let mut procs = Vec::with_capacity(n);
+    let mut urls = Vec::with_capacity(n);
+    for i in 0..n.max(1) {
+        let mut cmd = Command::new(&bin);
+        cmd.args([
+            "--database-url",
+            database_url,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "warn");
+        let (proc, url) = Proc::spawn(
+            &format!("control-plane-{i}"),
+            cmd,
+            "control-plane listening on",
+        )?;
+        procs.push(proc);
+        urls.push(url);
+    }
+    Ok((procs, urls, token))
+}
+
+/// Blocks one address on an incident; the status, the instant the answer's headers
+/// arrived, and the policy version the action created (`created_version` of a 201 body).
+pub async fn block_versioned(
+    c: &reqwest::Client,
+    cp: &str,
+    responder: &str,
+    incident: u64,
+    ip: &str,
+) -> anyhow::Result<(reqwest::StatusCode, std::time::Instant, Option<u64>)> {
+    let r = c
+        .post(format!("{cp}/v1/incidents/{incident}/actions"))
+        .bearer_auth(responder)
+        .json(&serde_json::json!({"kind": "block", "target": {"cidr": ip}, "reason": "bench", "expires_in": "1h"}))
+        .send()
+        .await?;
+    let at = std::time::Instant::now();
+    let status = r.status();
+    let version = if status.is_success() {
+        r.json::<serde_json::Value>().await?["created_version"].as_u64()
+    } else {
+        None
+    };
+    Ok((status, at, version))
+}
+
+/// CPU time (user + system) a process has used, in seconds (`/proc/<pid>/stat`).
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(ticks as f64 / hz)
+}
+
+/// CPU time (user + system) this process has used, in seconds.
+pub fn own_cpu_secs() -> f64 {
+    cpu_secs(std::process::id()).unwrap_or(f64::NAN)
+}
+
+/// Proportional set size of a process in KiB (`Pss` from `/proc/<pid>/smaps_rollup`):
+/// shared pages divided among the processes sharing them, so a sum over PostgreSQL's
+/// processes counts its shared buffers once.
+pub fn pss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("Pss:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// A process and its direct children (a PostgreSQL postmaster and its backends).
+pub fn with_children(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(s) = std::fs::read_to_string(format!("/proc/{p}/status")) else {
+            continue;
+        };
+        let ppid = s
+            .lines()
+            .find(|l| l.starts_with("PPid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            pids.push(p);
+        }
+    }
+    pids
+}
+
+/// The postmaster's pid of a [`edge_testkit::postgres::PgCluster`] (first line of
+/// `postmaster.pid` in its data directory).
+pub fn postmaster_pid(pg: &edge_testkit::postgres::PgCluster) -> anyhow::Result<u32> {
+    let data = pg.psql(
+        "postgres",
+        "SELECT setting FROM pg_settings WHERE name = 'data_directory'",
+    )?;
+    let s = std::fs::read_to_string(Path::new(&data).join("postmaster.pid"))
+        .context("reading postmaster.pid")?;
+    s.lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .context("no pid in postmaster.pid")
+}
