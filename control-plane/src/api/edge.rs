@@ -80,6 +80,10 @@ fn etag(v: Version) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{v}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
+/// How long an edge ahead of this process's version is held for the news of that version
+/// to arrive (above the PostgreSQL store's 1 s fallback check).
+const AHEAD_GRACE: Duration = Duration::from_millis(1500);
+
 /// The policy for an edge: a snapshot, a delta since `since`, or 304 when nothing newer
 /// appears within `wait` seconds (answered as soon as a newer version is published to
 /// long-polls: at once after a quiet interval, else at the end of `--policy-wake-interval-ms`).
@@ -131,11 +135,14 @@ async fn get_policy(
     let published = *rx.borrow_and_update();
     let mut committed = feed.committed();
     if held.is_some() && since > committed {
-        // An edge ahead of this replica: another replica committed a version whose news has
-        // not arrived here yet. Reading the version from the database publishes it here.
-        if s.store.policy_version().await.is_ok() {
-            committed = feed.committed();
-        }
+        // An edge ahead of what this process has heard: a commit whose news is on its way
+        // (another replica's notification, or this process's own publish a moment after an
+        // answer read the database). Wait for it without asking the database (thousands of
+        // edges can be here at once); only an edge still ahead after that holds a version
+        // this control plane never had, and gets the full policy.
+        let mut heard = s.store.watch_version();
+        let _ = tokio::time::timeout(AHEAD_GRACE, heard.wait_for(|v| *v >= since)).await;
+        committed = feed.committed();
     }
     if held.is_none() || since > committed {
         // No version, or one this control plane never had: the full policy at once. An edge

@@ -6,9 +6,11 @@ use std::time::Instant;
 use reqwest::Method;
 use serde_json::json;
 
+use control_plane::store::sql::Backend;
+
 use crate::common::{
-    cli_token_create, drop_trigger_sql, expect_error, expect_status, fresh_database, signing_keys,
-    unseal_with, BinServer, Req, TestServer,
+    backend, cli_token_create, drop_trigger_sql, expect_error, expect_status, fresh_database,
+    signing_keys, unseal_with, BinServer, Req, TestServer,
 };
 
 #[tokio::test]
@@ -464,5 +466,39 @@ async fn targets_are_stored_as_the_edge_reads_requests() {
             .post(&format!("/v1/incidents/{inc}/actions"), t, body)
             .await;
         expect_error(&r, 422, Some(field), Some("invalid_field"));
+    }
+}
+
+#[tokio::test]
+async fn every_sqlite_connection_runs_with_the_intended_settings() {
+    if backend() != Backend::Sqlite {
+        eprintln!("SQLite settings: runs in the SQLite pass");
+        return;
+    }
+    let s = TestServer::start().await;
+    // Several connections at once, so more than one pooled connection is checked.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = s.store.pool().acquire().await.unwrap();
+        let read = |sql: &'static str| sqlx::query_scalar::<_, String>(sql);
+        let mode: String = read("SELECT journal_mode FROM pragma_journal_mode")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        let n = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
+        let sync = n("SELECT synchronous FROM pragma_synchronous")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        let busy = n("SELECT timeout FROM pragma_busy_timeout")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        let fk = n("SELECT foreign_keys FROM pragma_foreign_keys")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        assert_eq!((mode.as_str(), sync, busy, fk), ("wal", 1, 10_000, 1));
+        held.push(c);
     }
 }
