@@ -328,14 +328,16 @@ async fn acknowledged_writes_survive_postgres_crashing_and_replicas_recover() {
     let admin = bootstrapped(&db);
     let (a, b) = (BinServer::start(&db), BinServer::start(&db));
     let inc = a.api.new_incident(&admin, "db crash").await;
-    let until = Instant::now() + Duration::from_secs(6);
+    let until = Instant::now() + Duration::from_secs(9);
     let writes = tokio::spawn({
         let (apis, admin) = (vec![a.api.clone(), b.api.clone()], admin.clone());
         async move { write_through(apis, &admin, inc, until).await }
     });
     tokio::time::sleep(Duration::from_millis(1000)).await;
     cluster.stop_immediate().unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Longer than the pool's 3 s acquire timeout: a write waiting for a connection through
+    // the whole outage is refused (503), not merely delayed.
+    tokio::time::sleep(Duration::from_millis(4000)).await;
     cluster.restart().unwrap();
     let (acknowledged, failed) = writes.await.unwrap();
     assert!(failed > 0, "no write happened while the database was down");
