@@ -1,5 +1,7 @@
 //! Command line: `control-plane [serve]`, `control-plane token create`,
-//! `control-plane key list|rotate` and `control-plane purge`.
+//! `control-plane key list|rotate`, `control-plane purge` and `control-plane copy`.
+
+mod copy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use crate::domain::check_name;
 use crate::domain::deadline::Holidays;
 use crate::domain::token::{self, Role};
 use crate::store::sql::SqlStore;
-use crate::store::{AuditStore, RecordStore, TokenStore};
+use crate::store::{RecordStore, TokenStore};
 use crate::{server, AppState, Settings};
 
 /// Edge containment control plane.
@@ -65,17 +67,7 @@ pub enum Command {
     /// Copy every record (incidents, actions, policy versions, the audit chain with its
     /// hashes, tokens, signing keys, edge reports, evidence) from one database into a new,
     /// empty one: how a SQLite deployment moves to PostgreSQL. Stop the control plane first.
-    Copy(CopyArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct CopyArgs {
-    /// The database to copy from (`sqlite://…` or `postgres://…`); not changed.
-    #[arg(long)]
-    pub from: String,
-    /// The database to copy into: migrated, and refused unless empty.
-    #[arg(long)]
-    pub to: String,
+    Copy(copy::CopyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -298,7 +290,7 @@ pub fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Copy(c)) = &cli.command {
-        return copy(c).await;
+        return copy::run(c).await;
     }
     let store = SqlStore::connect(&cli.database_url)
         .await
@@ -371,34 +363,6 @@ fn parse_overlap(s: &str) -> Result<i64, String> {
     n.checked_mul(ms)
         .filter(|v| *v <= crate::domain::signing::MAX_OVERLAP_MS)
         .ok_or_else(|| format!("{s:?}: at most 90 days"))
-}
-
-async fn copy(c: &CopyArgs) -> anyhow::Result<()> {
-    let connect = |url: String, what: &'static str| async move {
-        SqlStore::connect(&url)
-            .await
-            .map_err(|e| anyhow::anyhow!("--{what}: {e}"))
-    };
-    let from = connect(c.from.clone(), "from").await?;
-    let to = connect(c.to.clone(), "to").await?;
-    let report = crate::store::sql::copy::copy_all(&from, &to)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let chain = to
-        .verify_audit()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(b) = chain.first_broken {
-        anyhow::bail!("copied, but the audit chain does not verify on the target at {b:?}");
-    }
-    for (table, n) in &report {
-        println!("{table}: {n}");
-    }
-    println!(
-        "audit chain verified: {} events, last hash {}",
-        chain.checked, chain.last_hash
-    );
-    Ok(())
 }
 
 async fn key_command(store: &SqlStore, k: KeyCommand) -> anyhow::Result<()> {
@@ -509,153 +473,4 @@ async fn wait_for_signal() {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_is_well_formed() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn years_before_is_calendar_years() {
-        let t = crate::clock::parse_rfc3339("2028-02-29T12:00:00Z").unwrap();
-        assert_eq!(
-            crate::clock::rfc3339(years_before(t, 5)),
-            "2023-02-28T12:00:00.000Z"
-        );
-        let t = crate::clock::parse_rfc3339("2026-03-01T00:00:00Z").unwrap();
-        assert_eq!(
-            crate::clock::rfc3339(years_before(t, -5)),
-            "2031-03-01T00:00:00.000Z"
-        );
-    }
-
-    #[test]
-    fn wake_interval_and_token_ttl_flags() {
-        let serve = |args: &[&str]| match Cli::try_parse_from(
-            ["cp", "serve"].iter().chain(args.iter()).copied(),
-        ) {
-            Ok(Cli {
-                command: Some(Command::Serve(a)),
-                ..
-            }) => Ok(a.settings().unwrap()),
-            Ok(other) => panic!("parsed as {other:?}"),
-            Err(e) => Err(e.to_string()),
-        };
-        let d = serve(&[]).unwrap();
-        assert_eq!(parse_overlap("90s"), Ok(90_000));
-        assert_eq!(parse_overlap("24h"), Ok(86_400_000));
-        assert_eq!(parse_overlap("0s"), Ok(0));
-        for bad in ["", "5", "h", "-1h", "5w", "91d", "99999999999999999d"] {
-            assert!(parse_overlap(bad).is_err(), "{bad}");
-        }
-        assert_eq!(
-            d.policy_wake_interval,
-            Duration::from_millis(crate::DEFAULT_POLICY_WAKE_INTERVAL_MS)
-        );
-        assert_eq!(
-            d.token_cache_ttl,
-            Duration::from_millis(crate::DEFAULT_TOKEN_CACHE_TTL_MS)
-        );
-        let s = serve(&[
-            "--policy-wake-interval-ms",
-            "0",
-            "--token-cache-ttl-ms",
-            "2500",
-        ])
-        .unwrap();
-        assert_eq!(s.policy_wake_interval, Duration::ZERO);
-        assert_eq!(s.token_cache_ttl, Duration::from_millis(2500));
-        for (bad, flag) in [
-            (
-                &["--policy-wake-interval-ms", "10001"][..],
-                "--policy-wake-interval-ms",
-            ),
-            (
-                &["--policy-wake-interval-ms=-1"],
-                "--policy-wake-interval-ms",
-            ),
-            (&["--token-cache-ttl-ms", "60001"], "--token-cache-ttl-ms"),
-            (&["--token-cache-ttl-ms", "soon"], "--token-cache-ttl-ms"),
-        ] {
-            let err = serve(bad).unwrap_err();
-            assert!(err.contains(flag), "{bad:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn connection_limit_flags() {
-        let parse = |args: &[&str]| match Cli::try_parse_from(
-            ["cp", "serve"].iter().chain(args.iter()).copied(),
-        ) {
-            Ok(Cli {
-                command: Some(Command::Serve(a)),
-                ..
-            }) => Ok(a.settings().unwrap().conn),
-            Ok(other) => panic!("parsed as {other:?}"),
-            Err(e) => Err(e.to_string()),
-        };
-        let d = parse(&[]).unwrap();
-        assert_eq!(
-            d.header_read_timeout,
-            Duration::from_millis(server::DEFAULT_HEADER_READ_TIMEOUT_MS)
-        );
-        assert_eq!(d.max_headers, server::DEFAULT_MAX_HEADERS);
-        assert_eq!(d.max_connections, server::FALLBACK_MAX_CONNECTIONS);
-        let c = parse(&[
-            "--header-read-timeout-ms",
-            "250",
-            "--body-read-timeout-ms",
-            "300",
-            "--idle-timeout-ms",
-            "400",
-            "--max-connections",
-            "7",
-            "--max-headers",
-            "20",
-            "--max-header-bytes",
-            "4096",
-        ])
-        .unwrap();
-        assert_eq!(
-            (
-                c.header_read_timeout,
-                c.body_read_timeout,
-                c.idle_timeout,
-                c.max_connections,
-                c.max_headers,
-                c.max_header_bytes
-            ),
-            (
-                Duration::from_millis(250),
-                Duration::from_millis(300),
-                Duration::from_millis(400),
-                7,
-                20,
-                4096
-            )
-        );
-        for (bad, flag) in [
-            (
-                &["--header-read-timeout-ms", "0"][..],
-                "--header-read-timeout-ms",
-            ),
-            (&["--max-headers", "0"], "--max-headers"),
-            (&["--max-header-bytes", "10"], "--max-header-bytes"),
-            (&["--idle-timeout-ms", "soon"], "--idle-timeout-ms"),
-        ] {
-            let err = parse(bad).unwrap_err();
-            assert!(err.contains(flag), "{bad:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn purge_refuses_fewer_than_five_years() {
-        assert!(Cli::try_parse_from(["cp", "purge", "--older-than-years", "4"]).is_err());
-        assert!(
-            Cli::try_parse_from(["cp", "purge", "--older-than-years", "5", "--dry-run"]).is_ok()
-        );
-    }
-}
+mod tests;
