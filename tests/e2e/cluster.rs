@@ -13,26 +13,10 @@ use edge_policy::config::SyncSettings;
 use crate::common::*;
 use crate::cp::*;
 
-/// A second control-plane process on `first`'s database, with its tokens (they live in the
-/// shared database, so they are valid on both).
-fn replica_of(first: &ControlPlane) -> ControlPlane {
-    let (proc, url) = start_cp_process(&first.db_url, "127.0.0.1:0");
-    ControlPlane {
-        proc,
-        url,
-        db_url: first.db_url.clone(),
-        admin: first.admin.clone(),
-        responder: first.responder.clone(),
-        edge_token: first.edge_token.clone(),
-        edge_token_id: first.edge_token_id,
-        dir: temp_dir("cp-replica"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_spreads_over_two_control_plane_replicas_and_fails_over_when_one_is_killed() {
     let mut a = ControlPlane::start().await;
-    let b = replica_of(&a);
+    let b = a.replica();
     let (_up, up_srv) = Upstream::start().await;
     let mut cfg = a.plugin_config(&a.edge_token);
     cfg.edge_id = "edge-cluster".into();

@@ -181,10 +181,20 @@ impl ControlPlane {
         cfg
     }
 
-    /// Another control-plane process on this one's database (a replica, on PostgreSQL):
-    /// the process and its URL.
-    pub(crate) fn replica(&self) -> (Proc, String) {
-        start_cp_process(&self.db_url, "127.0.0.1:0")
+    /// Another control-plane process on this one's database (a replica; on SQLite, a second
+    /// process on the same file), with the same tokens.
+    pub(crate) fn replica(&self) -> ControlPlane {
+        let (proc, url) = start_cp_process(&self.db_url, "127.0.0.1:0");
+        ControlPlane {
+            proc,
+            url,
+            db_url: self.db_url.clone(),
+            admin: self.admin.clone(),
+            responder: self.responder.clone(),
+            edge_token: self.edge_token.clone(),
+            edge_token_id: self.edge_token_id,
+            dir: temp_dir("cp-replica"),
+        }
     }
 
     pub(crate) fn edge(&self, upstream: &str, edge_id: &str, token: &str, workers: u32) -> Edge {

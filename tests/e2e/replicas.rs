@@ -14,9 +14,9 @@ async fn a_block_written_on_one_replica_is_enforced_by_an_edge_polling_only_the_
     let cluster = PgCluster::start().unwrap();
     let db = cluster.create_database().unwrap();
     let a = ControlPlane::start_on(temp_dir("cp"), db).await;
-    let (_b, b_url) = a.replica();
+    let b = a.replica();
     let (_up, up_srv) = Upstream::start().await;
-    let edge = a.edge_via(&b_url, &up_srv.url(), "edge-b", &a.edge_token.clone(), 2);
+    let edge = a.edge_via(&b.url, &up_srv.url(), "edge-b", &a.edge_token.clone(), 2);
     eventually("the edge has a policy", Duration::from_secs(15), || {
         let n = edge.proc.count_lines("enforcing policy version");
         async move { n >= 2 }

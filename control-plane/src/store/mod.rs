@@ -230,8 +230,7 @@ pub trait ActionStore: Send + Sync {
     /// policy version (actor `system`). Returns how many expired.
     async fn expire_due(&self, now: i64) -> CoreResult<usize>;
     async fn hits(&self, action_ids: &[i64]) -> CoreResult<Vec<HitRecord>>;
-    /// The latest committed version, read from the database (and published to
-    /// [`ActionStore::watch_version`] if it is newer than what was published).
+    /// The latest committed version, read from the database.
     async fn policy_version(&self) -> CoreResult<Version>;
     /// A delta when `0 < since < current`, else a snapshot.
     async fn policy(&self, since: Version) -> CoreResult<PolicyAnswer>;

@@ -293,11 +293,7 @@ impl ActionStore for SqlStore {
     }
 
     async fn policy_version(&self) -> CoreResult<Version> {
-        let v = super::read_version(&self.pool).await? as Version;
-        // What is read is committed: long-polls may learn of it now (another replica's
-        // commit whose notification has not arrived yet).
-        super::publish(&self.version_tx, v);
-        Ok(v)
+        Ok(super::read_version(&self.pool).await? as Version)
     }
 
     async fn policy(&self, since: Version) -> CoreResult<PolicyAnswer> {
