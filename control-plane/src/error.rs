@@ -25,6 +25,10 @@ pub enum ApiError {
         field: String,
         message: String,
     },
+    /// 422 `invalid_field` naming several fields: `field` and `message` are the first one's,
+    /// `errors` lists every one.
+    #[error("{} fields are not valid", .0.len())]
+    InvalidMany(Vec<(String, String)>),
     /// 422 `missing_facts`: a document or notification needs facts the incident lacks;
     /// every one is named (`field` is the first).
     #[error("missing facts: {}", .0.join(", "))]
@@ -63,6 +67,17 @@ pub struct ErrorDetail {
     /// With `missing_facts`: every missing fact (`impact`, `dpo_contact`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing: Option<Vec<String>>,
+    /// When several fields are not valid (`invalid_field`): every one, in order; `field` and
+    /// `message` above are the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+/// One invalid field of several.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
 }
 
 impl ApiError {
@@ -98,7 +113,9 @@ impl ApiError {
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Input { status, .. } => *status,
-            ApiError::MissingFacts(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::MissingFacts(_) | ApiError::InvalidMany(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -112,6 +129,7 @@ impl ApiError {
             field: field.map(str::to_string),
             message: message.to_string(),
             missing: None,
+            errors: None,
         };
         match self {
             ApiError::Unauthenticated(m) => d("unauthenticated", None, m),
@@ -130,6 +148,28 @@ impl ApiError {
                     m.join(", ")
                 ),
                 missing: Some(m.clone()),
+                errors: None,
+            },
+            ApiError::InvalidMany(list) => ErrorDetail {
+                code: "invalid_field".into(),
+                field: list.first().map(|(f, _)| f.clone()),
+                message: format!(
+                    "{} fields are not valid: {}",
+                    list.len(),
+                    list.iter()
+                        .map(|(f, m)| format!("{f}: {m}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                missing: None,
+                errors: Some(
+                    list.iter()
+                        .map(|(field, message)| FieldError {
+                            field: field.clone(),
+                            message: message.clone(),
+                        })
+                        .collect(),
+                ),
             },
             ApiError::NotFound(m) => d("not_found", None, m),
             ApiError::Conflict { field, message } => d("conflict", Some(field), message),
@@ -143,6 +183,7 @@ impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         match e {
             CoreError::Invalid { field, message } => ApiError::invalid(field, message),
+            CoreError::InvalidMany(list) => ApiError::InvalidMany(list),
             CoreError::GuardRail { field, message } => ApiError::input(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "guard_rail",

@@ -50,8 +50,9 @@ pub struct Settings {
     pub expiry_interval: Duration,
     /// Days the post-mortem deadline skips besides weekends.
     pub holidays: Holidays,
-    /// The data protection officer's contact, part of every breach notification.
-    pub dpo_contact: Option<String>,
+    /// The organisation settings' defaults (start-up flags): company name, DPO contact,
+    /// security mailbox. Values set through `PATCH /v1/settings` take precedence.
+    pub org: domain::settings::OrgSettings,
     /// Largest accepted access-log batch (`POST /v1/evidence/access-logs`), in bytes.
     pub max_evidence_bytes: usize,
     /// Waiting long-polls are woken at most once per this interval: the first commit after a
@@ -71,7 +72,7 @@ impl Default for Settings {
             max_body_bytes: 1 << 20,
             expiry_interval: Duration::from_secs(1),
             holidays: Holidays::default(),
-            dpo_contact: None,
+            org: domain::settings::OrgSettings::default(),
             max_evidence_bytes: 8 << 20,
             policy_wake_interval: Duration::from_millis(DEFAULT_POLICY_WAKE_INTERVAL_MS),
             token_cache_ttl: Duration::from_millis(DEFAULT_TOKEN_CACHE_TTL_MS),
@@ -98,6 +99,15 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The organisation settings in effect: what was set through the API, else the flags.
+    pub async fn org_settings(&self) -> domain::CoreResult<domain::settings::OrgSettings> {
+        let stored = self.store.settings().await?;
+        Ok(domain::settings::OrgSettings::effective(
+            &stored,
+            &self.settings.org,
+        ))
+    }
+
     /// State with a fresh metrics registry. Returns the sender that signals shutdown.
     pub fn new(
         store: Arc<dyn Store>,

@@ -31,6 +31,8 @@ mod openapi;
 mod record;
 #[path = "api/replicas.rs"]
 mod replicas;
+#[path = "api/responders.rs"]
+mod responders;
 #[path = "api/roles.rs"]
 mod roles;
 #[path = "api/sync.rs"]

@@ -394,6 +394,7 @@ impl Root {
                 seq,
                 policy_version: state.version(),
                 hits,
+                interval_s: Some(rt.cfg.sync.report_interval_s),
             };
             serde_json::to_vec(&report)
                 .map_err(|e| host::error(&format!("edge-filter: cannot encode report: {e}")))

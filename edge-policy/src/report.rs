@@ -22,6 +22,10 @@ pub struct EdgeReport {
     /// Hits per rule since the previous report. Rules with no hits are left out.
     #[serde(default)]
     pub hits: Vec<RuleHits>,
+    /// Seconds between this edge's reports (its `report_interval_s`): hit counts shown by
+    /// the control plane lag by up to this much. Absent from edges older than the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_s: Option<u32>,
 }
 
 /// Requests one rule decided (or, for a simulate rule, would have decided).

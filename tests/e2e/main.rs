@@ -9,6 +9,7 @@ mod evasion;
 mod evasion_props;
 mod filter;
 mod profiles;
+mod quickstart;
 mod replicas;
 mod sharing;
 mod signed;

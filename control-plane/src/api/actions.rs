@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::page;
-use super::views::{ActionList, ActionView};
+use super::views::{ActionContext, ActionList, ActionView};
 use crate::auth::{Auth, Readers, Responders};
 use crate::domain::action::{self, ActionRequest};
 use crate::domain::check_text;
@@ -24,6 +24,35 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_actions))
         .routes(routes!(get_action))
         .routes(routes!(lift_action))
+        .routes(routes!(move_action))
+        .routes(routes!(link_action))
+}
+
+/// The view of one action with its hits and links.
+async fn one_view(s: &AppState, a: crate::store::ActionRecord, now: i64) -> ApiResult<ActionView> {
+    let ctx = ActionContext::load(s.store.as_ref(), std::slice::from_ref(&a)).await?;
+    Ok(ActionView::new(&a, now, &ctx))
+}
+
+/// Body of `POST /v1/actions/{id}/move` and `/link`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Refile {
+    /// The incident to file the action under (move) or to show it on too (link).
+    #[schema(minimum = 1)]
+    pub incident_id: i64,
+    #[schema(value_type = crate::schema_items::Text2000, example = "filed under the wrong incident")]
+    pub reason: String,
+}
+
+fn refile_input(b: &Refile) -> ApiResult<String> {
+    if b.incident_id < 1 {
+        return Err(ApiError::invalid(
+            "incident_id",
+            "must be a positive integer",
+        ));
+    }
+    Ok(check_text("reason", &b.reason, 2000, true)?)
 }
 
 /// Body of `POST /v1/actions/{id}/lift`.
@@ -73,7 +102,7 @@ async fn create_action(
         .create_action(auth.actor(), &new, s.settings.rails, now)
         .await?;
     s.metrics.policy_version.set(rec.created_version);
-    let mut view = ActionView::new(&rec, now, &[]);
+    let mut view = ActionView::new(&rec, now, &ActionContext::default());
     view.warnings = new.warnings;
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -109,15 +138,9 @@ async fn list_actions(
             now,
         )
         .await?;
-    let hits = s
-        .store
-        .hits(&items.iter().map(|a| a.id).collect::<Vec<_>>())
-        .await?;
+    let ctx = ActionContext::load(s.store.as_ref(), &items).await?;
     Ok(Json(ActionList {
-        items: items
-            .iter()
-            .map(|a| ActionView::new(a, now, &hits))
-            .collect(),
+        items: ctx.views(&items, now),
         total,
         limit,
         offset,
@@ -134,8 +157,7 @@ async fn get_action(
     PathId(id): PathId,
 ) -> ApiResult<Json<ActionView>> {
     let a = s.store.get_action(id).await?;
-    let hits = s.store.hits(&[id]).await?;
-    Ok(Json(ActionView::new(&a, s.now_ms(), &hits)))
+    Ok(Json(one_view(&s, a, s.now_ms()).await?))
 }
 
 /// Lift an active action (the next policy version removes its rule).
@@ -156,6 +178,51 @@ async fn lift_action(
     if let Some(v) = a.ended_version {
         s.metrics.policy_version.set(v);
     }
-    let hits = s.store.hits(&[id]).await?;
-    Ok(Json(ActionView::new(&a, now, &hits)))
+    Ok(Json(one_view(&s, a, now).await?))
+}
+
+/// Move an action to another incident without lifting it: enforcement does not stop (a
+/// live rule is re-sent with its new incident in one policy version). Recorded on both
+/// incidents' timelines and in the audit log (`action.move`).
+#[utoipa::path(post, path = "/v1/actions/{id}/move", tag = "containment", params(("id" = i64, Path, minimum = 1, description = "a positive integer id")),
+    request_body(content = Refile, example = json!({"incident_id": 7, "reason": "filed under the wrong incident"})),
+    responses((status = 200, body = ActionView), (status = 404, description = "unknown action or incident", body = ErrorBody),
+        (status = 409, description = "the incident is closed, or already the action's", body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn move_action(
+    State(s): State<AppState>,
+    auth: Auth<Responders>,
+    PathId(id): PathId,
+    ApiJson(b): ApiJson<Refile>,
+) -> ApiResult<Json<ActionView>> {
+    let reason = refile_input(&b)?;
+    let now = s.now_ms();
+    let a = s
+        .store
+        .move_action(auth.actor(), id, b.incident_id, &reason, now)
+        .await?;
+    Ok(Json(one_view(&s, a, now).await?))
+}
+
+/// Link an action to a further incident: it stays the first incident's and also shows on
+/// this one (its actions, documents and export). No policy change. Recorded on both
+/// timelines and in the audit log (`action.link`).
+#[utoipa::path(post, path = "/v1/actions/{id}/link", tag = "containment", params(("id" = i64, Path, minimum = 1, description = "a positive integer id")),
+    request_body(content = Refile, example = json!({"incident_id": 7, "reason": "same source as incident 7"})),
+    responses((status = 200, body = ActionView), (status = 404, description = "unknown action or incident", body = ErrorBody),
+        (status = 409, description = "the incident is closed, is the action's own, or is linked already", body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn link_action(
+    State(s): State<AppState>,
+    auth: Auth<Responders>,
+    PathId(id): PathId,
+    ApiJson(b): ApiJson<Refile>,
+) -> ApiResult<Json<ActionView>> {
+    let reason = refile_input(&b)?;
+    let now = s.now_ms();
+    let a = s
+        .store
+        .link_action(auth.actor(), id, b.incident_id, &reason, now)
+        .await?;
+    Ok(Json(one_view(&s, a, now).await?))
 }

@@ -271,6 +271,10 @@ pub struct EdgeReportSchema {
     #[serde(default)]
     #[schema(max_items = 10000)]
     pub hits: Vec<RuleHitsSchema>,
+    /// Seconds between this edge's reports (hit counts lag by up to this); optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 4_294_967_295_u64)]
+    pub interval_s: Option<u32>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -392,6 +396,9 @@ pub struct EdgeView {
     /// Whether the edge enforces an older version than the current one.
     pub behind: bool,
     pub reports: i64,
+    /// Seconds between its reports, as it says (null: an edge older than the field): hit
+    /// counts from it lag by up to this much.
+    pub report_interval_secs: Option<i64>,
 }
 
 /// Edges that reported, with last-seen time and whether they are behind.
@@ -414,6 +421,7 @@ async fn list_edges(
                 policy_version: e.policy_version,
                 current_version: current,
                 reports: e.reports,
+                report_interval_secs: e.report_interval_s,
             })
             .collect(),
     ))
@@ -426,7 +434,7 @@ mod tests {
     #[test]
     fn edge_report_schema_matches() {
         let json = serde_json::json!({"edge_id": "e", "boot_id": "b", "seq": 3, "policy_version": 7,
-            "hits": [{"rule_id": 1, "count": 2}]});
+            "hits": [{"rule_id": 1, "count": 2}], "interval_s": 5});
         let a: EdgeReport = serde_json::from_value(json.clone()).unwrap();
         let b: EdgeReportSchema = serde_json::from_value(json).unwrap();
         assert_eq!(

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::records::{markdown_response, wants_markdown, FormatQuery};
-use super::views::{ActionView, IncidentView, TimelineView};
+use super::views::{ActionContext, IncidentView, TimelineView};
 use crate::auth::{Auth, Readers};
 use crate::clock::rfc3339;
 use crate::error::{ApiResult, ErrorBody};
@@ -48,10 +48,7 @@ async fn export_incident(
     };
     let (mut actions, _) = s.store.list_actions(&f, now).await?;
     actions.sort_by_key(|a| a.id);
-    let hits = s
-        .store
-        .hits(&actions.iter().map(|a| a.id).collect::<Vec<_>>())
-        .await?;
+    let ctx = ActionContext::load(s.store.as_ref(), &actions).await?;
     let timeline = s.store.timeline(id).await?;
     let notifications = s.store.notifications(id).await?;
     let postmortem = s.store.postmortem(id).await?;
@@ -107,10 +104,7 @@ async fn export_incident(
             .map(|(i, t, d)| DeadlineView::new(*i, t, d))
             .collect(),
         timeline: timeline.iter().map(TimelineView::from).collect(),
-        actions: actions
-            .iter()
-            .map(|a| ActionView::new(a, now, &hits))
-            .collect(),
+        actions: ctx.views(&actions, now),
         notifications: notifications.iter().map(NotificationView::from).collect(),
         postmortem: postmortem.as_ref().map(PostMortemView::from),
         evidence: evidence.iter().map(EvidenceView::from).collect(),

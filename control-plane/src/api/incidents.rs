@@ -8,7 +8,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::views::{ActionView, IncidentDetail, IncidentList, IncidentView, TimelineView};
+use super::views::{
+    ActionContext, ActionView, IncidentDetail, IncidentList, IncidentView, TimelineView,
+};
 use super::{page, parse_time};
 use crate::auth::{Auth, Readers, Responders};
 use crate::domain::facts::{FactsChange, FactsInput, IndicatorsInput};
@@ -86,6 +88,12 @@ pub struct CreateIncident {
     /// GDPR: measures taken or proposed.
     #[schema(value_type = Option<crate::schema_items::FreeText10000>)]
     pub measures_taken: Option<String>,
+    /// The heading customers see in the customer notification (never the internal title).
+    #[schema(value_type = Option<crate::schema_items::Name200>)]
+    pub customer_title: Option<String>,
+    /// What customers are told happened (the customer notification).
+    #[schema(value_type = Option<crate::schema_items::FreeText10000>)]
+    pub customer_summary: Option<String>,
 }
 
 /// The facts fields of a create or update body.
@@ -100,6 +108,8 @@ macro_rules! facts_input {
             records_approx: $b.records_approx,
             likely_consequences: $b.likely_consequences.as_deref(),
             measures_taken: $b.measures_taken.as_deref(),
+            customer_title: $b.customer_title.as_deref(),
+            customer_summary: $b.customer_summary.as_deref(),
         }
         .validate()
     };
@@ -154,6 +164,12 @@ pub struct UpdateIncident {
     /// GDPR: measures taken or proposed.
     #[schema(value_type = Option<crate::schema_items::FreeText10000>)]
     pub measures_taken: Option<String>,
+    /// The heading customers see in the customer notification (never the internal title).
+    #[schema(value_type = Option<crate::schema_items::Name200>)]
+    pub customer_title: Option<String>,
+    /// What customers are told happened (the customer notification).
+    #[schema(value_type = Option<crate::schema_items::FreeText10000>)]
+    pub customer_summary: Option<String>,
     /// Closing with live containment: lift every live action in the same change (one
     /// policy version); needs `reason`. Without it (or `keep_containment`), closing an
     /// incident with live containment is refused (409 naming the actions).
@@ -266,20 +282,14 @@ async fn get_incident(
         offset: 0,
     };
     let (actions, _) = s.store.list_actions(&f, now).await?;
-    let hits = s
-        .store
-        .hits(&actions.iter().map(|a| a.id).collect::<Vec<_>>())
-        .await?;
+    let ctx = ActionContext::load(s.store.as_ref(), &actions).await?;
     let timeline = s.store.timeline(id).await?;
     let facts = s.store.deadline_facts(Some(id)).await?;
     let deadlines = crate::record::deadlines(&facts, &s.settings.holidays, now)
         .iter()
         .map(|(id, title, d)| DeadlineView::new(*id, title, d))
         .collect();
-    let actions: Vec<ActionView> = actions
-        .iter()
-        .map(|a| ActionView::new(a, now, &hits))
-        .collect();
+    let actions: Vec<ActionView> = ctx.views(&actions, now);
     Ok(Json(IncidentDetail {
         incident: IncidentView::from(&rec),
         hits_total: actions.iter().map(|a| a.hits.total).sum(),
@@ -366,12 +376,8 @@ async fn lift_all(
     let reason = crate::domain::check_text("reason", &b.reason, 2000, true)?;
     let now = s.now_ms();
     let lifted = s.store.lift_all(auth.actor(), id, &reason, now).await?;
-    let ids: Vec<i64> = lifted.iter().map(|a| a.id).collect();
-    let hits = s.store.hits(&ids).await?;
+    let ctx = ActionContext::load(s.store.as_ref(), &lifted).await?;
     Ok(Json(LiftedAll {
-        lifted: lifted
-            .iter()
-            .map(|a| ActionView::new(a, now, &hits))
-            .collect(),
+        lifted: ctx.views(&lifted, now),
     }))
 }

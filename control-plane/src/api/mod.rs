@@ -8,7 +8,9 @@ pub mod edge;
 pub mod evidence;
 pub mod export;
 pub mod incidents;
+pub mod lookup;
 pub mod records;
+pub mod settings;
 pub mod tokens;
 pub mod views;
 
@@ -65,6 +67,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(records::router())
         .merge(evidence::router())
         .merge(export::router())
+        .merge(settings::router())
+        .merge(lookup::router())
 }
 
 /// The full router with state, body limit and metrics middleware.

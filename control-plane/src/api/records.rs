@@ -80,8 +80,8 @@ async fn record_notification(
         reference: b.reference.as_deref(),
         note: b.note.as_deref(),
     };
-    let dpo = s.settings.dpo_contact.as_deref();
-    let n = NewNotification::validate(id, &input, auth.actor(), dpo, now)?;
+    let org = s.org_settings().await?;
+    let n = NewNotification::validate(id, &input, auth.actor(), org.dpo_contact.as_deref(), now)?;
     let rec = s.store.record_notification(auth.actor(), &n, now).await?;
     Ok((StatusCode::CREATED, Json(NotificationView::from(&rec))))
 }
@@ -276,11 +276,12 @@ async fn get_document(
         .into_iter()
         .map(|(_, _, d)| d)
         .collect();
+    let org = s.org_settings().await?;
     let src = Sources {
         incident,
         actions: &actions,
         deadlines: &ds,
-        dpo_contact: s.settings.dpo_contact.as_deref(),
+        org: &org,
         now,
     };
     let doc = render(kind, &src).map_err(ApiError::MissingFacts)?;

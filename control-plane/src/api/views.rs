@@ -10,9 +10,11 @@ use crate::domain::action::{ActionKind, IsolationInput, ModeInput};
 use crate::domain::facts::IncidentFacts;
 use crate::domain::incident::{Phase, Severity};
 use crate::domain::token::Role;
+use crate::domain::CoreResult;
 use crate::record::DeadlineView;
 use crate::store::{
-    ActionRecord, ActionStatus, HitRecord, IncidentRecord, TimelineEntry, TokenRecord,
+    ActionRecord, ActionStatus, EdgeRecord, HitRecord, IncidentRecord, Store, TimelineEntry,
+    TokenRecord,
 };
 
 fn ts(ms: i64) -> String {
@@ -157,11 +159,46 @@ pub enum ScopeView {
     Pixel(String),
 }
 
-/// Hits the edges reported for an action.
+/// Hits the edges reported for an action. Edges report every `report_interval_secs`, so
+/// the counts lag the traffic by up to that much; they are complete up to `last_report_at`.
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct HitsView {
     pub total: u64,
     pub by_edge: BTreeMap<String, u64>,
+    /// The latest report of the edges that counted hits for this action (of any edge when
+    /// none has); null when no edge has reported.
+    pub last_report_at: Option<String>,
+    /// The longest report interval of those edges, in seconds (null: unknown, the edges
+    /// do not say).
+    pub report_interval_secs: Option<u64>,
+}
+
+/// What action views are made of besides the actions: hits, links, the edges' reports.
+#[derive(Debug, Default)]
+pub struct ActionContext {
+    pub hits: Vec<HitRecord>,
+    pub links: Vec<(i64, i64)>,
+    pub edges: Vec<EdgeRecord>,
+}
+
+impl ActionContext {
+    /// Everything [`ActionView::new`] needs for `actions`, in three reads.
+    pub async fn load(store: &dyn Store, actions: &[ActionRecord]) -> CoreResult<ActionContext> {
+        let ids: Vec<i64> = actions.iter().map(|a| a.id).collect();
+        Ok(ActionContext {
+            hits: store.hits(&ids).await?,
+            links: store.links(&ids).await?,
+            edges: store.list_edges().await?,
+        })
+    }
+
+    /// The views of `actions`, in order.
+    pub fn views(&self, actions: &[ActionRecord], now_ms: i64) -> Vec<ActionView> {
+        actions
+            .iter()
+            .map(|a| ActionView::new(a, now_ms, self))
+            .collect()
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -189,13 +226,16 @@ pub struct ActionView {
     /// The policy version that removed the rule.
     pub ended_version: Option<i64>,
     pub hits: HitsView,
+    /// Further incidents this action is linked to (`POST /v1/actions/{id}/link`); it
+    /// belongs to `incident_id`.
+    pub linked_incident_ids: Vec<i64>,
     /// Normalisations applied to the request (only in the create response).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
 
 impl ActionView {
-    pub fn new(a: &ActionRecord, now_ms: i64, hits: &[HitRecord]) -> ActionView {
+    pub fn new(a: &ActionRecord, now_ms: i64, ctx: &ActionContext) -> ActionView {
         let v = a.target.value.clone();
         let (target, scope) = match (a.kind, a.target.ty) {
             (ActionKind::Isolate, "host") => (None, Some(ScopeView::Host(v))),
@@ -209,11 +249,33 @@ impl ActionView {
             (_, _) => (Some(TargetView::PathPrefix(v)), None),
         };
         let mut h = HitsView::default();
-        for r in hits.iter().filter(|r| r.action_id == a.id) {
+        for r in ctx.hits.iter().filter(|r| r.action_id == a.id) {
             let n = u64::try_from(r.count).unwrap_or(0);
             h.total = h.total.saturating_add(n);
             *h.by_edge.entry(r.edge_id.clone()).or_default() += n;
         }
+        let counted: Vec<&EdgeRecord> = ctx
+            .edges
+            .iter()
+            .filter(|e| h.by_edge.contains_key(&e.edge_id))
+            .collect();
+        let reporting: Vec<&EdgeRecord> = if counted.is_empty() {
+            ctx.edges.iter().collect()
+        } else {
+            counted
+        };
+        h.last_report_at = reporting.iter().map(|e| e.last_seen).max().map(ts);
+        h.report_interval_secs = reporting
+            .iter()
+            .filter_map(|e| e.report_interval_s)
+            .max()
+            .and_then(|s| u64::try_from(s).ok());
+        let linked_incident_ids = ctx
+            .links
+            .iter()
+            .filter(|(action, _)| *action == a.id)
+            .map(|(_, incident)| *incident)
+            .collect();
         ActionView {
             id: a.id,
             incident_id: a.incident_id,
@@ -241,6 +303,7 @@ impl ActionView {
             end_reason: a.end_reason.clone(),
             ended_version: a.ended_version,
             hits: h,
+            linked_incident_ids,
             warnings: Vec::new(),
         }
     }

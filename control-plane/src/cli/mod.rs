@@ -155,8 +155,16 @@ pub struct ServeArgs {
     pub holidays_file: Option<std::path::PathBuf>,
     /// The data protection officer's contact (name, e-mail, phone), stated in every breach
     /// notification and the customer notification.
+    /// Until set through `PATCH /v1/settings`.
     #[arg(long, env = "EC_DPO_CONTACT")]
     pub dpo_contact: Option<String>,
+    /// The company name documents are written in (until set through `PATCH /v1/settings`).
+    #[arg(long, env = "EC_COMPANY_NAME")]
+    pub company_name: Option<String>,
+    /// The security mailbox incidents are reported to (the internal alert's recipient; until
+    /// set through `PATCH /v1/settings`).
+    #[arg(long, env = "EC_SECURITY_MAILBOX")]
+    pub security_mailbox: Option<String>,
     /// Largest accepted access-log batch (`POST /v1/evidence/access-logs`), in bytes.
     #[arg(long, env = "EC_MAX_EVIDENCE_BYTES", default_value_t = 8 << 20)]
     pub max_evidence_bytes: usize,
@@ -213,14 +221,29 @@ impl ServeArgs {
                 .map_err(|e| anyhow::anyhow!("--holidays-file {}: {e}", path.display()))?;
             holidays.0.extend(more.0);
         }
-        let dpo_contact = self
-            .dpo_contact
-            .as_deref()
-            .map(str::trim)
-            .filter(|d| !d.is_empty())
-            .map(|d| check_name("dpo_contact", d, 500))
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("--{e}"))?;
+        fn given(v: &Option<String>) -> Option<Option<&str>> {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(Some)
+        }
+        let change = crate::domain::settings::validate(
+            given(&self.company_name),
+            given(&self.dpo_contact),
+            given(&self.security_mailbox),
+        )
+        .map_err(|e| {
+            let mut m = e.to_string();
+            for f in ["company_name", "dpo_contact", "security_mailbox"] {
+                m = m.replace(f, &format!("--{}", f.replace('_', "-")));
+            }
+            anyhow::anyhow!("{m}")
+        })?;
+        let org = crate::domain::settings::OrgSettings {
+            company_name: change.company_name.flatten(),
+            dpo_contact: change.dpo_contact.flatten(),
+            security_mailbox: change.security_mailbox.flatten(),
+        };
         Ok(Settings {
             rails: GuardRails {
                 min_prefix_v4: self.min_prefix_v4,
@@ -229,7 +252,7 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             expiry_interval: Duration::from_millis(self.expiry_interval_ms),
             holidays,
-            dpo_contact,
+            org,
             max_evidence_bytes: self.max_evidence_bytes,
             policy_wake_interval: Duration::from_millis(self.policy_wake_interval_ms),
             token_cache_ttl: Duration::from_millis(self.token_cache_ttl_ms),

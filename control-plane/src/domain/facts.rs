@@ -59,6 +59,11 @@ pub struct IncidentFacts {
     pub likely_consequences: String,
     /// Measures taken or proposed to address the breach and mitigate its effects.
     pub measures_taken: String,
+    /// The heading customers see (the customer notification): never the internal title,
+    /// which may name indicators or internal systems.
+    pub customer_title: String,
+    /// What customers are told happened, in their terms.
+    pub customer_summary: String,
 }
 
 /// A validated change to the facts: `Some` fields replace the stored value.
@@ -72,6 +77,8 @@ pub struct FactsChange {
     pub records_approx: Option<u64>,
     pub likely_consequences: Option<String>,
     pub measures_taken: Option<String>,
+    pub customer_title: Option<String>,
+    pub customer_summary: Option<String>,
     /// Normalisations applied (host bits cleared in a CIDR).
     pub warnings: Vec<String>,
 }
@@ -87,6 +94,8 @@ pub struct FactsInput<'a> {
     pub records_approx: Option<u64>,
     pub likely_consequences: Option<&'a str>,
     pub measures_taken: Option<&'a str>,
+    pub customer_title: Option<&'a str>,
+    pub customer_summary: Option<&'a str>,
 }
 
 /// Largest plausible count of data subjects or records.
@@ -160,6 +169,11 @@ impl FactsInput<'_> {
             records_approx: count("records_approx", self.records_approx)?,
             likely_consequences: text("likely_consequences", self.likely_consequences)?,
             measures_taken: text("measures_taken", self.measures_taken)?,
+            customer_title: self
+                .customer_title
+                .map(|t| check_name("customer_title", t, 200))
+                .transpose()?,
+            customer_summary: text("customer_summary", self.customer_summary)?,
             warnings,
         })
     }
@@ -175,6 +189,8 @@ impl FactsChange {
             && self.records_approx.is_none()
             && self.likely_consequences.is_none()
             && self.measures_taken.is_none()
+            && self.customer_title.is_none()
+            && self.customer_summary.is_none()
     }
 
     /// Apply to `facts`; returns the names of the fields whose value changed.
@@ -236,6 +252,18 @@ impl FactsChange {
             &mut facts.measures_taken,
             &self.measures_taken,
         );
+        set(
+            &mut changed,
+            "customer_title",
+            &mut facts.customer_title,
+            &self.customer_title,
+        );
+        set(
+            &mut changed,
+            "customer_summary",
+            &mut facts.customer_summary,
+            &self.customer_summary,
+        );
         changed
     }
 }
@@ -269,8 +297,15 @@ pub fn missing_for_authority(f: &IncidentFacts, dpo_contact: Option<&str>) -> Ve
 }
 
 /// The facts GDPR Art. 34(2) asks a notification of data subjects (customers) to state.
+/// Customers also get a title and summary of their own, never the internal ones.
 pub fn missing_for_customers(f: &IncidentFacts, dpo_contact: Option<&str>) -> Vec<String> {
     let mut m = Vec::new();
+    if f.customer_title.is_empty() {
+        m.push("customer_title");
+    }
+    if f.customer_summary.is_empty() {
+        m.push("customer_summary");
+    }
     if f.breach_nature.is_empty() {
         m.push("breach_nature");
     }
@@ -357,7 +392,10 @@ mod tests {
             ..IncidentFacts::default()
         };
         assert!(missing_for_authority(&full, Some("dpo@example.com")).is_empty());
-        assert_eq!(missing_for_customers(&full, Some(" ")), ["dpo_contact"]);
+        assert_eq!(
+            missing_for_customers(&full, Some(" ")),
+            ["customer_title", "customer_summary", "dpo_contact"]
+        );
     }
 
     #[test]

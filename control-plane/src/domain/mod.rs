@@ -10,13 +10,18 @@ pub mod edge_record;
 pub mod effects;
 pub mod evidence;
 pub mod facts;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod incident;
 pub mod incident_rules;
+pub mod lookup;
 pub mod notification;
 pub mod policy;
 pub mod postmortem;
 pub mod record_rules;
 pub mod records;
+pub mod refile;
+pub mod settings;
 pub mod signing;
 pub mod target;
 pub mod token;
@@ -30,6 +35,9 @@ pub enum CoreError {
     /// Input that does not make sense, naming the field (`target.cidr`, `expires_in`, ...).
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// Several fields are not valid: each `(field, message)`, in the order checked.
+    #[error("{}", .0.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))]
+    InvalidMany(Vec<(String, String)>),
     /// A guard rail refused the change; `force: true` (with a reason) overrides it.
     #[error("{field}: {message}")]
     GuardRail { field: String, message: String },
@@ -70,6 +78,22 @@ impl CoreError {
             field: field.into(),
             message: message.to_string(),
         }
+    }
+    /// Several validation failures as one error (each `Invalid` kept with its field), so a
+    /// client learns every field to fix at once; `None` when there are none.
+    pub fn all(errors: Vec<CoreError>) -> Option<CoreError> {
+        if errors.len() <= 1 {
+            return errors.into_iter().next();
+        }
+        let mut list = Vec::new();
+        for e in errors {
+            match e {
+                CoreError::Invalid { field, message } => list.push((field, message)),
+                CoreError::InvalidMany(more) => list.extend(more),
+                other => return Some(other),
+            }
+        }
+        Some(CoreError::InvalidMany(list))
     }
     pub fn not_found(what: &'static str, id: impl fmt::Display) -> Self {
         CoreError::NotFound {

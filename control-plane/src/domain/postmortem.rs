@@ -21,22 +21,28 @@ pub struct FollowUp {
     pub due: Option<String>,
 }
 
-/// The post-mortem content (body of `PUT /v1/incidents/{id}/postmortem`).
+/// The post-mortem content (body of `PUT /v1/incidents/{id}/postmortem`). A missing field
+/// reads as empty, so that validation names every field to fill in at once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostMortem {
-    #[schema(value_type = crate::schema_items::Text20000)]
+    #[serde(default)]
+    #[schema(value_type = crate::schema_items::Text20000, required = true)]
     pub lessons_learned: String,
-    #[schema(value_type = crate::schema_items::Text20000)]
+    #[serde(default)]
+    #[schema(value_type = crate::schema_items::Text20000, required = true)]
     pub root_cause: String,
     /// At least one.
-    #[schema(value_type = Vec<crate::schema_items::Text2000>, min_items = 1, max_items = 50)]
+    #[serde(default)]
+    #[schema(value_type = Vec<crate::schema_items::Text2000>, min_items = 1, max_items = 50, required = true)]
     pub attack_vectors: Vec<String>,
     /// What data was affected and how ("none" is an answer).
-    #[schema(value_type = crate::schema_items::Text20000)]
+    #[serde(default)]
+    #[schema(value_type = crate::schema_items::Text20000, required = true)]
     pub data_impact: String,
     /// Follow-up items, each with an owner.
-    #[schema(max_items = 200)]
+    #[serde(default)]
+    #[schema(max_items = 200, required = true)]
     pub follow_ups: Vec<FollowUp>,
     /// Policy or system changes decided.
     #[serde(default)]
@@ -45,43 +51,64 @@ pub struct PostMortem {
 }
 
 impl PostMortem {
-    /// Check every field; return the normalised post-mortem.
+    /// Check every field; return the normalised post-mortem, or every invalid field at once.
     pub fn validate(&self) -> CoreResult<PostMortem> {
-        let lessons_learned = check_text("lessons_learned", &self.lessons_learned, 20_000, true)?;
-        let root_cause = check_text("root_cause", &self.root_cause, 20_000, true)?;
-        let data_impact = check_text("data_impact", &self.data_impact, 20_000, true)?;
-        let policy_changes = check_text("policy_changes", &self.policy_changes, 20_000, false)?;
+        let mut errors = Vec::new();
+        let mut keep = |r: CoreResult<String>| r.map_err(|e| errors.push(e)).unwrap_or_default();
+        let lessons_learned = keep(check_text(
+            "lessons_learned",
+            &self.lessons_learned,
+            20_000,
+            true,
+        ));
+        let root_cause = keep(check_text("root_cause", &self.root_cause, 20_000, true));
+        let data_impact = keep(check_text("data_impact", &self.data_impact, 20_000, true));
+        let policy_changes = keep(check_text(
+            "policy_changes",
+            &self.policy_changes,
+            20_000,
+            false,
+        ));
+        let mut attack_vectors = Vec::new();
         if self.attack_vectors.is_empty() {
-            return Err(CoreError::invalid("attack_vectors", "give at least one"));
+            errors.push(CoreError::invalid("attack_vectors", "give at least one"));
+        } else if self.attack_vectors.len() > 50 {
+            errors.push(CoreError::invalid("attack_vectors", "at most 50 entries"));
+        } else {
+            for (i, v) in self.attack_vectors.iter().enumerate() {
+                match check_text(&format!("attack_vectors[{i}]"), v, 2000, true) {
+                    Ok(v) => attack_vectors.push(v),
+                    Err(e) => errors.push(e),
+                }
+            }
         }
-        if self.attack_vectors.len() > 50 {
-            return Err(CoreError::invalid("attack_vectors", "at most 50 entries"));
-        }
-        let attack_vectors = self
-            .attack_vectors
-            .iter()
-            .enumerate()
-            .map(|(i, v)| check_text(&format!("attack_vectors[{i}]"), v, 2000, true))
-            .collect::<CoreResult<Vec<_>>>()?;
+        let mut follow_ups = Vec::new();
         if self.follow_ups.len() > 200 {
-            return Err(CoreError::invalid("follow_ups", "at most 200 entries"));
+            errors.push(CoreError::invalid("follow_ups", "at most 200 entries"));
+        } else {
+            for (i, f) in self.follow_ups.iter().enumerate() {
+                let item = check_text(&format!("follow_ups[{i}].item"), &f.item, 2000, true);
+                let owner = check_name(&format!("follow_ups[{i}].owner"), &f.owner, 200);
+                let due = f
+                    .due
+                    .as_deref()
+                    .map(|d| check_name(&format!("follow_ups[{i}].due"), d, 40))
+                    .transpose();
+                match (item, owner, due) {
+                    (Ok(item), Ok(owner), Ok(due)) => {
+                        follow_ups.push(FollowUp { item, owner, due })
+                    }
+                    (item, owner, due) => {
+                        errors.extend(item.err());
+                        errors.extend(owner.err());
+                        errors.extend(due.err());
+                    }
+                }
+            }
         }
-        let follow_ups = self
-            .follow_ups
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                Ok(FollowUp {
-                    item: check_text(&format!("follow_ups[{i}].item"), &f.item, 2000, true)?,
-                    owner: check_name(&format!("follow_ups[{i}].owner"), &f.owner, 200)?,
-                    due: f
-                        .due
-                        .as_deref()
-                        .map(|d| check_name(&format!("follow_ups[{i}].due"), d, 40))
-                        .transpose()?,
-                })
-            })
-            .collect::<CoreResult<Vec<_>>>()?;
+        if let Some(e) = CoreError::all(errors) {
+            return Err(e);
+        }
         Ok(PostMortem {
             lessons_learned,
             root_cause,
@@ -120,5 +147,25 @@ mod tests {
         assert!(ok.validate().is_ok());
         ok.attack_vectors.clear();
         assert!(ok.validate().is_err());
+    }
+
+    #[test]
+    fn an_empty_post_mortem_names_every_field_at_once() {
+        let pm: PostMortem = serde_json::from_str("{}").unwrap();
+        match pm.validate() {
+            Err(CoreError::InvalidMany(list)) => {
+                let fields: Vec<_> = list.iter().map(|(f, _)| f.as_str()).collect();
+                assert_eq!(
+                    fields,
+                    [
+                        "lessons_learned",
+                        "root_cause",
+                        "data_impact",
+                        "attack_vectors"
+                    ]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use super::describe_action;
 use crate::clock::rfc3339;
 use crate::domain::deadline::Deadline;
+use crate::domain::settings::OrgSettings;
 use crate::store::{ActionRecord, IncidentRecord};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -68,7 +69,8 @@ pub struct Sources<'a> {
     pub incident: &'a IncidentRecord,
     pub actions: &'a [ActionRecord],
     pub deadlines: &'a [Deadline],
-    pub dpo_contact: Option<&'a str>,
+    /// The organisation settings in effect (company name, DPO contact, security mailbox).
+    pub org: &'a OrgSettings,
     pub now: i64,
 }
 
@@ -96,11 +98,16 @@ pub fn missing(kind: DocumentKind, s: &Sources<'_>) -> Vec<String> {
             require(&mut m, "next_update_at", i.next_update_at.is_some());
         }
         DocumentKind::CustomerNotification => {
+            require(&mut m, "customer_title", !f.customer_title.is_empty());
+            require(&mut m, "customer_summary", !f.customer_summary.is_empty());
             require(&mut m, "breach_nature", !f.breach_nature.is_empty());
             require(
                 &mut m,
                 "dpo_contact",
-                s.dpo_contact.is_some_and(|d| !d.trim().is_empty()),
+                s.org
+                    .dpo_contact
+                    .as_deref()
+                    .is_some_and(|d| !d.trim().is_empty()),
             );
             require(
                 &mut m,
@@ -155,8 +162,11 @@ pub fn render(kind: DocumentKind, s: &Sources<'_>) -> Result<Document, Vec<Strin
                 "\n## Next update\n\n{}",
                 next_update.as_deref().unwrap_or("")
             );
+            if let Some(to) = &s.org.security_mailbox {
+                let _ = writeln!(md, "- **To:** {to}");
+            }
             let fields = json!({"severity": i.severity, "time_utc": now, "detected_at": rfc3339(i.detected_at),
-                "phase": i.phase, "summary": i.summary, "impact": f.impact, "actions_taken": actions,
+                "to": s.org.security_mailbox, "phase": i.phase, "summary": i.summary, "impact": f.impact, "actions_taken": actions,
                 "next_update_at": next_update});
             (title, fields)
         }
@@ -210,11 +220,17 @@ pub fn render(kind: DocumentKind, s: &Sources<'_>) -> Result<Document, Vec<Strin
             (title, fields)
         }
         DocumentKind::CustomerNotification => {
-            let title = format!("Notice of a personal data breach: {}", i.title);
-            let dpo = s.dpo_contact.unwrap_or("");
+            // Customers see their own title and summary, never the internal ones.
+            let title = format!("Notice of a personal data breach: {}", f.customer_title);
+            let dpo = s.org.dpo_contact.as_deref().unwrap_or("");
+            let company = s.org.company_name.as_deref();
             let _ = writeln!(md, "# {title}\n");
+            if let Some(c) = company {
+                let _ = writeln!(md, "From: {c}\n");
+            }
             let _ = writeln!(md, "Date: {now}\n");
-            let _ = writeln!(md, "## What happened\n\n{}\n", f.breach_nature);
+            let _ = writeln!(md, "## What happened\n\n{}\n", f.customer_summary);
+            let _ = writeln!(md, "## Nature of the breach\n\n{}\n", f.breach_nature);
             if !f.data_categories.is_empty() {
                 let _ = writeln!(
                     md,
@@ -225,7 +241,8 @@ pub fn render(kind: DocumentKind, s: &Sources<'_>) -> Result<Document, Vec<Strin
             let _ = writeln!(md, "## Likely consequences\n\n{}\n", f.likely_consequences);
             let _ = writeln!(md, "## What we have done\n\n{}\n", f.measures_taken);
             let _ = writeln!(md, "## Contact\n\nOur data protection officer: {dpo}");
-            let fields = json!({"date_utc": now, "breach_nature": f.breach_nature,
+            let fields = json!({"date_utc": now, "company_name": company, "customer_title": f.customer_title,
+                "customer_summary": f.customer_summary, "breach_nature": f.breach_nature,
                 "data_categories": f.data_categories, "likely_consequences": f.likely_consequences,
                 "measures_taken": f.measures_taken, "dpo_contact": dpo});
             (title, fields)

@@ -1,6 +1,6 @@
 //! The store interface: what the handlers need from storage, as one small async trait per
 //! aggregate ([`TokenStore`], [`IncidentStore`], [`ActionStore`], [`AuditStore`],
-//! [`EdgeStore`], [`RecordStore`]) and [`Store`], the super-trait the application holds.
+//! [`EdgeStore`], [`RecordStore`], [`SettingsStore`]) and [`Store`], the super-trait the application holds.
 //!
 //! A backend makes no decisions: every refusal, row value, timeline text and audit event
 //! comes from a pure function in [`crate::domain`] (`incident_rules`, `containment`,
@@ -37,6 +37,7 @@ use crate::domain::audit::{AuditRecord, BrokenLink};
 use crate::domain::incident::{IncidentChange, NewIncident, Phase, Severity};
 use crate::domain::notification::NewNotification;
 use crate::domain::postmortem::PostMortem;
+use crate::domain::settings::{SettingsChange, StoredSettings};
 use crate::domain::signing::SigningKeyRecord;
 use crate::domain::token::Role;
 use crate::domain::CoreResult;
@@ -93,9 +94,12 @@ pub struct ChainReport {
 pub struct EdgeRecord {
     pub edge_id: String,
     pub boot_id: String,
+    /// When its latest report arrived.
     pub last_seen: i64,
     pub policy_version: i64,
     pub reports: i64,
+    /// Seconds between its reports, as it said (edges older than the field say nothing).
+    pub report_interval_s: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,7 +224,29 @@ pub trait ActionStore: Send + Sync {
         reason: &str,
         now: i64,
     ) -> CoreResult<Vec<ActionRecord>>;
+    /// File the action under incident `to` instead ([`crate::domain::refile`]); a live rule is
+    /// re-sent with its new incident in a new policy version (no gap in enforcement).
+    async fn move_action(
+        &self,
+        actor: &str,
+        id: i64,
+        to: i64,
+        reason: &str,
+        now: i64,
+    ) -> CoreResult<ActionRecord>;
+    /// Show the action on incident `to` too (no policy change).
+    async fn link_action(
+        &self,
+        actor: &str,
+        id: i64,
+        to: i64,
+        reason: &str,
+        now: i64,
+    ) -> CoreResult<ActionRecord>;
+    /// The `(action_id, incident_id)` links of these actions.
+    async fn links(&self, action_ids: &[i64]) -> CoreResult<Vec<(i64, i64)>>;
     async fn get_action(&self, id: i64) -> CoreResult<ActionRecord>;
+    /// With `f.incident`: the incident's own actions and those linked to it.
     async fn list_actions(
         &self,
         f: &ActionFilter,
@@ -306,10 +332,31 @@ pub trait RecordStore: Send + Sync {
     ) -> CoreResult<PurgeReport>;
 }
 
+/// The organisation settings (one row).
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    /// What was set through the API (`None` fields: not set).
+    async fn settings(&self) -> CoreResult<StoredSettings>;
+    /// Apply `change` with its audit event (nothing when it changes nothing).
+    async fn update_settings(
+        &self,
+        actor: &str,
+        change: &SettingsChange,
+        now: i64,
+    ) -> CoreResult<StoredSettings>;
+}
+
 /// Everything the handlers need from storage: every aggregate's store, plus health.
 #[async_trait]
 pub trait Store:
-    TokenStore + IncidentStore + ActionStore + AuditStore + EdgeStore + RecordStore + 'static
+    TokenStore
+    + IncidentStore
+    + ActionStore
+    + AuditStore
+    + EdgeStore
+    + RecordStore
+    + SettingsStore
+    + 'static
 {
     async fn counts(&self) -> CoreResult<Counts>;
     /// Cheap liveness check of the database.

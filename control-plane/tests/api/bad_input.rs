@@ -11,7 +11,8 @@ use crate::common::{expect_error, expect_status, Req, TestServer};
 /// WHO is the token used (`responder`, `admin`, `edge`); FIELD and CODE are `-` when not
 /// checked; BODY is the rest of the line: empty for no body, `@big` for a body over the
 /// limit, `@text <body>` to send it as `text/plain`. In paths, `{incident}` is a fixture
-/// incident in phase containment, `{lifted}` a lifted action, `{live}` an active one. The
+/// incident in phase containment, `{lifted}` a lifted action, `{live}` an active one (in
+/// bodies too). The
 /// fixtures also hold an allow entry for 192.0.2.0/24 and a block of 198.51.100.0/24.
 const TABLE: &str = r#"
 POST /v1/incidents responder 400 body invalid_json {
@@ -127,7 +128,7 @@ POST /v1/incidents/{incident}/notifications responder 422 audience - {"audience"
 POST /v1/incidents/{incident}/notifications responder 422 notified_at - {"audience": "staff", "channel": "e", "notified_at": "2999-01-01T00:00:00Z"}
 POST /v1/incidents/{incident}/notifications responder 422 notified_at - {"audience": "staff", "channel": "e", "notified_at": "soon"}
 POST /v1/incidents/{incident}/notifications responder 422 breach_nature missing_facts {"audience": "authority", "channel": "dpa-portal"}
-POST /v1/incidents/{incident}/notifications responder 422 breach_nature missing_facts {"audience": "customers", "channel": "email"}
+POST /v1/incidents/{incident}/notifications responder 422 customer_title missing_facts {"audience": "customers", "channel": "email"}
 POST /v1/incidents/{incident}/notifications responder 422 extra - {"audience": "staff", "channel": "e", "extra": 1}
 POST /v1/incidents/{incident}/notifications responder 400 body invalid_json {
 POST /v1/incidents/{incident}/notifications responder 413 body body_too_large @big
@@ -137,7 +138,22 @@ PUT /v1/incidents/{incident}/postmortem responder 422 root_cause - {"lessons_lea
 PUT /v1/incidents/{incident}/postmortem responder 422 attack_vectors - {"lessons_learned": "l", "root_cause": "r", "attack_vectors": [], "data_impact": "d", "follow_ups": []}
 PUT /v1/incidents/{incident}/postmortem responder 422 follow_ups[0].owner - {"lessons_learned": "l", "root_cause": "r", "attack_vectors": ["v"], "data_impact": "d", "follow_ups": [{"item": "i", "owner": ""}]}
 PUT /v1/incidents/{incident}/postmortem responder 422 follow_ups[0].owner - {"lessons_learned": "l", "root_cause": "r", "attack_vectors": ["v"], "data_impact": "d", "follow_ups": [{"item": "i"}]}
-PUT /v1/incidents/{incident}/postmortem responder 422 follow_ups - {"lessons_learned": "l", "root_cause": "r", "attack_vectors": ["v"], "data_impact": "d"}
+PUT /v1/incidents/{incident}/postmortem responder 422 lessons_learned invalid_field {}
+PUT /v1/incidents/{incident}/postmortem responder 422 follow_ups - {"lessons_learned": "l", "root_cause": "r", "attack_vectors": ["v"], "data_impact": "d", "follow_ups": {}}
+PATCH /v1/settings admin 422 company_name - {"company_name": " "}
+PATCH /v1/settings admin 422 company_name - {"company_name": 5}
+PATCH /v1/settings admin 422 security_mailbox - {"security_mailbox": "not a mailbox"}
+PATCH /v1/settings admin 422 dpo_contact - {"dpo_contact": "a\nb"}
+PATCH /v1/settings admin 422 colour - {"colour": "red"}
+POST /v1/actions/{live}/move responder 422 incident_id - {"reason": "r"}
+POST /v1/actions/{live}/move responder 422 incident_id - {"incident_id": 0, "reason": "r"}
+POST /v1/actions/{live}/move responder 422 reason - {"incident_id": {incident}}
+POST /v1/actions/{live}/move responder 404 - not_found {"incident_id": 999999, "reason": "r"}
+POST /v1/actions/999999/move responder 404 - not_found {"incident_id": {incident}, "reason": "r"}
+POST /v1/actions/{live}/link responder 409 incident_id conflict {"incident_id": {incident}, "reason": "r"}
+POST /v1/actions/{live}/link responder 422 reason - {"incident_id": {incident}, "reason": ""}
+PATCH /v1/incidents/{incident} responder 422 customer_title - {"customer_title": "a\nb"}
+PATCH /v1/incidents/{incident} responder 422 customer_title - {"customer_title": " "}
 PUT /v1/incidents/{incident}/postmortem responder 413 body body_too_large @big
 PUT /v1/incidents/999999/postmortem responder 404 - not_found {"lessons_learned": "l", "root_cause": "r", "attack_vectors": ["v"], "data_impact": "d", "follow_ups": []}
 POST /v1/evidence/access-logs edge 415 content-type unsupported_media_type
@@ -225,18 +241,20 @@ async fn bad_input_table() {
     assert!(cases.len() > 90);
     for c in cases {
         let before = s.counts().await;
-        let path = c
-            .path
-            .replace("{incident}", &incident.to_string())
-            .replace("{lifted}", &lifted.to_string())
-            .replace("{live}", &live.to_string());
+        let fill = |t: &str| {
+            t.replace("{incident}", &incident.to_string())
+                .replace("{lifted}", &lifted.to_string())
+                .replace("{live}", &live.to_string())
+        };
+        let path = fill(c.path);
+        let body = fill(c.body);
         let token = match c.who {
             "admin" => &s.admin,
             "edge" => &edge,
             "responder" => &responder,
             other => panic!("unknown caller {other}"),
         };
-        let req = match c.body {
+        let req = match body.as_str() {
             "" => Req::token(token),
             "@big" => Req::token(token).raw(big.clone(), "application/json"),
             b => match b.strip_prefix("@text ") {

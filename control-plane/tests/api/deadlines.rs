@@ -35,7 +35,10 @@ pub fn settings() -> Settings {
     Settings {
         expiry_interval: Duration::from_millis(20),
         holidays: Holidays::parse("2026-03-10").unwrap(),
-        dpo_contact: Some("Dana Privacy, dpo@example.com, +31 20 555 0100".into()),
+        org: control_plane::domain::settings::OrgSettings {
+            dpo_contact: Some("Dana Privacy, dpo@example.com, +31 20 555 0100".into()),
+            ..Default::default()
+        },
         max_evidence_bytes: 64 * 1024,
         ..Settings::default()
     }

@@ -46,14 +46,22 @@ async fn documents_refuse_blanks_and_render_markdown_and_json() {
     );
     expect_missing(
         &api.get(&doc("customer_notification"), &v).await,
-        &["breach_nature", "likely_consequences", "measures_taken"],
+        &[
+            "customer_title",
+            "customer_summary",
+            "breach_nature",
+            "likely_consequences",
+            "measures_taken",
+        ],
     );
     let nf = api.get(&doc("press_release"), &v).await;
     expect_error(&nf, 404, Some("kind"), Some("not_found"));
 
     let facts = json!({"summary": "Injected skimmer in px-4711.js", "impact": "Checkout pages of 40 customers",
         "next_update_at": "2026-03-02T10:00:00Z", "breach_nature": "A script skimmed card data",
-        "likely_consequences": "Card fraud", "measures_taken": "Pixel killed at every edge"});
+        "likely_consequences": "Card fraud", "measures_taken": "Pixel killed at every edge",
+        "customer_title": "Your card details may have been read at checkout",
+        "customer_summary": "A script on our checkout page read card details for two days."});
     expect_status(
         &api.patch(&format!("/v1/incidents/{id}"), &r, facts).await,
         200,
@@ -129,12 +137,21 @@ async fn documents_refuse_blanks_and_render_markdown_and_json() {
         text.contains("dpo@example.com") && text.contains("Card fraud"),
         "{text}"
     );
+    // Customers see their own title and summary, never the internal title.
+    assert!(
+        text.contains(
+            "# Notice of a personal data breach: Your card details may have been read at checkout"
+        ) && text.contains("A script on our checkout page"),
+        "{text}"
+    );
+    assert!(!text.contains("Pixel script compromise"), "{text}");
 
     // Without a configured DPO, `dpo_contact` is named as missing.
     let bare = TestServer::start().await;
     let (_, r2) = bare.api.new_token(&bare.admin, "alice", "responder").await;
     let id2 = bare.api.new_incident(&r2, "no dpo").await;
-    let facts = json!({"breach_nature": "n", "likely_consequences": "c", "measures_taken": "m"});
+    let facts = json!({"breach_nature": "n", "likely_consequences": "c", "measures_taken": "m",
+        "customer_title": "t", "customer_summary": "s"});
     expect_status(
         &bare
             .api

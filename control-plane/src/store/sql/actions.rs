@@ -15,7 +15,7 @@ use crate::store::{
 
 /// Record that `version` changed `action_id`: the change log deltas are computed from. Every
 /// write that bumps the policy version for an action goes through here.
-async fn record_policy_change(
+pub(super) async fn record_policy_change(
     c: &mut AnyConnection,
     version: i64,
     action_id: i64,
@@ -195,6 +195,32 @@ impl ActionStore for SqlStore {
         Ok(lifted)
     }
 
+    async fn move_action(
+        &self,
+        actor: &str,
+        id: i64,
+        to: i64,
+        reason: &str,
+        now: i64,
+    ) -> CoreResult<ActionRecord> {
+        self.refile(actor, id, to, reason, false, now).await
+    }
+
+    async fn link_action(
+        &self,
+        actor: &str,
+        id: i64,
+        to: i64,
+        reason: &str,
+        now: i64,
+    ) -> CoreResult<ActionRecord> {
+        self.refile(actor, id, to, reason, true, now).await
+    }
+
+    async fn links(&self, action_ids: &[i64]) -> CoreResult<Vec<(i64, i64)>> {
+        SqlStore::links(self, action_ids).await
+    }
+
     async fn get_action(&self, id: i64) -> CoreResult<ActionRecord> {
         rows::get_action(&mut *self.pool.acquire().await?, id).await
     }
@@ -207,7 +233,11 @@ impl ActionStore for SqlStore {
         let filter = |q: &mut Sql| {
             q.push(" WHERE 1 = 1");
             if let Some(i) = f.incident {
-                q.push(" AND incident_id = ").push_bind(i);
+                q.push(" AND (incident_id = ")
+                    .push_bind(i)
+                    .push(" OR id IN (SELECT action_id FROM action_links WHERE incident_id = ")
+                    .push_bind(i)
+                    .push("))");
             }
             match f.status {
                 None => {}

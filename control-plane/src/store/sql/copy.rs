@@ -15,7 +15,7 @@ use super::{Backend, SqlStore};
 use crate::domain::{CoreError, CoreResult};
 
 /// Every table, parents before children (foreign keys), with the columns it is ordered by.
-const TABLES: [(&str, &str); 13] = [
+const TABLES: [(&str, &str); 15] = [
     ("tokens", "id"),
     ("signing_keys", "key_id"),
     ("incidents", "id"),
@@ -29,6 +29,8 @@ const TABLES: [(&str, &str); 13] = [
     ("notifications", "id"),
     ("postmortems", "incident_id"),
     ("evidence", "id"),
+    ("org_settings", "id"),
+    ("action_links", "action_id, incident_id"),
 ];
 
 /// Tables whose `id` the database assigns (PostgreSQL: an identity to move past the copy).

@@ -57,14 +57,16 @@ impl EdgeStore for SqlStore {
             return Ok(ReportOutcome::default());
         }
         sqlx::query(
-            "INSERT INTO edges (edge_id, boot_id, last_seen, policy_version, reports) VALUES ($1, $2, $3, $4, 1)
+            "INSERT INTO edges (edge_id, boot_id, last_seen, policy_version, reports, report_interval_s) VALUES ($1, $2, $3, $4, 1, $5)
              ON CONFLICT (edge_id) DO UPDATE SET boot_id = excluded.boot_id, last_seen = excluded.last_seen,
-                policy_version = excluded.policy_version, reports = edges.reports + 1",
+                policy_version = excluded.policy_version, reports = edges.reports + 1,
+                report_interval_s = excluded.report_interval_s",
         )
         .bind(&r.edge_id)
         .bind(&r.boot_id)
         .bind(now)
         .bind(version)
+        .bind(r.interval_s.map(i64::from))
         .execute(&mut *c)
         .await?;
         let mut incident_of = HashMap::new();
@@ -101,20 +103,23 @@ impl EdgeStore for SqlStore {
     }
 
     async fn list_edges(&self) -> CoreResult<Vec<EdgeRecord>> {
-        let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT edge_id, boot_id, last_seen, policy_version, reports FROM edges ORDER BY edge_id",
+        let rows: Vec<(String, String, i64, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT edge_id, boot_id, last_seen, policy_version, reports, report_interval_s FROM edges ORDER BY edge_id",
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
             .map(
-                |(edge_id, boot_id, last_seen, policy_version, reports)| EdgeRecord {
-                    edge_id,
-                    boot_id,
-                    last_seen,
-                    policy_version,
-                    reports,
+                |(edge_id, boot_id, last_seen, policy_version, reports, report_interval_s)| {
+                    EdgeRecord {
+                        edge_id,
+                        boot_id,
+                        last_seen,
+                        policy_version,
+                        reports,
+                        report_interval_s,
+                    }
                 },
             )
             .collect())

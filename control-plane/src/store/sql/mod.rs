@@ -25,7 +25,9 @@ mod edges;
 mod incidents;
 pub mod notify;
 mod records;
+mod refile;
 mod rows;
+mod settings;
 mod tokens;
 
 use std::sync::Arc;

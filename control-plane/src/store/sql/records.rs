@@ -18,8 +18,13 @@ use crate::store::{
 
 /// The tables holding an incident's records, children first (the order of deletion), with
 /// the condition selecting the rows of the incidents in `ids`.
-const TABLES: [(&str, &str); 8] = [
+const TABLES: [(&str, &str); 10] = [
     ("evidence", "incident_id IN"),
+    ("action_links", "incident_id IN"),
+    (
+        "action_links",
+        "action_id IN (SELECT id FROM actions WHERE incident_id IN",
+    ),
     ("notifications", "incident_id IN"),
     ("postmortems", "incident_id IN"),
     ("timeline", "incident_id IN"),
