@@ -15,6 +15,7 @@ use super::{page, parse_time};
 use crate::auth::{Auth, Readers, Responders};
 use crate::domain::facts::{FactsChange, FactsInput, IndicatorsInput};
 use crate::domain::incident::{ChangeInput, IncidentChange, NewIncident, Phase, Severity};
+use crate::domain::CoreError;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::record::DeadlineView;
@@ -33,14 +34,17 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateIncident {
-    #[schema(value_type = crate::schema_items::Name200, example = "Credential stuffing on /login")]
+    /// Required (with `severity`: a body missing both is told so at once).
+    #[serde(default)]
+    #[schema(value_type = crate::schema_items::Name200, example = "Credential stuffing on /login", required = true)]
     pub title: String,
     #[serde(default)]
     #[schema(value_type = crate::schema_items::FreeText10000)]
     pub summary: String,
     /// `P0`..`P3`, or `critical`, `high`, `medium`, `low`.
-    #[schema(value_type = String, example = "P1", pattern = "^(P[0-3]|critical|high|medium|low)$")]
-    pub severity: Severity,
+    #[serde(default)]
+    #[schema(value_type = String, example = "P1", pattern = "^(P[0-3]|critical|high|medium|low)$", required = true)]
+    pub severity: Option<Severity>,
     /// RFC 3339; default now.
     #[schema(format = DateTime)]
     pub detected_at: Option<String>,
@@ -210,6 +214,25 @@ async fn create_incident(
     ApiJson(b): ApiJson<CreateIncident>,
 ) -> ApiResult<(StatusCode, Json<IncidentView>)> {
     let now = s.now_ms();
+    // The two required fields are checked together, so a client learns both at once.
+    let severity = match (
+        crate::domain::check_name("title", &b.title, 200),
+        b.severity,
+    ) {
+        (Ok(_), Some(severity)) => severity,
+        (title, severity) => {
+            let mut errors: Vec<CoreError> = title.err().into_iter().collect();
+            if severity.is_none() {
+                errors.push(CoreError::invalid(
+                    "severity",
+                    "required: P0..P3, or critical, high, medium, low",
+                ));
+            }
+            return Err(CoreError::all(errors)
+                .unwrap_or_else(|| CoreError::invalid("title", "invalid"))
+                .into());
+        }
+    };
     let detected = parse_time("detected_at", b.detected_at.as_deref())?.unwrap_or(now);
     let reported =
         parse_time("reported_at", b.reported_at.as_deref())?.unwrap_or(now.max(detected));
@@ -219,7 +242,7 @@ async fn create_incident(
     let new = NewIncident::validate(
         &b.title,
         &b.summary,
-        b.severity,
+        severity,
         b.assignee.as_deref(),
         detected,
         reported,

@@ -287,6 +287,24 @@ async fn a_post_mortem_names_every_missing_field_at_once() {
 }
 
 #[tokio::test]
+async fn an_incident_without_title_and_severity_names_both() {
+    let s = TestServer::start().await;
+    let (_, r) = s.api.new_token(&s.admin, "alice", "responder").await;
+    let resp = s
+        .api
+        .post("/v1/incidents", &r, json!({"summary": "s"}))
+        .await;
+    expect_error(&resp, 422, Some("title"), Some("invalid_field"));
+    let fields: Vec<&str> = resp.json["error"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["title", "severity"]);
+}
+
+#[tokio::test]
 async fn lookup_says_whether_and_by_which_action() {
     let s = TestServer::start().await;
     let (_, r) = s.api.new_token(&s.admin, "alice", "responder").await;
