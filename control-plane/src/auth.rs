@@ -45,6 +45,8 @@ role_set!(/// Reading incidents, actions, audit and edges.
     Readers = [Responder, Viewer]);
 role_set!(/// Policy sync and hit reports.
     Edges = [Edge]);
+role_set!(/// Posting monitoring alerts.
+    Intakes = [Intake]);
 role_set!(/// Posting access-log evidence (log shippers at the edge, or a responder by hand).
     Ingesters = [Edge, Responder]);
 

@@ -53,6 +53,8 @@ pub struct Settings {
     /// The organisation settings' defaults (start-up flags): company name, DPO contact,
     /// security mailbox. Values set through `PATCH /v1/settings` take precedence.
     pub org: domain::settings::OrgSettings,
+    /// How Alertmanager notifications map to incidents (`--intake-config`).
+    pub intake: domain::intake::IntakeConfig,
     /// Largest accepted access-log batch (`POST /v1/evidence/access-logs`), in bytes.
     pub max_evidence_bytes: usize,
     /// Waiting long-polls are woken at most once per this interval: the first commit after a
@@ -73,6 +75,7 @@ impl Default for Settings {
             expiry_interval: Duration::from_secs(1),
             holidays: Holidays::default(),
             org: domain::settings::OrgSettings::default(),
+            intake: domain::intake::IntakeConfig::default(),
             max_evidence_bytes: 8 << 20,
             policy_wake_interval: Duration::from_millis(DEFAULT_POLICY_WAKE_INTERVAL_MS),
             token_cache_ttl: Duration::from_millis(DEFAULT_TOKEN_CACHE_TTL_MS),

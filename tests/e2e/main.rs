@@ -8,6 +8,7 @@ mod deploy;
 mod evasion;
 mod evasion_props;
 mod filter;
+mod intake;
 mod profiles;
 mod quickstart;
 mod replicas;

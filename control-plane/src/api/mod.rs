@@ -8,6 +8,7 @@ pub mod edge;
 pub mod evidence;
 pub mod export;
 pub mod incidents;
+pub mod intake;
 pub mod lookup;
 pub mod records;
 pub mod settings;
@@ -69,6 +70,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(export::router())
         .merge(settings::router())
         .merge(lookup::router())
+        .merge(intake::router())
 }
 
 /// The full router with state, body limit and metrics middleware.

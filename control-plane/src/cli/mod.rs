@@ -54,7 +54,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -165,6 +165,12 @@ pub struct ServeArgs {
     /// set through `PATCH /v1/settings`).
     #[arg(long, env = "EC_SECURITY_MAILBOX")]
     pub security_mailbox: Option<String>,
+    /// Alert intake configuration (JSON): the severity label and its values, the labels
+    /// that carry indicators, and the rules that propose blocks (see API.md, "Alert
+    /// intake"). Default: label `severity`, indicators from `client_ip`, `source_ip`,
+    /// `src_ip`, `user_agent`, `pixel_id`, no rules.
+    #[arg(long, env = "EC_INTAKE_CONFIG")]
+    pub intake_config: Option<std::path::PathBuf>,
     /// Largest accepted access-log batch (`POST /v1/evidence/access-logs`), in bytes.
     #[arg(long, env = "EC_MAX_EVIDENCE_BYTES", default_value_t = 8 << 20)]
     pub max_evidence_bytes: usize,
@@ -244,6 +250,15 @@ impl ServeArgs {
             dpo_contact: change.dpo_contact.flatten(),
             security_mailbox: change.security_mailbox.flatten(),
         };
+        let intake = match &self.intake_config {
+            None => crate::domain::intake::IntakeConfig::default(),
+            Some(path) => {
+                let text = std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("--intake-config {}: {e}", path.display()))?;
+                serde_json::from_slice(&text)
+                    .map_err(|e| anyhow::anyhow!("--intake-config {}: {e}", path.display()))?
+            }
+        };
         Ok(Settings {
             rails: GuardRails {
                 min_prefix_v4: self.min_prefix_v4,
@@ -253,6 +268,7 @@ impl ServeArgs {
             expiry_interval: Duration::from_millis(self.expiry_interval_ms),
             holidays,
             org,
+            intake,
             max_evidence_bytes: self.max_evidence_bytes,
             policy_wake_interval: Duration::from_millis(self.policy_wake_interval_ms),
             token_cache_ttl: Duration::from_millis(self.token_cache_ttl_ms),
@@ -340,7 +356,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{clear}");
             Ok(())
         }
-        Some(Command::Serve(args)) => serve(store, args).await,
+        Some(Command::Serve(args)) => serve(store, *args).await,
         Some(Command::Key(k)) => key_command(&store, k).await,
         Some(Command::Purge(p)) => {
             let actor = check_name("actor", &p.actor, 100).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -14,6 +14,7 @@ pub mod facts;
 pub(crate) mod fixtures;
 pub mod incident;
 pub mod incident_rules;
+pub mod intake;
 pub mod lookup;
 pub mod notification;
 pub mod policy;

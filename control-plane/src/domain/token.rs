@@ -23,16 +23,25 @@ pub enum Role {
     Viewer,
     /// Edge sync and hit reports only.
     Edge,
+    /// Posting monitoring alerts (`POST /v1/intake/alertmanager`) only.
+    Intake,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Responder, Role::Viewer, Role::Edge];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Responder,
+        Role::Viewer,
+        Role::Edge,
+        Role::Intake,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
             Role::Responder => "responder",
             Role::Viewer => "viewer",
             Role::Edge => "edge",
+            Role::Intake => "intake",
         }
     }
 }
@@ -44,7 +53,9 @@ impl FromStr for Role {
             .into_iter()
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown role {s:?} (expected one of: admin, responder, viewer, edge)")
+                format!(
+                    "unknown role {s:?} (expected one of: admin, responder, viewer, edge, intake)"
+                )
             })
     }
 }

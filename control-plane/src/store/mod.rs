@@ -332,6 +332,22 @@ pub trait RecordStore: Send + Sync {
     ) -> CoreResult<PurgeReport>;
 }
 
+/// Alert intake: which incident an alert group opened.
+#[async_trait]
+pub trait IntakeStore: Send + Sync {
+    /// A notification of `group`: the incident the group opened (its timeline says so),
+    /// else (new group, or its incident closed) `new`, opened for it. Returns the incident
+    /// and whether it was opened now.
+    async fn intake_alert(
+        &self,
+        group: &crate::domain::intake::AlertGroup,
+        new: &NewIncident,
+        now: i64,
+    ) -> CoreResult<(IncidentRecord, bool)>;
+    /// The incident an alert group opened, if any.
+    async fn intake_incident(&self, group_key: &str) -> CoreResult<Option<i64>>;
+}
+
 /// The organisation settings (one row).
 #[async_trait]
 pub trait SettingsStore: Send + Sync {
@@ -356,6 +372,7 @@ pub trait Store:
     + EdgeStore
     + RecordStore
     + SettingsStore
+    + IntakeStore
     + 'static
 {
     async fn counts(&self) -> CoreResult<Counts>;

@@ -140,6 +140,10 @@ PUT /v1/incidents/{incident}/postmortem responder 422 follow_ups[0].owner - {"le
 PUT /v1/incidents/{incident}/postmortem responder 422 follow_ups[0].owner - {"lessons_learned": "l", "root_cause": "r", "attack_vectors": ["v"], "data_impact": "d", "follow_ups": [{"item": "i"}]}
 PUT /v1/incidents/{incident}/postmortem responder 422 lessons_learned invalid_field {}
 PUT /v1/incidents/{incident}/postmortem responder 422 follow_ups - {"lessons_learned": "l", "root_cause": "r", "attack_vectors": ["v"], "data_impact": "d", "follow_ups": {}}
+POST /v1/intake/alertmanager admin 422 groupKey - {"status": "firing", "alerts": []}
+POST /v1/intake/alertmanager admin 422 groupKey - {"groupKey": " ", "status": "firing", "alerts": []}
+POST /v1/intake/alertmanager admin 422 status - {"groupKey": "g", "status": "burning", "alerts": []}
+POST /v1/intake/alertmanager admin 422 alerts - {"groupKey": "g", "status": "firing", "alerts": {}}
 PATCH /v1/settings admin 422 company_name - {"company_name": " "}
 PATCH /v1/settings admin 422 company_name - {"company_name": 5}
 PATCH /v1/settings admin 422 security_mailbox - {"security_mailbox": "not a mailbox"}

@@ -29,6 +29,7 @@ const WRITE: Option<&[&str]> = Some(&["responder"]);
 const EDGE: Option<&[&str]> = Some(&["edge"]);
 const ADMIN: Option<&[&str]> = Some(&[]);
 const INGEST: Option<&[&str]> = Some(&["edge", "responder"]);
+const INTAKE: Option<&[&str]> = Some(&["intake"]);
 
 fn pm(_: usize) -> Value {
     json!({"lessons_learned": "l", "root_cause": "r", "attack_vectors": ["v"], "data_impact": "none",
@@ -218,6 +219,17 @@ fn rows() -> Vec<Row> {
         ),
         r(M::GET, "/v1/settings", None, READ, 200, Setup::None),
         r(
+            M::POST,
+            "/v1/intake/alertmanager",
+            Some(|n| {
+                json!({"version": "4", "groupKey": format!("roles-{n}"), "status": "firing",
+                    "alerts": [{"status": "firing", "labels": {"alertname": "RoleCheck"}}]})
+            }),
+            INTAKE,
+            200,
+            Setup::None,
+        ),
+        r(
             M::PATCH,
             "/v1/settings",
             Some(|n| json!({"company_name": format!("Example Shop {n}")})),
@@ -247,6 +259,7 @@ async fn role_table() {
     let (_, responder) = api.new_token(&admin, "resp", "responder").await;
     let (_, viewer) = api.new_token(&admin, "view", "viewer").await;
     let (_, edge) = api.new_token(&admin, "edge", "edge").await;
+    let (_, intake) = api.new_token(&admin, "intake", "intake").await;
     let (revoked_id, revoked) = api.new_token(&admin, "gone", "responder").await;
     let r = api
         .send(
@@ -288,6 +301,7 @@ async fn role_table() {
         ("responder", Some(responder), Ok("responder")),
         ("viewer", Some(viewer), Ok("viewer")),
         ("edge", Some(edge), Ok("edge")),
+        ("intake", Some(intake), Ok("intake")),
     ];
     let mut n = 0;
     let mut checked = 0;

@@ -1,6 +1,7 @@
 //! [`IncidentStore`] in SQL: incidents and their timelines.
 
 use async_trait::async_trait;
+use sqlx::AnyConnection;
 
 use super::{rows, write_effects, Sql, SqlStore};
 use crate::domain::incident::{IncidentChange, NewIncident, Phase};
@@ -8,17 +9,14 @@ use crate::domain::incident_rules::{self, IncidentUpdate};
 use crate::domain::CoreResult;
 use crate::store::{IncidentFilter, IncidentRecord, IncidentStore, TimelineEntry};
 
-#[async_trait]
-impl IncidentStore for SqlStore {
-    async fn create_incident(
-        &self,
-        actor: &str,
-        new: &NewIncident,
-        now: i64,
-    ) -> CoreResult<IncidentRecord> {
-        let mut w = self.begin_write().await?;
-        let c = &mut *w.tx;
-        let id: i64 = sqlx::query_scalar(
+/// Insert `new` with what opening it writes (timeline, audit), in the caller's transaction.
+pub(super) async fn insert_incident(
+    c: &mut AnyConnection,
+    actor: &str,
+    new: &NewIncident,
+    now: i64,
+) -> CoreResult<IncidentRecord> {
+    let id: i64 = sqlx::query_scalar(
             "INSERT INTO incidents (title, summary, severity, phase, assignee, detected_at, reported_at, systems,
                 personal_data, created_at, created_by, updated_at, health_data, aware_at, next_update_at, facts)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
@@ -41,8 +39,21 @@ impl IncidentStore for SqlStore {
         .bind(serde_json::to_string(&new.facts)?)
         .fetch_one(&mut *c)
         .await?;
-        let rec = rows::get_incident(c, id).await?;
-        write_effects(c, incident_rules::opened(&rec, actor, now)?, now).await?;
+    let rec = rows::get_incident(c, id).await?;
+    write_effects(c, incident_rules::opened(&rec, actor, now)?, now).await?;
+    Ok(rec)
+}
+
+#[async_trait]
+impl IncidentStore for SqlStore {
+    async fn create_incident(
+        &self,
+        actor: &str,
+        new: &NewIncident,
+        now: i64,
+    ) -> CoreResult<IncidentRecord> {
+        let mut w = self.begin_write().await?;
+        let rec = insert_incident(&mut w.tx, actor, new, now).await?;
         self.commit(w, None).await?;
         Ok(rec)
     }

@@ -23,6 +23,7 @@ mod builder;
 pub mod copy;
 mod edges;
 mod incidents;
+mod intake;
 pub mod notify;
 mod records;
 mod refile;
