@@ -1,4 +1,5 @@
-//! The native matcher: the floor for the filter's per-request cost.
+//! The native matcher: the floor for the filter's per-request cost. `hashed_*`: the same
+//! policy with every network in the hashed layout (as before issue #15), for comparison.
 //!   cargo bench -p edge-benches --bench matcher
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -28,6 +29,14 @@ fn bench(c: &mut Criterion) {
             b.iter(|| m.evaluate(black_box(&facts(ALLOWED_V4.into())), 1))
         });
         group.bench_with_input(BenchmarkId::new("blocked", n), &m, |b, m| {
+            b.iter(|| m.evaluate(black_box(&facts(blocked)), 1))
+        });
+        drop(m);
+        let h = Matcher::new_hashed_layout(&snap);
+        group.bench_with_input(BenchmarkId::new("hashed_allowed", n), &h, |b, m| {
+            b.iter(|| m.evaluate(black_box(&facts(ALLOWED_V4.into())), 1))
+        });
+        group.bench_with_input(BenchmarkId::new("hashed_blocked", n), &h, |b, m| {
             b.iter(|| m.evaluate(black_box(&facts(blocked)), 1))
         });
     }

@@ -5,6 +5,8 @@
 
 #[path = "policy/common.rs"]
 mod common;
+#[path = "policy/dense_props.rs"]
+mod dense_props;
 #[path = "policy/matcher_units.rs"]
 mod matcher_units;
 #[path = "policy/million.rs"]

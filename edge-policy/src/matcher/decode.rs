@@ -14,7 +14,7 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
-use super::{Counts, Matcher};
+use super::{Builder, Counts, Matcher};
 use crate::model::{Rule, Version};
 use crate::wire::{self, Delta, Message, WireError, FORMAT_VERSION, MAGIC};
 
@@ -35,11 +35,9 @@ impl Matcher {
             [m0, m1, v, b'S', body @ ..] if [*m0, *m1] == MAGIC && *v == FORMAT_VERSION => {
                 let mut counts = Counts::default();
                 read_snapshot(body, &mut |r| counts.add(&r))?;
-                let mut m = Matcher::default();
-                m.reserve(&counts);
-                let version = read_snapshot(body, &mut |r| m.upsert(&r))?;
-                m.version = version;
-                Ok(Update::Snapshot(Box::new(m)))
+                let mut b = Builder::new(&counts, true);
+                let version = read_snapshot(body, &mut |r| b.insert(&r))?;
+                Ok(Update::Snapshot(Box::new(b.finish(version))))
             }
             _ => match wire::decode(bytes)? {
                 Message::Delta(d) => Ok(Update::Delta(d)),
@@ -92,10 +90,9 @@ impl Matcher {
                 drop(r);
                 let mut counts = Counts::default();
                 read_snapshot_pieces(src, &mut |r| counts.add(&r))?;
-                let mut m = Matcher::default();
-                m.reserve(&counts);
-                m.version = read_snapshot_pieces(src, &mut |r| m.upsert(&r))?;
-                Ok(Update::Snapshot(Box::new(m)))
+                let mut b = Builder::new(&counts, true);
+                let version = read_snapshot_pieces(src, &mut |r| b.insert(&r))?;
+                Ok(Update::Snapshot(Box::new(b.finish(version))))
             }
             _ => {
                 let mut whole = head.to_vec();

@@ -13,13 +13,15 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use super::slab::Slab;
 
 /// An address as an unsigned integer, most significant bit first.
-pub(super) trait Bits: Copy + Eq + Hash {
+pub(super) trait Bits: Copy + Ord + Hash {
     /// Number of bits (32 or 128).
     const WIDTH: u8;
     /// The address with every bit past `len` cleared.
     fn masked(self, len: u8) -> Self;
     /// The first 16 bits.
     fn top16(self) -> usize;
+    /// The first `k` bits (`k` at most 16).
+    fn top(self, k: u8) -> usize;
 }
 
 impl Bits for u32 {
@@ -34,6 +36,12 @@ impl Bits for u32 {
     fn top16(self) -> usize {
         (self >> 16) as usize
     }
+    fn top(self, k: u8) -> usize {
+        match k {
+            0 => 0,
+            k => (self >> (32 - u32::from(k.min(32)))) as usize,
+        }
+    }
 }
 
 impl Bits for u128 {
@@ -47,6 +55,12 @@ impl Bits for u128 {
     }
     fn top16(self) -> usize {
         (self >> 112) as usize
+    }
+    fn top(self, k: u8) -> usize {
+        match k {
+            0 => 0,
+            k => (self >> (128 - u32::from(k.min(32)))) as usize,
+        }
     }
 }
 
@@ -417,6 +431,9 @@ mod tests {
         assert_eq!(0xffff_ffffu32.masked(32), 0xffff_ffff);
         assert_eq!(u128::MAX.masked(1), 1 << 127);
         assert_eq!(u128::MAX.masked(128), u128::MAX);
+        assert_eq!(0xabcd_0000u32.top(4), 0xa);
+        assert_eq!(0xabcd_0000u32.top(0), 0);
+        assert_eq!((0xabcdu128 << 112).top(16), 0xabcd);
     }
 
     #[test]

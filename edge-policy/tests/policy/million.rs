@@ -151,6 +151,18 @@ fn run(uniform: bool) {
     let build = t.elapsed();
     let matcher_bytes = LIVE.load(Ordering::Relaxed) - before;
     let build_peak = PEAK.load(Ordering::Relaxed) - before;
+    // The hashed layout (before issue #15), for comparison.
+    let before_h = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before_h, Ordering::Relaxed);
+    let t = Instant::now();
+    let h = Matcher::new_hashed_layout(&snapshot);
+    println!(
+        "hashed layout: Matcher::new_hashed_layout {:?}; heap {:.1} MiB; peak {:.1} MiB",
+        t.elapsed(),
+        mib(LIVE.load(Ordering::Relaxed) - before_h),
+        mib(PEAK.load(Ordering::Relaxed) - before_h)
+    );
+    drop(h);
     drop(snapshot);
 
     println!(
