@@ -9,6 +9,8 @@ mod bad_input;
 mod caching;
 #[path = "api/closing.rs"]
 mod closing;
+#[path = "api/contain.rs"]
+mod contain;
 #[path = "api/contract.rs"]
 mod contract;
 #[path = "api/copy.rs"]
