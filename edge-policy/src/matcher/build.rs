@@ -156,7 +156,10 @@ fn last_per_id<A: Bits>(d: &mut Dense<A>) -> Vec<u32> {
     let entries = &d.entries;
     let mut order: Vec<u32> = (0..entries.len() as u32).collect();
     // Snapshots usually come sorted by id: then the order is the arrival order.
-    if entries.windows(2).any(|w| w.first().map(|e| e.id) >= w.get(1).map(|e| e.id)) {
+    if entries
+        .windows(2)
+        .any(|w| w.first().map(|e| e.id) >= w.get(1).map(|e| e.id))
+    {
         order.sort_unstable_by_key(|&p| (entries.get(p as usize).map_or(0, |e| e.id), p));
     }
     let repeated: Vec<u32> = order

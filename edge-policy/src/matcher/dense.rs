@@ -215,8 +215,7 @@ impl<A: Bits> Dense<A> {
     pub fn seal(&mut self, mut by_id: Vec<u32>) {
         self.entries.retain(Entry::is_alive);
         self.entries.shrink_to_fit();
-        self.entries
-            .sort_unstable_by(|a, b| (a.len(), a.addr).cmp(&(b.len(), b.addr)));
+        self.entries.sort_unstable_by_key(|e| (e.len(), e.addr));
         self.runs = Vec::with_capacity(usize::from(A::WIDTH) + 1);
         self.in_use = [0; 3];
         let mut i = 0usize;
@@ -326,7 +325,11 @@ impl<A: Bits> Dense<A> {
             + self.by_id.capacity() * 4
             + self.expiries.capacity() * 16
             + self.runs.capacity() * std::mem::size_of::<Run>()
-            + self.runs.iter().map(|r| r.dir.capacity() * 4).sum::<usize>()
+            + self
+                .runs
+                .iter()
+                .map(|r| r.dir.capacity() * 4)
+                .sum::<usize>()
     }
 }
 
@@ -335,11 +338,13 @@ mod tests {
     use super::*;
 
     fn sealed(nets: &[(u32, u8, u64)]) -> Dense<u32> {
-        let mut d = Dense::default();
-        d.entries = nets
-            .iter()
-            .map(|&(a, l, id)| Entry::new(a, l, 0, id))
-            .collect();
+        let mut d = Dense {
+            entries: nets
+                .iter()
+                .map(|&(a, l, id)| Entry::new(a, l, 0, id))
+                .collect(),
+            ..Dense::default()
+        };
         d.seal(Vec::new());
         d
     }

@@ -7,7 +7,8 @@ use super::dense::Entry;
 use super::index::{path_key, Bits, PrefixTables, StrKind};
 use super::slab::{self, Meta, Slab};
 use super::{
-    flags_of, hash_loc, id_at, key_of, loc, Key, Matcher, SLOT_MASK, TAG_KEY, TAG_STR, TAG_V4, TAG_V6,
+    flags_of, hash_loc, id_at, key_of, loc, Key, Matcher, SLOT_MASK, TAG_KEY, TAG_STR, TAG_V4,
+    TAG_V6,
 };
 use crate::model::{Rule, RuleId};
 use crate::wire::{ApplyError, Delta};
@@ -266,7 +267,6 @@ impl Matcher {
         true
     }
 }
-
 
 impl Matcher {
     /// Merge the hashed layout's networks into the dense one now, whatever their number

@@ -36,10 +36,20 @@ fn v6_addr() -> impl Strategy<Value = u128> {
 
 fn arb_ip_net() -> impl Strategy<Value = IpNet> {
     prop_oneof![
-        (v4_addr(), prop_oneof![Just(32u8), Just(0u8), 24u8..=32, 0u8..=32])
-            .prop_filter_map("len", |(a, l)| Ipv4Net::new(Ipv4Addr::from(a), l).ok().map(IpNet::V4)),
-        (v6_addr(), prop_oneof![Just(128u8), Just(0u8), Just(96u8), 96u8..=128, 0u8..=128])
-            .prop_filter_map("len", |(a, l)| Ipv6Net::new(Ipv6Addr::from(a), l).ok().map(IpNet::V6)),
+        (
+            v4_addr(),
+            prop_oneof![Just(32u8), Just(0u8), 24u8..=32, 0u8..=32]
+        )
+            .prop_filter_map("len", |(a, l)| Ipv4Net::new(Ipv4Addr::from(a), l)
+                .ok()
+                .map(IpNet::V4)),
+        (
+            v6_addr(),
+            prop_oneof![Just(128u8), Just(0u8), Just(96u8), 96u8..=128, 0u8..=128]
+        )
+            .prop_filter_map("len", |(a, l)| Ipv6Net::new(Ipv6Addr::from(a), l)
+                .ok()
+                .map(IpNet::V6)),
     ]
 }
 
@@ -82,11 +92,20 @@ fn facts(ip: IpAddr) -> Facts<'static> {
     }
 }
 
-fn check(m: &Matcher, hashed: &Matcher, rules: &[Rule], ips: &[IpAddr], now: u64) -> Result<(), TestCaseError> {
+fn check(
+    m: &Matcher,
+    hashed: &Matcher,
+    rules: &[Rule],
+    ips: &[IpAddr],
+    now: u64,
+) -> Result<(), TestCaseError> {
     prop_assert_eq!(m.len(), rules.len());
     prop_assert_eq!(m.to_snapshot().rules, rules.to_vec());
     prop_assert_eq!(m.to_snapshot(), hashed.to_snapshot());
-    prop_assert_eq!(m.has_expiring(), rules.iter().any(|r| r.expires_at_ms.is_some()));
+    prop_assert_eq!(
+        m.has_expiring(),
+        rules.iter().any(|r| r.expires_at_ms.is_some())
+    );
     for &ip in ips {
         let f = facts(ip);
         let v = m.evaluate(&f, now);
@@ -168,10 +187,15 @@ fn a_large_delta_merges_by_itself() {
         .map(|i| Rule {
             id: u64::from(i),
             incident: Some(u64::from(i % 3)),
-            mode: if i % 5 == 0 { Mode::Simulate } else { Mode::Enforce },
+            mode: if i % 5 == 0 {
+                Mode::Simulate
+            } else {
+                Mode::Enforce
+            },
             expires_at_ms: (i % 7 == 0).then_some(u64::from(i)),
             kind: RuleKind::Block(Target::Ip(IpNet::V4(
-                Ipv4Net::new(Ipv4Addr::from(0xc000_0000 | (i << 4)), 28 + (i % 5) as u8).expect("len"),
+                Ipv4Net::new(Ipv4Addr::from(0xc000_0000 | (i << 4)), 28 + (i % 5) as u8)
+                    .expect("len"),
             ))),
         })
         .collect();
@@ -180,7 +204,15 @@ fn a_large_delta_merges_by_itself() {
     let d = Delta {
         since: 1,
         version: 2,
-        upserts: snap.rules.iter().take(1500).map(|r| Rule { id: r.id + 10_000, ..r.clone() }).collect(),
+        upserts: snap
+            .rules
+            .iter()
+            .take(1500)
+            .map(|r| Rule {
+                id: r.id + 10_000,
+                ..r.clone()
+            })
+            .collect(),
         removed: (0..1500).collect(),
     };
     snap = snap.apply(&d).expect("applies");
@@ -189,10 +221,17 @@ fn a_large_delta_merges_by_itself() {
     // Merged: denser than the hashed layout again (unmerged it would hold 1500 hashed
     // networks besides 3000 dense entries).
     let hashed = Matcher::new_hashed_layout(&snap);
-    assert!(m.heap_bytes() < hashed.heap_bytes(), "{} >= {}", m.heap_bytes(), hashed.heap_bytes());
+    assert!(
+        m.heap_bytes() < hashed.heap_bytes(),
+        "{} >= {}",
+        m.heap_bytes(),
+        hashed.heap_bytes()
+    );
     for i in (0..3000u32).step_by(7) {
         for now in [0, 2000] {
-            let f = facts(IpAddr::V4(Ipv4Addr::from(0xc000_0000 | (i << 4) | (i % 16))));
+            let f = facts(IpAddr::V4(Ipv4Addr::from(
+                0xc000_0000 | (i << 4) | (i % 16),
+            )));
             assert_eq!(m.evaluate(&f, now), naive::evaluate(&snap.rules, &f, now));
             assert_eq!(m.evaluate(&f, now), hashed.evaluate(&f, now));
         }

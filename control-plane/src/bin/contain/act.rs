@@ -35,7 +35,12 @@ fn target(t: &TargetArgs) -> Result<Value, Failure> {
             let v = v.as_ref()?;
             Some(Value::Object(Map::from_iter([(k.to_string(), json!(v))])))
         })
-        .ok_or_else(|| Failure::Usage("give one target: --ip, --api-key, --account, --pixel, --host or --path-prefix".into()))
+        .ok_or_else(|| {
+            Failure::Usage(
+                "give one target: --ip, --api-key, --account, --pixel, --host or --path-prefix"
+                    .into(),
+            )
+        })
 }
 
 /// The fields every action takes: reason, expiry, mode, force.
@@ -88,7 +93,11 @@ pub fn isolate(ctx: &Ctx, a: &IsolateArgs) -> Result<u8, Failure> {
         (Some(h), _, _) => (json!({"host": h}), Isolation::Block),
         (_, Some(p), _) => (json!({"path_prefix": p}), Isolation::Block),
         (_, _, Some(p)) => (json!({"pixel": p}), Isolation::PixelKill),
-        _ => return Err(Failure::Usage("give one scope: --host, --path-prefix or --pixel".into())),
+        _ => {
+            return Err(Failure::Usage(
+                "give one scope: --host, --path-prefix or --pixel".into(),
+            ))
+        }
     };
     let isolation = match a.isolation.unwrap_or(default) {
         Isolation::Block => "block",
@@ -137,7 +146,10 @@ pub fn lookup_text(l: &Lookup, now_ms: i64) -> String {
         out.push_str(" (no active action matches)");
         return out;
     }
-    out.push_str(&format!("\n{}", render::actions(l.matches.iter().map(|m| &m.action), now_ms)));
+    out.push_str(&format!(
+        "\n{}",
+        render::actions(l.matches.iter().map(|m| &m.action), now_ms)
+    ));
     for m in &l.matches {
         out.push_str(&format!(
             "\n#{} ({} {}) matched {}",

@@ -357,17 +357,45 @@ mod tests {
 
     #[test]
     fn a_block_needs_exactly_one_target() {
-        let ok = Cli::try_parse_from(["contain", "block", "--ip", "1.2.3.4", "--incident", "1", "--reason", "r"]);
+        let ok = Cli::try_parse_from([
+            "contain",
+            "block",
+            "--ip",
+            "1.2.3.4",
+            "--incident",
+            "1",
+            "--reason",
+            "r",
+        ]);
         assert!(ok.is_ok());
         let none = Cli::try_parse_from(["contain", "block", "--incident", "1", "--reason", "r"]);
         assert!(none.is_err());
         let two = Cli::try_parse_from([
-            "contain", "block", "--ip", "1.2.3.4", "--host", "h", "--incident", "1", "--reason", "r",
+            "contain",
+            "block",
+            "--ip",
+            "1.2.3.4",
+            "--host",
+            "h",
+            "--incident",
+            "1",
+            "--reason",
+            "r",
         ]);
         assert!(two.is_err());
         let both = Cli::try_parse_from([
-            "contain", "block", "--ip", "1.2.3.4", "--incident", "1", "--reason", "r",
-            "--expires-in", "1h", "--expires-at", "2030-01-01T00:00:00Z",
+            "contain",
+            "block",
+            "--ip",
+            "1.2.3.4",
+            "--incident",
+            "1",
+            "--reason",
+            "r",
+            "--expires-in",
+            "1h",
+            "--expires-at",
+            "2030-01-01T00:00:00Z",
         ]);
         assert!(both.is_err());
     }
@@ -375,7 +403,14 @@ mod tests {
     #[test]
     fn close_takes_one_way_with_live_containment() {
         let two = Cli::try_parse_from([
-            "contain", "incident", "close", "1", "--lift-all", "a", "--keep-containment", "b",
+            "contain",
+            "incident",
+            "close",
+            "1",
+            "--lift-all",
+            "a",
+            "--keep-containment",
+            "b",
         ]);
         assert!(two.is_err());
         assert!(Cli::try_parse_from(["contain", "incident", "close", "1"]).is_ok());
@@ -385,7 +420,11 @@ mod tests {
     fn lookup_path_goes_with_host_or_alone() {
         assert!(Cli::try_parse_from(["contain", "lookup", "--host", "h", "--path", "/p"]).is_ok());
         assert!(Cli::try_parse_from(["contain", "lookup", "--path", "/p"]).is_ok());
-        assert!(Cli::try_parse_from(["contain", "lookup", "--ip", "1.2.3.4", "--path", "/p"]).is_err());
-        assert!(Cli::try_parse_from(["contain", "lookup", "--ip", "1.2.3.4", "--host", "h"]).is_err());
+        assert!(
+            Cli::try_parse_from(["contain", "lookup", "--ip", "1.2.3.4", "--path", "/p"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["contain", "lookup", "--ip", "1.2.3.4", "--host", "h"]).is_err()
+        );
     }
 }

@@ -20,7 +20,7 @@ pub const EXIT_UNREACHABLE: u8 = 4;
 #[derive(Debug)]
 pub enum Failure {
     /// The API answered with an error body.
-    Api(ApiFailure),
+    Api(Box<ApiFailure>),
     /// No answer: connection refused, timeout, not HTTP.
     Unreachable { url: String, detail: String },
     /// Bad flags the parser could not catch (a duration, an empty key).
@@ -69,7 +69,11 @@ impl ApiFailure {
             message: text("message").unwrap_or_else(fallback),
             missing: e["missing"]
                 .as_array()
-                .map(|m| m.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default(),
             token_from: None,
             detail: None,
@@ -85,7 +89,10 @@ impl fmt::Display for ApiFailure {
         write!(f, "{} ({} {})", self.message, self.status, self.code)?;
         if self.status == 401 {
             let from = self.token_from.as_deref().unwrap_or("the configuration");
-            write!(f, "; the token from {from} was refused: run `contain login` or fix EC_TOKEN")?;
+            write!(
+                f,
+                "; the token from {from} was refused: run `contain login` or fix EC_TOKEN"
+            )?;
         }
         Ok(())
     }
@@ -138,10 +145,16 @@ pub fn check_url(url: &str) -> Result<String, Failure> {
                  plane over http:// (on its host, or through an SSH tunnel)"
             )))
         }
-        s => return Err(Failure::Usage(format!("--url: unsupported scheme {s:?} (expected http)"))),
+        s => {
+            return Err(Failure::Usage(format!(
+                "--url: unsupported scheme {s:?} (expected http)"
+            )))
+        }
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(Failure::Usage(format!("--url: {url}: no query or fragment")));
+        return Err(Failure::Usage(format!(
+            "--url: {url}: no query or fragment"
+        )));
     }
     Ok(url.to_string())
 }
@@ -227,7 +240,7 @@ impl Client {
         if status >= 400 {
             let mut f = ApiFailure::from_body(status, &bytes);
             f.token_from = Some(self.token_from.clone());
-            return Err(Failure::Api(f));
+            return Err(Failure::Api(Box::new(f)));
         }
         Ok(Answer { status, bytes })
     }
@@ -304,16 +317,23 @@ mod tests {
             "target.cidr: \"10.0.0.300/8\" is not an IP address or CIDR (422 invalid_field)"
         );
         let body = br#"{"error":{"code":"missing_facts","field":"impact","message":"m","missing":["impact","dpo_contact"]}}"#;
-        assert_eq!(ApiFailure::from_body(422, body).missing, ["impact", "dpo_contact"]);
+        assert_eq!(
+            ApiFailure::from_body(422, body).missing,
+            ["impact", "dpo_contact"]
+        );
     }
 
     #[test]
     fn a_refused_token_says_where_it_came_from() {
-        let body = br#"{"error":{"code":"unauthenticated","message":"the bearer token is not valid"}}"#;
+        let body =
+            br#"{"error":{"code":"unauthenticated","message":"the bearer token is not valid"}}"#;
         let mut f = ApiFailure::from_body(401, body);
         f.token_from = Some("EC_TOKEN".into());
         let line = f.to_string();
-        assert!(line.starts_with("the bearer token is not valid (401 unauthenticated)"), "{line}");
+        assert!(
+            line.starts_with("the bearer token is not valid (401 unauthenticated)"),
+            "{line}"
+        );
         assert!(line.contains("EC_TOKEN") && !line.contains('\n'), "{line}");
     }
 
@@ -327,9 +347,18 @@ mod tests {
 
     #[test]
     fn urls_are_checked_before_use() {
-        assert_eq!(check_url("http://127.0.0.1:8080/").unwrap(), "http://127.0.0.1:8080");
-        assert_eq!(check_url("http://cp.internal/base").unwrap(), "http://cp.internal/base");
-        assert!(check_url("https://cp").unwrap_err().to_string().contains("plain HTTP"));
+        assert_eq!(
+            check_url("http://127.0.0.1:8080/").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            check_url("http://cp.internal/base").unwrap(),
+            "http://cp.internal/base"
+        );
+        assert!(check_url("https://cp")
+            .unwrap_err()
+            .to_string()
+            .contains("plain HTTP"));
         assert!(check_url("cp:8080").is_err());
         assert!(check_url("not a url").is_err());
         assert!(check_url("http://cp/?x=1").is_err());

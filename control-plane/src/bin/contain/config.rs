@@ -117,7 +117,8 @@ pub fn load(p: &Path) -> Result<Option<Saved>, Failure> {
             p.display()
         )));
     }
-    let text = fs::read_to_string(p).map_err(|e| Failure::Local(format!("{}: {e}", p.display())))?;
+    let text =
+        fs::read_to_string(p).map_err(|e| Failure::Local(format!("{}: {e}", p.display())))?;
     serde_json::from_str(&text)
         .map(Some)
         .map_err(|e| Failure::Local(format!("{}: not a contain config file: {e}", p.display())))
@@ -187,13 +188,25 @@ mod tests {
         let p = PathBuf::from("/c/cli.json");
         let file = || Ok(Some((saved(), p.clone())));
         let c = resolve(None, None, file).unwrap();
-        assert_eq!((c.url.as_str(), c.token.as_str()), ("http://file:1", "ecp_file"));
+        assert_eq!(
+            (c.url.as_str(), c.token.as_str()),
+            ("http://file:1", "ecp_file")
+        );
         assert_eq!(c.url_from, "/c/cli.json");
         let c = resolve(Some("http://env:2".into()), None, file).unwrap();
-        assert_eq!((c.url.as_str(), c.token.as_str()), ("http://env:2", "ecp_file"));
-        assert_eq!((c.url_from.as_str(), c.token_from.as_str()), ("EC_URL", "/c/cli.json"));
+        assert_eq!(
+            (c.url.as_str(), c.token.as_str()),
+            ("http://env:2", "ecp_file")
+        );
+        assert_eq!(
+            (c.url_from.as_str(), c.token_from.as_str()),
+            ("EC_URL", "/c/cli.json")
+        );
         let c = resolve(None, Some("ecp_env".into()), file).unwrap();
-        assert_eq!((c.url.as_str(), c.token.as_str()), ("http://file:1", "ecp_env"));
+        assert_eq!(
+            (c.url.as_str(), c.token.as_str()),
+            ("http://file:1", "ecp_env")
+        );
         // Both in the env: the file is not even read (a bad one does not matter).
         let c = resolve(Some("http://env:2".into()), Some("ecp_env".into()), || {
             Err(Failure::Local("unreadable".into()))

@@ -155,7 +155,10 @@ mod tests {
             if secs < 3600 {
                 assert_eq!(back, secs, "{f}");
             } else {
-                assert!(back <= secs && secs - back < 3600, "{secs} -> {f} -> {back}");
+                assert!(
+                    back <= secs && secs - back < 3600,
+                    "{secs} -> {f} -> {back}"
+                );
             }
         }
     }

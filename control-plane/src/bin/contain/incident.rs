@@ -123,7 +123,11 @@ fn set(ctx: &Ctx, a: &SetArgs) -> Result<u8, Failure> {
     }
     put(&mut b, "data_subjects_approx", a.data_subjects_approx);
     put(&mut b, "records_approx", a.records_approx);
-    put(&mut b, "likely_consequences", a.likely_consequences.as_ref());
+    put(
+        &mut b,
+        "likely_consequences",
+        a.likely_consequences.as_ref(),
+    );
     put(&mut b, "measures_taken", a.measures_taken.as_ref());
     put(&mut b, "customer_title", a.customer_title.as_ref());
     put(&mut b, "customer_summary", a.customer_summary.as_ref());
@@ -156,7 +160,10 @@ fn close(ctx: &Ctx, a: &CloseArgs) -> Result<u8, Failure> {
         Ok(v) => v,
         Err(Failure::Api(mut e)) if e.status == 409 && e.field.as_deref() == Some("phase") => {
             // Closing with live containment: show what is live and the two ways out.
-            let q = [("incident", a.id.to_string()), ("status", "active".to_string())];
+            let q = [
+                ("incident", a.id.to_string()),
+                ("status", "active".to_string()),
+            ];
             if let Ok(l) = c.get(&with_query("/v1/actions", &q)) {
                 if let Ok(l) = typed::<ActionList>(&l) {
                     if !l.items.is_empty() {
@@ -196,7 +203,9 @@ pub fn notify(ctx: &Ctx, a: &NotifyArgs) -> Result<u8, Failure> {
     put(&mut b, "notified_by", a.notified_by.as_ref());
     let path = format!("/v1/incidents/{}/notifications", a.incident);
     let v = client()?.post(&path, &Value::Object(b))?;
-    ctx.out(&v, || Ok(render::notification(&typed::<NotificationView>(&v)?)))?;
+    ctx.out(&v, || {
+        Ok(render::notification(&typed::<NotificationView>(&v)?))
+    })?;
     Ok(0)
 }
 
@@ -223,7 +232,9 @@ pub fn export(incident: i64, out: Option<&Path>, markdown: bool) -> Result<u8, F
                 .mode(0o600)
                 .open(p)
                 .map_err(io)?;
-            f.write_all(&ans.bytes).and_then(|()| f.sync_all()).map_err(io)?;
+            f.write_all(&ans.bytes)
+                .and_then(|()| f.sync_all())
+                .map_err(io)?;
             println!(
                 "wrote the record of incident {incident} to {} ({} bytes)",
                 p.display(),

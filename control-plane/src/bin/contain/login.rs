@@ -65,7 +65,13 @@ pub fn login(a: &LoginArgs) -> Result<u8, Failure> {
         Err(e) => return Err(e),
     }
     let p = config::path()?;
-    config::save(&p, &Saved { url: url.clone(), token })?;
+    config::save(
+        &p,
+        &Saved {
+            url: url.clone(),
+            token,
+        },
+    )?;
     println!("logged in to {url}; saved to {} (mode 0600)", p.display());
     for var in ["EC_URL", "EC_TOKEN"] {
         if std::env::var(var).is_ok_and(|v| !v.trim().is_empty()) {
@@ -93,6 +99,11 @@ pub fn completions(shell: Shell) -> Result<u8, Failure> {
         Shell::Zsh => clap_complete::Shell::Zsh,
         Shell::Fish => clap_complete::Shell::Fish,
     };
-    clap_complete::generate(shell, &mut Cli::command(), "contain", &mut std::io::stdout());
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "contain",
+        &mut std::io::stdout(),
+    );
     Ok(0)
 }

@@ -29,7 +29,11 @@ pub struct Ctx {
 
 impl Ctx {
     /// Print the API's JSON (`--json`), else the human text.
-    pub fn out(&self, v: &Value, text: impl FnOnce() -> Result<String, Failure>) -> Result<(), Failure> {
+    pub fn out(
+        &self,
+        v: &Value,
+        text: impl FnOnce() -> Result<String, Failure>,
+    ) -> Result<(), Failure> {
         if self.json {
             println!("{}", serde_json::to_string_pretty(v).expect("serialisable"));
         } else {

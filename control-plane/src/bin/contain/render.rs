@@ -24,7 +24,8 @@ pub fn label<T: Serialize>(v: &T) -> String {
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(NOTHING).set_header(header.iter().map(|h| Cell::new(*h)));
+    t.load_preset(NOTHING)
+        .set_header(header.iter().map(|h| Cell::new(*h)));
     t
 }
 
@@ -99,7 +100,9 @@ pub fn actions<'a>(list: impl IntoIterator<Item = &'a ActionView>, now_ms: i64) 
 }
 
 pub fn incidents(list: &[IncidentView], now_ms: i64) -> String {
-    let mut t = table(&["ID", "SEV", "PHASE", "STATUS", "ASSIGNEE", "DETECTED", "TITLE"]);
+    let mut t = table(&[
+        "ID", "SEV", "PHASE", "STATUS", "ASSIGNEE", "DETECTED", "TITLE",
+    ]);
     for i in list {
         t.add_row(vec![
             i.id.to_string(),
@@ -128,14 +131,24 @@ pub fn deadlines(list: &[DeadlineView], now_ms: i64) -> String {
             label(&d.kind),
             when(&d.due_at, now_ms),
             status,
-            d.met_at.as_deref().map(short_time).unwrap_or_else(|| "-".into()),
+            d.met_at
+                .as_deref()
+                .map(short_time)
+                .unwrap_or_else(|| "-".into()),
         ]);
     }
     t.to_string()
 }
 
 pub fn edges(list: &[EdgeView], now_ms: i64) -> String {
-    let mut t = table(&["EDGE", "VERSION", "CURRENT", "BEHIND", "LAST SEEN", "REPORTS"]);
+    let mut t = table(&[
+        "EDGE",
+        "VERSION",
+        "CURRENT",
+        "BEHIND",
+        "LAST SEEN",
+        "REPORTS",
+    ]);
     for e in list {
         t.add_row(vec![
             e.edge_id.clone(),
@@ -156,7 +169,12 @@ pub fn timeline(list: &[TimelineView]) -> String {
             Some(r) => format!("{} (reason: {r})", e.message),
             None => e.message.clone(),
         };
-        t.add_row(vec![short_time(&e.at), e.actor.clone(), e.kind.clone(), what]);
+        t.add_row(vec![
+            short_time(&e.at),
+            e.actor.clone(),
+            e.kind.clone(),
+            what,
+        ]);
     }
     t.to_string()
 }
@@ -171,7 +189,12 @@ pub fn incident(i: &IncidentView, now_ms: i64) -> String {
     row("incident", format!("#{} {}", i.id, i.title));
     row(
         "severity",
-        format!("{}   phase: {}   status: {}", label(&i.severity), label(&i.phase), i.status),
+        format!(
+            "{}   phase: {}   status: {}",
+            label(&i.severity),
+            label(&i.phase),
+            i.status
+        ),
     );
     row("assignee", i.assignee.clone().unwrap_or_else(|| "-".into()));
     row("detected", when(&i.detected_at, now_ms));
@@ -187,7 +210,11 @@ pub fn incident(i: &IncidentView, now_ms: i64) -> String {
     }
     row(
         "data",
-        format!("personal: {}   health: {}", yes_no(i.personal_data), yes_no(i.health_data)),
+        format!(
+            "personal: {}   health: {}",
+            yes_no(i.personal_data),
+            yes_no(i.health_data)
+        ),
     );
     t.to_string()
 }
@@ -217,7 +244,10 @@ pub fn detail(d: &IncidentDetail, now_ms: i64, last: Option<usize>) -> String {
     out.push_str(&deadlines(&d.deadlines, now_ms));
     let n = last.unwrap_or(d.timeline.len()).min(d.timeline.len());
     if n > 0 {
-        out.push_str(&format!("\n\nTIMELINE (last {n} of {})\n", d.timeline.len()));
+        out.push_str(&format!(
+            "\n\nTIMELINE (last {n} of {})\n",
+            d.timeline.len()
+        ));
         out.push_str(&timeline(&d.timeline[d.timeline.len() - n..]));
     }
     out
@@ -298,10 +328,16 @@ mod tests {
         for h in ["ID", "TARGET", "HITS", "EXPIRES"] {
             assert!(lines[0].contains(h), "{out}");
         }
-        assert!(lines[1].contains("cidr 203.0.113.0/24") && lines[1].contains("42"), "{out}");
+        assert!(
+            lines[1].contains("cidr 203.0.113.0/24") && lines[1].contains("42"),
+            "{out}"
+        );
         assert!(lines[1].contains("in 1h30m"), "{out}");
         assert!(lines[2].contains("pixel px-9 (pixel_kill)"), "{out}");
-        assert!(lines[2].contains("simulate") && lines[2].contains("never"), "{out}");
+        assert!(
+            lines[2].contains("simulate") && lines[2].contains("never"),
+            "{out}"
+        );
         // Columns line up: the TARGET column starts at one offset on every line.
         let col = lines[0].find("TARGET").unwrap();
         assert_eq!(lines[1].find("cidr"), Some(col), "{out}");
@@ -317,16 +353,20 @@ mod tests {
         );
         assert_eq!(target(&a), "api_key sha256:abababababab…");
         let line = action_line(&a, now());
-        assert!(line.contains("lifted") && line.contains("removed in policy version 4"), "{line}");
+        assert!(
+            line.contains("lifted") && line.contains("removed in policy version 4"),
+            "{line}"
+        );
         assert!(line.contains("ended 2026-12-02 17:55Z (5m ago)"), "{line}");
     }
 
     #[test]
     fn deadlines_shout_when_overdue() {
-        let d: DeadlineView = serde_json::from_value(json!({"incident_id": 7, "incident_title": "t",
+        let d: DeadlineView =
+            serde_json::from_value(json!({"incident_id": 7, "incident_title": "t",
             "kind": "preliminary_report", "due_at": "2026-12-02T17:00:00.000Z", "met_at": null,
             "status": "overdue", "late": false, "rule": "r"}))
-        .unwrap();
+            .unwrap();
         let out = deadlines(&[d], now());
         assert!(out.contains("OVERDUE") && out.contains("1h ago"), "{out}");
         assert!(out.contains("preliminary_report"), "{out}");
@@ -336,6 +376,9 @@ mod tests {
     fn times_are_shortened_and_made_relative() {
         assert_eq!(short_time("2026-12-02T18:30:00.000Z"), "2026-12-02 18:30Z");
         assert_eq!(short_time("soon"), "soon");
-        assert_eq!(when("2026-12-02T18:30:00.000Z", now()), "2026-12-02 18:30Z (in 30m)");
+        assert_eq!(
+            when("2026-12-02T18:30:00.000Z", now()),
+            "2026-12-02 18:30Z (in 30m)"
+        );
     }
 }

@@ -63,7 +63,9 @@ pub fn now_text(n: &Now, within: &str, now_ms: i64) -> Result<String, Failure> {
         render::actions(&actions, now_ms)
     });
     let mut ds: Vec<DeadlineView> = typed(&Value::Array(n.overdue.clone()))?;
-    ds.extend(typed::<Vec<DeadlineView>>(&Value::Array(n.due_soon.clone()))?);
+    ds.extend(typed::<Vec<DeadlineView>>(&Value::Array(
+        n.due_soon.clone(),
+    ))?);
     out.push_str(&format!(
         "\n\nDEADLINES: {} overdue, {} due within {within}\n",
         n.overdue.len(),
