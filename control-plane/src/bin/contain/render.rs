@@ -307,7 +307,8 @@ mod tests {
             "mode": "enforce", "status": "active", "reason": "stuffing", "forced": false,
             "created_at": NOW, "created_by": "alice", "created_version": 3,
             "expires_at": "2026-12-02T19:30:00.000Z", "ended_at": null, "ended_by": null,
-            "end_reason": null, "ended_version": null, "hits": {"total": 42, "by_edge": {"e1": 42}}});
+            "end_reason": null, "ended_version": null, "linked_incident_ids": [],
+            "hits": {"total": 42, "by_edge": {"e1": 42}, "last_report_at": null, "report_interval_secs": null}});
         for (k, x) in extra.as_object().unwrap() {
             v[k] = x.clone();
         }
