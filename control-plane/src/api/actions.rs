@@ -45,14 +45,32 @@ pub struct Refile {
     pub reason: String,
 }
 
-fn refile_input(b: &Refile) -> ApiResult<String> {
+/// Move (or, with `link`, link) action `id` as `b` asks.
+async fn refile(
+    s: &AppState,
+    actor: &str,
+    id: i64,
+    b: &Refile,
+    link: bool,
+) -> ApiResult<Json<ActionView>> {
     if b.incident_id < 1 {
         return Err(ApiError::invalid(
             "incident_id",
             "must be a positive integer",
         ));
     }
-    Ok(check_text("reason", &b.reason, 2000, true)?)
+    let reason = check_text("reason", &b.reason, 2000, true)?;
+    let now = s.now_ms();
+    let a = if link {
+        s.store
+            .link_action(actor, id, b.incident_id, &reason, now)
+            .await?
+    } else {
+        s.store
+            .move_action(actor, id, b.incident_id, &reason, now)
+            .await?
+    };
+    Ok(Json(one_view(s, a, now).await?))
 }
 
 /// Body of `POST /v1/actions/{id}/lift`.
@@ -195,13 +213,7 @@ async fn move_action(
     PathId(id): PathId,
     ApiJson(b): ApiJson<Refile>,
 ) -> ApiResult<Json<ActionView>> {
-    let reason = refile_input(&b)?;
-    let now = s.now_ms();
-    let a = s
-        .store
-        .move_action(auth.actor(), id, b.incident_id, &reason, now)
-        .await?;
-    Ok(Json(one_view(&s, a, now).await?))
+    refile(&s, auth.actor(), id, &b, false).await
 }
 
 /// Link an action to a further incident: it stays the first incident's and also shows on
@@ -218,11 +230,5 @@ async fn link_action(
     PathId(id): PathId,
     ApiJson(b): ApiJson<Refile>,
 ) -> ApiResult<Json<ActionView>> {
-    let reason = refile_input(&b)?;
-    let now = s.now_ms();
-    let a = s
-        .store
-        .link_action(auth.actor(), id, b.incident_id, &reason, now)
-        .await?;
-    Ok(Json(one_view(&s, a, now).await?))
+    refile(&s, auth.actor(), id, &b, true).await
 }

@@ -203,58 +203,26 @@ fn ended(
 mod tests {
     use super::*;
     use crate::domain::action::StoredTarget;
-    use crate::domain::facts::IncidentFacts;
-    use crate::domain::incident::Severity;
     use edge_policy::Mode;
 
     const NOW: i64 = 1_700_000_000_000;
 
     fn incident(phase: Phase) -> IncidentRecord {
         IncidentRecord {
-            id: 3,
-            title: "t".into(),
-            summary: String::new(),
-            severity: Severity::P1,
             phase,
-            assignee: None,
-            detected_at: NOW,
-            reported_at: NOW,
-            systems: vec![],
-            personal_data: false,
-            created_at: NOW,
-            created_by: "alice".into(),
-            updated_at: NOW,
-            closed_at: None,
-            health_data: false,
-            aware_at: None,
-            resolved_at: None,
-            next_update_at: None,
-            facts: IncidentFacts::default(),
+            ..crate::domain::fixtures::incident(3)
         }
     }
 
     fn action(id: i64, kind: ActionKind, cidr: &str, expires_at: Option<i64>) -> ActionRecord {
         ActionRecord {
-            id,
-            incident_id: 3,
             kind,
             target: StoredTarget {
                 ty: "cidr",
                 value: cidr.into(),
             },
-            isolation: None,
-            mode: Mode::Enforce,
-            reason: "r".into(),
-            forced: false,
-            created_at: NOW - 1000,
-            created_by: "alice".into(),
-            created_version: 4,
             expires_at,
-            state: ActionStatus::Active,
-            ended_at: None,
-            ended_by: None,
-            end_reason: None,
-            ended_version: None,
+            ..crate::domain::fixtures::action(id, 3)
         }
     }
 

@@ -223,32 +223,21 @@ pub fn update(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::facts::IncidentFacts;
     use crate::domain::incident::Severity;
 
     const NOW: i64 = 1_700_000_000_000;
 
     fn incident() -> IncidentRecord {
         IncidentRecord {
-            id: 7,
             title: "leak".into(),
             summary: "s".into(),
             severity: Severity::P2,
             phase: Phase::Containment,
-            assignee: None,
             detected_at: NOW - 10_000,
             reported_at: NOW - 9_000,
-            systems: vec![],
-            personal_data: false,
             created_at: NOW - 9_000,
-            created_by: "alice".into(),
             updated_at: NOW - 9_000,
-            closed_at: None,
-            health_data: false,
-            aware_at: None,
-            resolved_at: None,
-            next_update_at: None,
-            facts: IncidentFacts::default(),
+            ..crate::domain::fixtures::incident(7)
         }
     }
 
@@ -435,26 +424,11 @@ mod tests {
 
     fn live_block(id: i64, cidr: &str) -> ActionRecord {
         ActionRecord {
-            id,
-            incident_id: 7,
-            kind: ActionKind::Block,
             target: crate::domain::action::StoredTarget {
                 ty: "cidr",
                 value: cidr.into(),
             },
-            isolation: None,
-            mode: edge_policy::Mode::Enforce,
-            reason: "r".into(),
-            forced: false,
-            created_at: NOW - 1000,
-            created_by: "alice".into(),
-            created_version: 4,
-            expires_at: None,
-            state: crate::domain::records::ActionStatus::Active,
-            ended_at: None,
-            ended_by: None,
-            end_reason: None,
-            ended_version: None,
+            ..crate::domain::fixtures::action(id, 7)
         }
     }
 

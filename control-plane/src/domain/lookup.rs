@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use edge_policy::{IpNet, KeyHash, Mode};
+use edge_policy::{IpNet, Mode};
 
 use super::action::ActionKind;
 use super::records::{ActionRecord, ActionStatus};
@@ -97,7 +97,6 @@ pub fn parse(i: &LookupInput<'_>) -> CoreResult<Query> {
             ))
         }
     }
-    let mut warnings = Vec::new();
     if let Some(ip) = i.ip {
         let s = ip.trim();
         let addr: IpAddr = s.parse().map_err(|_| {
@@ -119,60 +118,34 @@ pub fn parse(i: &LookupInput<'_>) -> CoreResult<Query> {
         };
         return Ok(Query::Ip(addr));
     }
+    use super::action::TargetInput as T;
     if let Some(k) = i.api_key {
-        let t = super::target::normalise_target(
-            &super::action::TargetInput::ApiKey(k.to_string()),
-            &mut warnings,
-        )
-        .map_err(|e| rename(e, "api_key"))?;
-        return Ok(Query::ApiKey(t.value));
+        return Ok(Query::ApiKey(stored("api_key", T::ApiKey(k.into()))?));
     }
     if let Some(a) = i.account {
-        let t = super::target::normalise_target(
-            &super::action::TargetInput::Account(a.to_string()),
-            &mut warnings,
-        )
-        .map_err(|e| rename(e, "account"))?;
-        return Ok(Query::Account(t.value));
+        return Ok(Query::Account(stored("account", T::Account(a.into()))?));
     }
     if let Some(p) = i.pixel {
-        let t = super::target::normalise_target(
-            &super::action::TargetInput::Pixel(p.to_string()),
-            &mut warnings,
-        )
-        .map_err(|e| rename(e, "pixel"))?;
-        return Ok(Query::Pixel(t.value));
+        return Ok(Query::Pixel(stored("pixel", T::Pixel(p.into()))?));
     }
     let host = i
         .host
-        .map(|h| {
-            super::target::normalise_target(
-                &super::action::TargetInput::Host(h.to_string()),
-                &mut warnings,
-            )
-            .map_err(|e| rename(e, "host"))
-        })
-        .transpose()?
-        .map(|t| t.value);
+        .map(|h| stored("host", T::Host(h.into())))
+        .transpose()?;
     let path = i
         .path
-        .map(|p| {
-            super::target::normalise_target(
-                &super::action::TargetInput::PathPrefix(p.to_string()),
-                &mut warnings,
-            )
-            .map_err(|e| rename(e, "path"))
-        })
-        .transpose()?
-        .map(|t| t.value);
+        .map(|p| stored("path", T::PathPrefix(p.into())))
+        .transpose()?;
     Ok(Query::Request { host, path })
 }
 
-/// The target checks name `target.x`; a lookup names its own parameter.
-fn rename(e: CoreError, field: &str) -> CoreError {
-    match e {
-        CoreError::Invalid { message, .. } => CoreError::invalid(field, message),
-        other => other,
+/// `t` in the form actions store it (the target checks an action takes), or the check's
+/// refusal naming the lookup's own parameter `field` rather than `target.x`.
+fn stored(field: &str, t: super::action::TargetInput) -> CoreResult<String> {
+    match super::target::normalise_target(&t, &mut Vec::new()) {
+        Ok(t) => Ok(t.value),
+        Err(CoreError::Invalid { message, .. }) => Err(CoreError::invalid(field, message)),
+        Err(other) => Err(other),
     }
 }
 
@@ -190,6 +163,7 @@ pub struct Match {
 /// matches too (it is listed, and it exempts a client address from blocks, as at the edge).
 pub fn matches(q: &Query, actions: &[ActionRecord], now: i64) -> (Vec<Match>, bool) {
     let mut out = Vec::new();
+    let mut allowed = false;
     let mut ids: Vec<&ActionRecord> = actions
         .iter()
         .filter(|a| a.status(now) == ActionStatus::Active)
@@ -209,27 +183,18 @@ pub fn matches(q: &Query, actions: &[ActionRecord], now: i64) -> (Vec<Match>, bo
             _ => false,
         };
         if hit {
-            let enforced = a.mode == Mode::Enforce && a.kind != ActionKind::Allow;
+            let enforced = a.mode == Mode::Enforce;
+            allowed |= enforced && a.kind == ActionKind::Allow;
             out.push(Match {
                 action_id: a.id,
                 matched: v.to_string(),
-                contains: enforced,
+                contains: enforced && a.kind != ActionKind::Allow,
             });
         }
     }
     // An allow entry for the client exempts it from address blocks (the edge's precedence).
-    let allowed = out.iter().any(|m| {
-        actions
-            .iter()
-            .any(|a| a.id == m.action_id && a.kind == ActionKind::Allow && a.mode == Mode::Enforce)
-    });
     let contained = out.iter().any(|m| m.contains) && !(allowed && matches!(q, Query::Ip(_)));
     (out, contained)
-}
-
-/// `KeyHash` is what edges compare keys by; kept here so a test can pin the form.
-pub fn key_hash_hex(raw: &str) -> String {
-    KeyHash::of(raw).to_hex()
 }
 
 #[cfg(test)]
@@ -237,6 +202,10 @@ mod tests {
     use super::*;
     use crate::domain::action::StoredTarget;
     use crate::domain::fixtures::{action, NOW};
+
+    fn key_hash_hex(raw: &str) -> String {
+        edge_policy::KeyHash::of(raw).to_hex()
+    }
 
     fn with(id: i64, kind: ActionKind, ty: &'static str, v: &str) -> ActionRecord {
         let mut a = action(id, 1);
